@@ -1,3 +1,3 @@
-"""nnlab: run grids of small neural-network training experiments and understand their convergence."""
+"""nnlab: run grids of small neural-network training experiments and study their convergence."""
 
 __version__ = "0.1.0"

@@ -1,0 +1,29 @@
+"""The NumPy training engine: no files, no database, only arrays in and arrays out."""
+
+from nnlab.engine.activations import (
+    ACTIVATIONS,
+    DERIVATIVES,
+    HIDDEN_ACTIVATIONS,
+    OUTPUT_ACTIVATIONS,
+)
+from nnlab.engine.losses import DEFAULT_OUTPUT, LOSS_NAMES, LOSSES
+from nnlab.engine.mlp import MLP
+from nnlab.engine.optimizers import OPTIMIZERS
+from nnlab.engine.training import GD_VARIANTS, STATUSES, EpochRecord, TrainResult, train
+
+__all__ = [
+    "ACTIVATIONS",
+    "DEFAULT_OUTPUT",
+    "DERIVATIVES",
+    "GD_VARIANTS",
+    "HIDDEN_ACTIVATIONS",
+    "LOSSES",
+    "LOSS_NAMES",
+    "MLP",
+    "OPTIMIZERS",
+    "OUTPUT_ACTIVATIONS",
+    "STATUSES",
+    "EpochRecord",
+    "TrainResult",
+    "train",
+]

@@ -1,0 +1,302 @@
+"""The multilayer perceptron: dense layers, forward pass, loss and gradients by backpropagation.
+
+Notation follows the textbook: layer l computes Z_l = A_{l-1} W_l + b_l and A_l = f_l(Z_l), with
+A_0 = X. Backpropagation starts from the output delta D_L = ∂L/∂Z_L and applies the chain rule:
+∂L/∂W_l = A_{l-1}ᵀ D_l, ∂L/∂b_l = Σ_rows D_l, D_{l-1} = (D_l W_lᵀ) ⊙ f'_{l-1}(Z_{l-1}).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import pairwise
+
+import numpy as np
+
+from nnlab.engine.activations import DERIVATIVES, HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
+from nnlab.engine.losses import DEFAULT_OUTPUT, LOSSES
+from nnlab.engine.validation import check_choice, check_loss_output
+
+DTYPES = ("float64", "float32")
+_HE_INIT = {"relu", "leaky_relu"}
+
+
+class MLP:
+    """A fully connected feed-forward network.
+
+    Parameters
+    ----------
+    layer_sizes : sequence of int
+        ``[n_inputs, hidden_1, ..., n_outputs]``, at least two entries, each >= 1.
+    activation : str
+        Hidden-layer activation: ``sigmoid``, ``tanh``, ``relu``, ``leaky_relu`` or ``identity``.
+    output : str or None
+        Output activation: ``softmax``, ``sigmoid`` or ``identity``. None lets the loss choose
+        (softmax for cross_entropy, sigmoid for binary_cross_entropy, identity for mse) the first
+        time the network is given a loss; until then ``forward`` returns the raw output scores.
+    seed : int
+        Seeds the weight initialisation: Glorot-uniform for sigmoid / tanh / identity layers and
+        the output layer, He-normal for the ReLU family. Biases start at zero.
+    dtype : {"float64", "float32"}
+        Precision of parameters and of every computation.
+
+    Attributes
+    ----------
+    params : list of ndarray
+        ``[W1, b1, W2, b2, ...]``, ``W`` of shape (fan_in, fan_out) and ``b`` of shape (fan_out,).
+        They are views into one contiguous vector owned by the network: writing into them changes
+        the model, and optimisers update every parameter with a single vector operation.
+    """
+
+    def __init__(
+        self,
+        layer_sizes: Sequence[int],
+        activation: str = "relu",
+        output: str | None = None,
+        seed: int = 0,
+        dtype: str = "float64",
+    ) -> None:
+        self.layer_sizes = _check_layer_sizes(layer_sizes)
+        self.activation = check_choice("activation", activation, HIDDEN_ACTIVATIONS)
+        self.output = None if output is None else check_choice("output", output, OUTPUT_ACTIVATIONS)
+        self.dtype = np.dtype(check_choice("dtype", str(np.dtype(dtype)), DTYPES))
+        self.seed = int(seed)
+        self.flat = np.zeros(n_params(self.layer_sizes), dtype=self.dtype)
+        self.params = unflatten(self.flat, self.layer_sizes)
+        self._initialise(np.random.default_rng(self.seed))
+
+    def _initialise(self, rng: np.random.Generator) -> None:
+        weights = self.params[0::2]
+        for index, W in enumerate(weights):
+            fan_in, fan_out = W.shape
+            hidden = index < len(weights) - 1
+            if hidden and self.activation in _HE_INIT:
+                W[...] = rng.standard_normal((fan_in, fan_out)) * np.sqrt(2.0 / fan_in)
+            else:
+                limit = np.sqrt(6.0 / (fan_in + fan_out))
+                W[...] = rng.uniform(-limit, limit, (fan_in, fan_out))
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layer_sizes) - 1
+
+    @property
+    def n_params(self) -> int:
+        return self.flat.size
+
+    def output_for(self, loss: str) -> str:
+        """The output activation used with ``loss``; checks that the pair makes sense."""
+        check_choice("loss", loss, DEFAULT_OUTPUT)
+        output = self.output or DEFAULT_OUTPUT[loss]
+        check_loss_output(loss, output)
+        return output
+
+    def forward(self, X: np.ndarray) -> np.ndarray:
+        """Output-layer activations for ``X`` of shape (n_samples, n_inputs).
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_outputs)
+        """
+        X = self._check_inputs(X)
+        A = X
+        for index in range(self.n_layers):
+            W, b = self.params[2 * index], self.params[2 * index + 1]
+            A = A @ W
+            A += b
+            hidden = index < self.n_layers - 1
+            if hidden:
+                HIDDEN_ACTIVATIONS[self.activation](A)
+            else:
+                OUTPUT_ACTIVATIONS[self.output or "identity"](A)
+        return A
+
+    def loss_and_grads(
+        self, X: np.ndarray, Y: np.ndarray, loss: str
+    ) -> tuple[float, list[np.ndarray]]:
+        """Mean loss over the samples and its gradient with respect to every parameter.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_inputs)
+        Y : ndarray
+            Class ids of shape (n_samples,) or one-hot rows for ``cross_entropy``; targets of
+            shape (n_samples, n_outputs) (or (n_samples,) for one output) otherwise.
+        loss : {"mse", "cross_entropy", "binary_cross_entropy"}
+
+        Returns
+        -------
+        loss_value : float
+        grads : list of ndarray, aligned with ``params``
+        """
+        output = self.output_for(loss)
+        X = self._check_inputs(X)
+        T = prepare_targets(Y, loss, self.layer_sizes[-1], len(X), self.dtype)
+        backprop = Backprop(self, loss, output, max_rows=len(X))
+        total = backprop.loss_and_grads(X, T, len(X))
+        grads = [g.copy() for g in backprop.grads]
+        return total / len(X), grads
+
+    def _check_inputs(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X)
+        if X.ndim != 2 or X.shape[1] != self.layer_sizes[0]:
+            raise ValueError(
+                f"X must have shape (n_samples, {self.layer_sizes[0]}) for this network, "
+                f"got {X.shape}"
+            )
+        return np.ascontiguousarray(X, dtype=self.dtype)
+
+    def __repr__(self) -> str:
+        return (
+            f"MLP(layer_sizes={list(self.layer_sizes)}, activation={self.activation!r}, "
+            f"output={self.output!r}, seed={self.seed}, dtype={self.dtype.name!r})"
+        )
+
+
+class Backprop:
+    """Buffers and the forward/backward pass for batches of up to ``max_rows`` samples.
+
+    Memory is one batch's activations plus one scratch matrix as wide as the widest layer: the
+    delta of a hidden layer is written over that layer's activations once they have been used.
+    Everything is allocated here once, so a training run allocates nothing per batch beyond
+    NumPy's small temporaries. ``grads`` are views into ``flat_grad``, laid out like
+    ``net.params``.
+    """
+
+    def __init__(self, net: MLP, loss: str, output: str, max_rows: int) -> None:
+        self.loss = LOSSES[(loss, output)]
+        self.activate = HIDDEN_ACTIVATIONS[net.activation]
+        self.derivative = DERIVATIVES[net.activation]
+        sizes, dtype = net.layer_sizes, net.dtype
+        self.max_rows = max_rows
+        self.activations = [np.empty((max_rows, width), dtype) for width in sizes[1:]]
+        self.output_delta = np.empty((max_rows, sizes[-1]), dtype)
+        self._scratch = np.empty(max_rows * max(sizes[1:-1], default=0), dtype)
+        self.flat_grad = np.zeros_like(net.flat)
+        self.grads = unflatten(self.flat_grad, sizes)
+        self._layers = list(
+            zip(net.params[0::2], net.params[1::2], self.grads[0::2], self.grads[1::2], strict=True)
+        )
+
+    def forward(self, X: np.ndarray, m: int) -> np.ndarray:
+        """Hidden activations into the buffers; returns the output layer's pre-activations."""
+        A = X
+        last = len(self._layers) - 1
+        for index, (W, b, _, _) in enumerate(self._layers):
+            Z = self.activations[index][:m]
+            np.matmul(A, W, out=Z)
+            Z += b
+            if index < last:
+                self.activate(Z)
+            A = Z
+        return A
+
+    def loss_and_grads(self, X: np.ndarray, T: np.ndarray, m: int) -> float:
+        """Forward, loss and backward for ``m`` rows; gradients of the mean loss into ``grads``.
+
+        Returns the summed per-sample loss; the output activations stay in ``activations[-1]``.
+        """
+        Z = self.forward(X, m)
+        D = self.output_delta[:m]
+        total = self.loss(Z, T, D, 1.0 / m)
+        self.backward(X, D, m)
+        return total
+
+    def backward(self, X: np.ndarray, D: np.ndarray, m: int) -> None:
+        """Chain rule from the output delta ``D`` down; overwrites the hidden activations."""
+        for index in range(len(self._layers) - 1, -1, -1):
+            W, _, gW, gb = self._layers[index]
+            A_prev = X if index == 0 else self.activations[index - 1][:m]
+            if m == 1:
+                # an outer product into the buffer is far cheaper than a (k×1)(1×n) matmul
+                np.multiply(A_prev.T, D, out=gW)
+                gb[...] = D[0]
+            else:
+                np.matmul(A_prev.T, D, out=gW)
+                np.add.reduce(D, axis=0, out=gb)
+            if index > 0:
+                upstream = self._scratch[: m * W.shape[0]].reshape(m, W.shape[0])
+                np.matmul(D, W.T, out=upstream)
+                self.derivative(A_prev, upstream)
+                D = A_prev
+
+    def evaluate(self, X: np.ndarray, T: np.ndarray, correct) -> tuple[float, int]:
+        """Summed loss, and correct count when ``correct`` is given, over ``X`` in chunks."""
+        total, hits = 0.0, 0
+        for start in range(0, len(X), self.max_rows):
+            Xc, Tc = X[start : start + self.max_rows], T[start : start + self.max_rows]
+            m = len(Xc)
+            Z = self.forward(Xc, m)
+            total += self.loss(Z, Tc, None, 1.0 / m)
+            if correct is not None:
+                hits += correct(Z, Tc)
+        return total, hits
+
+
+def n_params(layer_sizes: Sequence[int]) -> int:
+    return sum((fan_in + 1) * fan_out for fan_in, fan_out in pairwise(layer_sizes))
+
+
+def unflatten(flat: np.ndarray, layer_sizes: Sequence[int]) -> list[np.ndarray]:
+    """Views ``[W1, b1, W2, b2, ...]`` into ``flat``; each ``W`` is followed by its ``b``."""
+    views, offset = [], 0
+    for fan_in, fan_out in pairwise(layer_sizes):
+        views.append(flat[offset : offset + fan_in * fan_out].reshape(fan_in, fan_out))
+        offset += fan_in * fan_out
+        views.append(flat[offset : offset + fan_out])
+        offset += fan_out
+    return views
+
+
+def prepare_targets(Y, loss: str, n_outputs: int, n_samples: int, dtype) -> np.ndarray:
+    """Targets in the form the loss functions take, checked against the network's outputs.
+
+    ``cross_entropy`` gets int64 class ids of shape (n,), from ids or one-hot rows; the other
+    losses get floats of shape (n, n_outputs): class ids become one-hot rows for mse with several
+    outputs, and a 1-D target becomes a column for one output.
+    """
+    Y = np.asarray(Y)
+    if len(Y) != n_samples:
+        raise ValueError(f"X has {n_samples} samples but y has {len(Y)}; they must match")
+    if loss == "cross_entropy":
+        return _class_ids(Y, n_outputs)
+    if Y.ndim == 1 and n_outputs > 1 and np.issubdtype(Y.dtype, np.integer):
+        ids = _class_ids(Y, n_outputs)
+        return np.eye(n_outputs, dtype=dtype)[ids]
+    if Y.ndim == 1:
+        Y = Y.reshape(-1, 1)
+    if Y.ndim != 2 or Y.shape[1] != n_outputs:
+        raise ValueError(
+            f"y must have shape ({n_samples}, {n_outputs}) for a network with {n_outputs} "
+            f"outputs, got {Y.shape}"
+        )
+    return np.ascontiguousarray(Y, dtype=dtype)
+
+
+def _class_ids(Y: np.ndarray, n_classes: int) -> np.ndarray:
+    if Y.ndim == 2:
+        if Y.shape[1] != n_classes:
+            raise ValueError(f"one-hot y must have {n_classes} columns, got {Y.shape[1]}")
+        Y = Y.argmax(axis=1)
+    if Y.ndim != 1 or not (np.issubdtype(Y.dtype, np.integer) or _all_whole(Y)):
+        raise ValueError(f"class labels must be integers 0..{n_classes - 1}, got dtype {Y.dtype}")
+    ids = Y.astype(np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= n_classes):
+        bad = ids[(ids < 0) | (ids >= n_classes)][0]
+        raise ValueError(
+            f"class label {bad} is out of range for {n_classes} outputs "
+            f"(expected 0..{n_classes - 1})"
+        )
+    return ids
+
+
+def _all_whole(Y: np.ndarray) -> bool:
+    return np.issubdtype(Y.dtype, np.floating) and bool(np.all(np.round(Y) == Y))
+
+
+def _check_layer_sizes(layer_sizes: Sequence[int]) -> tuple[int, ...]:
+    sizes = tuple(layer_sizes)
+    if len(sizes) < 2:
+        raise ValueError(f"layer_sizes needs at least [n_inputs, n_outputs], got {list(sizes)}")
+    if any(not isinstance(s, int | np.integer) or s < 1 for s in sizes):
+        raise ValueError(f"layer_sizes must be integers >= 1, got {list(sizes)}")
+    return tuple(int(s) for s in sizes)

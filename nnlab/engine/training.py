@@ -1,0 +1,392 @@
+"""The training loop: gradient descent in its batch, stochastic and mini-batch variants.
+
+One epoch is one pass over the training set. Batch GD makes one update per epoch from all N
+samples, stochastic GD makes N updates of one sample each, mini-batch GD makes ceil(N / B) updates
+of B samples (the last batch holds the remainder). The sample order is reshuffled every epoch
+from the seed, by shuffling an index; batches are gathered into a preallocated buffer, so the data
+set is never copied.
+
+Metrics in each epoch's record:
+
+- ``train_loss`` / ``train_accuracy``: mean over the epoch's samples of the loss (accuracy) each
+  sample had in the forward pass of its update, the running figure scikit-learn and Keras report;
+  for batch GD that is the loss before the epoch's update.
+- ``val_loss`` / ``val_accuracy``: on the validation data with the weights at the end of the epoch.
+- ``grad_norm``: Euclidean norm of the gradient of the epoch's last update.
+- accuracy is reported for classification targets (integer class ids), else None.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from nnlab.engine.losses import DEFAULT_OUTPUT, count_correct
+from nnlab.engine.mlp import MLP, Backprop, prepare_targets
+from nnlab.engine.optimizers import OPTIMIZERS
+from nnlab.engine.validation import check_choice, check_positive
+
+GD_VARIANTS = ("batch", "stochastic", "minibatch")
+STATUSES = ("completed", "converged", "early_stopped", "diverged")
+_EVAL_ROWS = 512
+
+
+@dataclass(frozen=True, slots=True)
+class EpochRecord:
+    """What one epoch of training measured; see the module docstring for each field."""
+
+    epoch: int
+    train_loss: float
+    val_loss: float | None
+    train_accuracy: float | None
+    val_accuracy: float | None
+    grad_norm: float
+    learning_rate: float
+    seconds: float
+
+
+@dataclass
+class TrainResult:
+    """How a run ended and what it measured.
+
+    ``status`` is ``completed`` (all epochs ran), ``converged`` (the training loss stopped
+    decreasing by ``tol``), ``early_stopped`` (validation loss stopped improving for ``patience``
+    epochs) or ``diverged`` (non-finite loss, or loss above ``divergence_factor`` × the first
+    epoch's).
+    """
+
+    status: str
+    history: list[EpochRecord] = field(default_factory=list)
+    updates: int = 0
+    reason: str = ""
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.history)
+
+    @property
+    def final(self) -> EpochRecord | None:
+        return self.history[-1] if self.history else None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Validated training settings; ``batch_size`` is the effective number of samples per update."""
+
+    loss: str
+    output: str
+    gd: str
+    batch_size: int
+    learning_rate: float
+    optimizer: str
+    optimizer_args: dict
+    epochs: int
+    seed: int
+    patience: int | None
+    min_delta: float
+    restore_best: bool
+    tol: float | None
+    tol_patience: int
+    divergence_factor: float | None
+
+
+def train(
+    net: MLP,
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    loss: str | None = None,
+    gd: str = "minibatch",
+    batch_size: int | None = 32,
+    learning_rate: float = 0.01,
+    optimizer: str = "sgd",
+    momentum: float = 0.9,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    epsilon: float = 1e-8,
+    epochs: int = 100,
+    seed: int | None = None,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
+    patience: int | None = None,
+    min_delta: float = 0.0,
+    restore_best: bool = False,
+    tol: float | None = None,
+    tol_patience: int = 1,
+    divergence_factor: float | None = 100.0,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> TrainResult:
+    """Train ``net`` in place on ``X``, ``y`` by gradient descent.
+
+    Parameters
+    ----------
+    net : MLP
+    X : ndarray of shape (n_samples, n_inputs)
+    y : ndarray
+        Class ids of shape (n_samples,) (or one-hot rows) for classification; targets of shape
+        (n_samples,) or (n_samples, n_outputs) for regression.
+    loss : {"mse", "cross_entropy", "binary_cross_entropy"} or None
+        None picks it from the network's output activation, else from ``y``: integer class ids
+        give cross_entropy (binary_cross_entropy for a single output), floats give mse.
+    gd : {"batch", "stochastic", "minibatch"}
+        All samples, one sample, or ``batch_size`` samples per update. ``batch_size`` is used by
+        ``minibatch`` only.
+    learning_rate : float
+        The step size η > 0.
+    optimizer : {"sgd", "momentum", "nesterov", "adam"}
+        The update rule; ``momentum`` (μ) feeds momentum and nesterov, ``beta1``, ``beta2`` and
+        ``epsilon`` feed adam.
+    epochs : int
+        Passes over the training set, at most.
+    seed : int or None
+        Seeds the per-epoch shuffling; None uses the network's seed.
+    val : (X_val, y_val) or None
+        Validation data, evaluated after every epoch.
+    patience, min_delta, restore_best
+        Early stopping: stop when the validation loss has not improved by more than ``min_delta``
+        for ``patience`` epochs; ``restore_best`` puts back the weights of the best epoch.
+    tol, tol_patience
+        Convergence: stop when the training loss has not decreased by more than ``tol`` for
+        ``tol_patience`` consecutive epochs.
+    divergence_factor : float or None
+        Stop as ``diverged`` when the training loss exceeds this multiple of the first epoch's;
+        a non-finite loss always counts as diverged.
+    on_epoch : callable or None
+        Called with each epoch's ``EpochRecord`` as soon as the epoch ends.
+
+    Returns
+    -------
+    TrainResult
+    """
+    X = net._check_inputs(X)
+    config = make_config(
+        net,
+        y,
+        n_samples=len(X),
+        loss=loss,
+        gd=gd,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        optimizer=optimizer,
+        optimizer_args={"momentum": momentum, "beta1": beta1, "beta2": beta2, "epsilon": epsilon},
+        epochs=epochs,
+        seed=net.seed if seed is None else seed,
+        patience=patience,
+        min_delta=min_delta,
+        restore_best=restore_best,
+        tol=tol,
+        tol_patience=tol_patience,
+        divergence_factor=divergence_factor,
+        has_val=val is not None,
+    )
+    net.output = config.output
+    n_outputs = net.layer_sizes[-1]
+    T = prepare_targets(y, config.loss, n_outputs, len(X), net.dtype)
+    classify = _is_classification(y, config.loss)
+    validation = None
+    if val is not None:
+        X_val = net._check_inputs(val[0])
+        validation = (X_val, prepare_targets(val[1], config.loss, n_outputs, len(X_val), net.dtype))
+    with np.errstate(all="ignore"):
+        return _Trainer(net, config, X, T, classify, validation, on_epoch).run()
+
+
+def make_config(
+    net: MLP, y, *, n_samples: int, loss, gd, batch_size, learning_rate, optimizer, optimizer_args,
+    epochs, seed, patience, min_delta, restore_best, tol, tol_patience, divergence_factor, has_val,
+) -> TrainConfig:  # fmt: skip
+    """Check every training argument once, before any work; errors name the bad value."""
+    loss = _default_loss(net, y) if loss is None else loss
+    output = net.output_for(loss)
+    gd = check_choice("gd", gd, GD_VARIANTS)
+    optimizer = check_choice("optimizer", optimizer, OPTIMIZERS)
+    check_positive("learning_rate", learning_rate)
+    if not isinstance(epochs, int | np.integer) or epochs < 1:
+        raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
+    if patience is not None and (not has_val or patience < 1):
+        raise ValueError(f"patience={patience!r} needs validation data (val=...) and must be >= 1")
+    if tol is not None and tol < 0:
+        raise ValueError(f"tol must be >= 0, got {tol!r}")
+    if divergence_factor is not None and divergence_factor <= 1:
+        raise ValueError(f"divergence_factor must be > 1, got {divergence_factor!r}")
+    for name in ("momentum", "beta1", "beta2"):
+        if not 0 <= optimizer_args[name] < 1:
+            raise ValueError(f"{name} must be in [0, 1), got {optimizer_args[name]!r}")
+    check_positive("epsilon", optimizer_args["epsilon"])
+    return TrainConfig(
+        loss=loss,
+        output=output,
+        gd=gd,
+        batch_size=_effective_batch_size(gd, batch_size, n_samples),
+        learning_rate=float(learning_rate),
+        optimizer=optimizer,
+        optimizer_args=dict(optimizer_args),
+        epochs=int(epochs),
+        seed=int(seed),
+        patience=patience,
+        min_delta=float(min_delta),
+        restore_best=bool(restore_best),
+        tol=tol,
+        tol_patience=int(tol_patience),
+        divergence_factor=divergence_factor,
+    )
+
+
+def _effective_batch_size(gd: str, batch_size: int | None, n_samples: int) -> int:
+    if n_samples < 1:
+        raise ValueError("X has no samples; training needs at least one")
+    if gd == "batch":
+        return n_samples
+    if gd == "stochastic":
+        return 1
+    if not isinstance(batch_size, int | np.integer) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if batch_size > n_samples:
+        raise ValueError(
+            f"batch_size={batch_size} is larger than the {n_samples} training samples; "
+            f"use gd='batch' to train on all samples at once"
+        )
+    return int(batch_size)
+
+
+def _default_loss(net: MLP, y) -> str:
+    by_output = {o: loss for loss, o in DEFAULT_OUTPUT.items()}
+    if net.output is not None:
+        return by_output[net.output]
+    if np.issubdtype(np.asarray(y).dtype, np.integer):
+        return "cross_entropy" if net.layer_sizes[-1] > 1 else "binary_cross_entropy"
+    return "mse"
+
+
+def _is_classification(y, loss: str) -> bool:
+    return loss != "mse" or np.issubdtype(np.asarray(y).dtype, np.integer)
+
+
+class _Trainer:
+    """One training run's state: buffers, optimiser, stopping rules."""
+
+    def __init__(self, net, config: TrainConfig, X, T, classify, validation, on_epoch) -> None:
+        self.net, self.config, self.X, self.T = net, config, X, T
+        self.correct = count_correct if classify else None
+        self.validation = validation
+        self.on_epoch = on_epoch
+        rows = max(config.batch_size, min(_EVAL_ROWS, len(X)))
+        self.backprop = Backprop(net, config.loss, config.output, max_rows=rows)
+        self.optimizer = OPTIMIZERS[config.optimizer](
+            net.flat, self.backprop.flat_grad, config.learning_rate, **config.optimizer_args
+        )
+        self.rng = np.random.default_rng([config.seed, 1])
+        self.order = np.arange(len(X))
+        B = config.batch_size
+        self.X_batch = np.empty((B, X.shape[1]), X.dtype)
+        self.T_batch = np.empty((B, *T.shape[1:]), T.dtype)
+        self.updates = 0
+
+    def run(self) -> TrainResult:
+        config, result = self.config, TrainResult(status="completed")
+        first_loss = best_train = best_val = math.inf
+        stale_train = stale_val = 0
+        best_flat = None
+        for epoch in range(1, config.epochs + 1):
+            record = self._epoch(epoch)
+            result.history.append(record)
+            if self.on_epoch is not None:
+                self.on_epoch(record)
+            loss = record.train_loss
+            if epoch == 1:
+                first_loss = loss
+            if not math.isfinite(loss) or (
+                config.divergence_factor is not None
+                and loss > config.divergence_factor * first_loss
+            ):
+                result.status, result.reason = "diverged", f"train_loss={loss:g} at epoch {epoch}"
+                break
+            if record.val_loss is not None and config.patience is not None:
+                if record.val_loss < best_val - config.min_delta:
+                    best_val, stale_val = record.val_loss, 0
+                    if config.restore_best:
+                        best_flat = self.net.flat.copy()
+                else:
+                    stale_val += 1
+                if stale_val >= config.patience:
+                    result.status = "early_stopped"
+                    result.reason = f"val_loss did not improve for {config.patience} epochs"
+                    break
+            if config.tol is not None:
+                stale_train = stale_train + 1 if loss > best_train - config.tol else 0
+                best_train = min(best_train, loss)
+                if stale_train >= config.tol_patience:
+                    result.status = "converged"
+                    result.reason = f"train_loss decreased by less than tol={config.tol:g}"
+                    break
+        if best_flat is not None and result.status == "early_stopped":
+            self.net.flat[...] = best_flat
+        result.updates = self.updates
+        return result
+
+    def _epoch(self, epoch: int) -> EpochRecord:
+        start = time.perf_counter()
+        gd = self.config.gd
+        if gd == "batch":
+            total, hits = self._batch_pass()
+        elif gd == "stochastic":
+            total, hits = self._stochastic_pass()
+        else:
+            total, hits = self._minibatch_pass()
+        n = len(self.X)
+        val_loss = val_accuracy = None
+        if self.validation is not None and len(self.validation[0]):
+            X_val, T_val = self.validation
+            val_total, val_hits = self.backprop.evaluate(X_val, T_val, self.correct)
+            val_loss = val_total / len(X_val)
+            val_accuracy = val_hits / len(X_val) if self.correct else None
+        grad = self.backprop.flat_grad
+        return EpochRecord(
+            epoch=epoch,
+            train_loss=total / n,
+            val_loss=val_loss,
+            train_accuracy=hits / n if self.correct else None,
+            val_accuracy=val_accuracy,
+            grad_norm=float(np.sqrt(np.vdot(grad, grad))),
+            learning_rate=self.config.learning_rate,
+            seconds=time.perf_counter() - start,
+        )
+
+    def _update(self, X, T, m: int) -> tuple[float, int]:
+        backprop = self.backprop
+        total = backprop.loss_and_grads(X, T, m)
+        hits = self.correct(backprop.activations[-1][:m], T) if self.correct else 0
+        self.optimizer.step()
+        self.updates += 1
+        return total, hits
+
+    def _batch_pass(self) -> tuple[float, int]:
+        return self._update(self.X, self.T, len(self.X))
+
+    def _stochastic_pass(self) -> tuple[float, int]:
+        self.rng.shuffle(self.order)
+        X, T, update = self.X, self.T, self._update
+        total, hits = 0.0, 0
+        for i in self.order.tolist():
+            loss, correct = update(X[i : i + 1], T[i : i + 1], 1)
+            total += loss
+            hits += correct
+        return total, hits
+
+    def _minibatch_pass(self) -> tuple[float, int]:
+        self.rng.shuffle(self.order)
+        X, T, B, update = self.X, self.T, self.config.batch_size, self._update
+        total, hits = 0.0, 0
+        for start in range(0, len(X), B):
+            index = self.order[start : start + B]
+            m = len(index)
+            # mode="clip": the index is valid, and "raise" would buffer the copy
+            X_batch = np.take(X, index, axis=0, out=self.X_batch[:m], mode="clip")
+            T_batch = np.take(T, index, axis=0, out=self.T_batch[:m], mode="clip")
+            loss, correct = update(X_batch, T_batch, m)
+            total += loss
+            hits += correct
+        return total, hits
