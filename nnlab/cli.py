@@ -1,0 +1,172 @@
+"""The ``nnlab`` command: a thin shell over the Python API.
+
+User mistakes (bad options, bad data, bad specs) print one clear message and exit with status 2;
+``nnlab --debug`` shows the traceback of any failure instead.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from nnlab import __version__
+from nnlab.engine import GD_VARIANTS, HIDDEN_ACTIVATIONS, LOSS_NAMES, OPTIMIZERS, EpochRecord
+from nnlab.sweep import RunConfig, execute
+
+EXIT_USAGE = 2
+
+
+class UserError(click.ClickException):
+    """A mistake in what the user asked for: one message, exit status 2, no traceback."""
+
+    exit_code = EXIT_USAGE
+
+
+@contextmanager
+def user_errors(ctx: click.Context) -> Iterator[None]:
+    """Turn the API's ValueErrors (bad arguments, bad data) into a clean exit 2."""
+    try:
+        yield
+    except ValueError as error:
+        if ctx.find_root().params.get("debug"):
+            raise
+        raise UserError(str(error)) from error
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="nnlab")
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of short messages.")
+def cli(debug: bool) -> None:
+    """nnlab: train small neural networks, sweep their hyperparameters, study convergence."""
+
+
+def _parse_hidden(ctx, param, value: str) -> tuple[int, ...]:
+    if value.strip() == "":
+        return ()
+    try:
+        sizes = tuple(int(part) for part in value.split(","))
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a comma-separated list of layer widths, e.g. 16,16"
+        ) from None
+    if any(size < 1 for size in sizes):
+        raise click.BadParameter(f"layer widths must be >= 1, got {value!r}")
+    return sizes
+
+
+@cli.command()
+@click.option("--data", default="spirals", show_default=True,
+              help="A synthetic set (xor, moons, circles, spirals, blobs, sine) or a .csv/.npz path.")
+@click.option("--target", help="Target column of a CSV file.")
+@click.option("--n-samples", type=int, help="Size of a synthetic set.")
+@click.option("--classes", type=int, help="Number of classes (spirals, blobs).")
+@click.option("--noise", type=float, help="Noise level of a synthetic set.")
+@click.option("--val-fraction", type=float, default=0.2, show_default=True,
+              help="Share of the data held out for validation.")
+@click.option("--standardize/--no-standardize", default=True, show_default=True,
+              help="Scale features to zero mean, unit variance (fitted on the training part).")
+@click.option("--hidden", default="16,16", show_default=True, callback=_parse_hidden,
+              help="Hidden layer widths, comma-separated; '' for none.")
+@click.option("--activation", default="relu", show_default=True,
+              type=click.Choice(list(HIDDEN_ACTIVATIONS)))
+@click.option("--output", type=click.Choice(["softmax", "sigmoid", "identity"]),
+              help="Output activation; chosen from the loss when omitted.")
+@click.option("--loss", type=click.Choice(list(LOSS_NAMES)),
+              help="Loss; cross_entropy for class labels, mse for numbers when omitted.")
+@click.option("--gd", default="minibatch", show_default=True, type=click.Choice(GD_VARIANTS),
+              help="batch: all samples per update; stochastic: one; minibatch: --batch-size.")
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--learning-rate", "-lr", type=float, default=0.1, show_default=True)
+@click.option("--optimizer", default="sgd", show_default=True, type=click.Choice(list(OPTIMIZERS)))
+@click.option("--momentum", type=float, default=0.9, show_default=True,
+              help="μ for the momentum and nesterov optimizers.")
+@click.option("--epochs", type=int, default=50, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seeds the weights and the shuffling.")
+@click.option("--patience", type=int, help="Stop early after this many epochs without "
+              "validation improvement.")
+@click.option("--tol", type=float, help="Stop as converged when the training loss decreases by "
+              "less than this.")
+@click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64",
+              show_default=True)
+@click.option("--every", type=int, default=0,
+              help="Print every Nth epoch (default: about 25 rows in all).")
+@click.pass_context
+def train(ctx, data, target, n_samples, classes, noise, val_fraction, standardize, hidden,
+          activation, output, loss, gd, batch_size, learning_rate, optimizer, momentum, epochs,
+          seed, patience, tol, dtype, every):  # fmt: skip
+    """Train one network and print its per-epoch metrics.
+
+    \b
+    Example:
+      nnlab train --data spirals --hidden 16,16 --activation tanh --gd minibatch \\
+        --batch-size 32 --learning-rate 0.1 --optimizer sgd --epochs 50 --seed 0
+      nnlab train --data measurements.csv --target label --epochs 20
+    """
+    data_params = {"name": data, "val_fraction": val_fraction, "standardize": standardize}
+    extras = {"target": target, "n_samples": n_samples, "classes": classes, "noise": noise}
+    data_params.update({key: value for key, value in extras.items() if value is not None})
+    config = RunConfig(
+        data=data_params, hidden=hidden, activation=activation, output=output, loss=loss, gd=gd,
+        batch_size=batch_size, learning_rate=learning_rate, optimizer=optimizer,
+        momentum=momentum, epochs=epochs, seed=seed, dtype=dtype, patience=patience, tol=tol,
+    )  # fmt: skip
+    console = Console()
+    table = _epoch_table()
+    stride = every if every > 0 else max(1, math.ceil(epochs / 25))
+
+    shown: list[int] = []
+
+    def on_epoch(record: EpochRecord) -> None:
+        if record.epoch == 1 or record.epoch % stride == 0:
+            table.add_row(*_epoch_cells(record))
+            shown.append(record.epoch)
+
+    with user_errors(ctx):
+        outcome = execute(config, on_epoch=on_epoch)
+    result = outcome.result
+    if result.final is not None and result.final.epoch not in shown:
+        table.add_row(*_epoch_cells(result.final))
+    console.print(table)
+    colour = {"diverged": "red", "early_stopped": "yellow"}.get(result.status, "green")
+    reason = f" ({result.reason})" if result.reason else ""
+    console.print(
+        f"[bold {colour}]{result.status}[/] after {result.epochs_run} epochs, "
+        f"{result.updates} updates{reason}; data {outcome.fingerprint[:19]}…"
+    )
+
+
+def _epoch_table() -> Table:
+    table = Table(title=None, box=None, header_style="bold")
+    for name in ("epoch", "train_loss", "val_loss", "train_acc", "val_acc", "grad_norm", "seconds"):
+        table.add_column(name, justify="right")
+    return table
+
+
+def _epoch_cells(record: EpochRecord) -> list[str]:
+    def number(value: float | None, spec: str) -> str:
+        return "–" if value is None else format(value, spec)
+
+    return [
+        str(record.epoch),
+        number(record.train_loss, ".5g"),
+        number(record.val_loss, ".5g"),
+        number(record.train_accuracy, ".3f"),
+        number(record.val_accuracy, ".3f"),
+        number(record.grad_norm, ".3g"),
+        number(record.seconds, ".4f"),
+    ]
+
+
+def main() -> None:
+    cli(prog_name="nnlab")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""One training run: a configuration in, a trained network and its history out.
+
+This is the unit a sweep repeats for every point of its grid, and what ``nnlab train`` runs once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from nnlab.data import SYNTHETIC, Dataset, fingerprint, load_dataset, split, standardize
+from nnlab.engine import MLP, EpochRecord, TrainResult, train
+
+# Keys of the data mapping that are about splitting, not about generating or loading the data.
+SPLIT_KEYS = ("val_fraction", "standardize")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a run. ``data`` names a synthetic set or a file, with its
+    parameters, plus ``val_fraction`` (default 0.2) and ``standardize`` (default True); its
+    ``seed`` (default 0) fixes the data and the split, while ``seed`` here fixes the weights and
+    the shuffling."""
+
+    data: Mapping = field(default_factory=lambda: {"name": "spirals"})
+    hidden: tuple[int, ...] = (16, 16)
+    activation: str = "relu"
+    output: str | None = None
+    loss: str | None = None
+    gd: str = "minibatch"
+    batch_size: int | None = 32
+    learning_rate: float = 0.1
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    beta1: float = 0.9
+    beta2: float = 0.999
+    epsilon: float = 1e-8
+    epochs: int = 50
+    seed: int = 0
+    dtype: str = "float64"
+    patience: int | None = None
+    min_delta: float = 0.0
+    tol: float | None = None
+    divergence_factor: float | None = 100.0
+
+
+@dataclass
+class RunOutcome:
+    result: TrainResult
+    net: MLP
+    train_data: Dataset
+    val_data: Dataset
+    fingerprint: str
+
+
+def prepare_data(data: Mapping) -> tuple[Dataset, Dataset, str]:
+    """Load or generate the data set named in ``data``; split it into train and validation.
+
+    Returns the two parts and the fingerprint of the whole data set as loaded.
+    """
+    params = dict(data)
+    name = params.pop("name")
+    val_fraction = params.pop("val_fraction", 0.2)
+    scale = params.pop("standardize", True)
+    seed = params.get("seed", 0)
+    if "seed" in params and not _takes_seed(name):
+        params.pop("seed")
+    dataset = load_dataset(name, **params)
+    train_data, val_data = split(dataset, val_fraction=val_fraction, seed=seed)
+    if scale:
+        train_data, val_data = standardize(train_data, val_data)
+    return train_data, val_data, fingerprint(dataset.X, dataset.y)
+
+
+def _takes_seed(name: str) -> bool:
+    return name in SYNTHETIC
+
+
+def execute(config: RunConfig, on_epoch: Callable[[EpochRecord], None] | None = None) -> RunOutcome:
+    """Prepare the data, build the network and train it as ``config`` says."""
+    train_data, val_data, data_fingerprint = prepare_data(config.data)
+    sizes = [train_data.n_features, *config.hidden, train_data.n_outputs]
+    net = MLP(sizes, config.activation, config.output, seed=config.seed, dtype=config.dtype)
+    val = (val_data.X, val_data.y) if val_data.n_samples else None
+    result = train(
+        net,
+        train_data.X,
+        train_data.y,
+        loss=config.loss,
+        gd=config.gd,
+        batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        optimizer=config.optimizer,
+        momentum=config.momentum,
+        beta1=config.beta1,
+        beta2=config.beta2,
+        epsilon=config.epsilon,
+        epochs=config.epochs,
+        seed=config.seed,
+        val=val,
+        patience=config.patience,
+        min_delta=config.min_delta,
+        tol=config.tol,
+        divergence_factor=config.divergence_factor,
+        on_epoch=on_epoch,
+    )
+    return RunOutcome(
+        result=result,
+        net=net,
+        train_data=train_data,
+        val_data=val_data,
+        fingerprint=data_fingerprint,
+    )
