@@ -1,0 +1,258 @@
+"""Training throughput of nnlab's engine against scikit-learn, PyTorch and a hand-written loop.
+
+Same data, architecture, initial scale, plain SGD with a constant learning rate, float64
+everywhere; median of --repeats runs; 1 and 2 BLAS threads. Prints samples/s, ratios, and the
+GFLOP/s nnlab reaches against this machine's own measured GEMM peak. Then the peak RSS of training
+on the synthetic problem against what the data, parameters and one batch's activations need.
+
+    pip install -e '.[bench]'
+    python benchmarks/engine.py            # full table (a few minutes on 2 cores)
+    python benchmarks/engine.py --quick    # one repeat, fewer samples: a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+sys.path.insert(0, str(Path(__file__).parent))
+import numpy_loop
+
+from nnlab.engine import MLP, train
+
+LEARNING_RATE = 0.01
+# samples processed per measurement, by batch size: enough for a stable time, small enough to finish
+WORK = {1: 3_000, 32: 40_000, 256: 100_000, "full": 100_000}
+
+
+def digits():
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X = (X - X.mean(axis=0)) / (X.std(axis=0) + 1e-8)
+    return "digits 64-128-10", np.ascontiguousarray(X), y.astype(np.int64), [64, 128, 10]
+
+
+def synthetic(n=20_000, d=100, classes=10, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    teacher = rng.standard_normal((d, classes))
+    y = (X @ teacher).argmax(axis=1).astype(np.int64)
+    return f"synthetic {n}x{d}-256-256-10", X, y, [d, 256, 256, classes]
+
+
+def run_nnlab(X, y, sizes, batch_size, epochs):
+    net = MLP(sizes, activation="relu", seed=0)
+    gd = "batch" if batch_size == len(X) else "minibatch"
+    train(net, X, y, gd=gd, batch_size=batch_size, learning_rate=LEARNING_RATE, epochs=epochs)
+
+
+def run_numpy_loop(X, y, sizes, batch_size, epochs):
+    numpy_loop.train(X, y, sizes, batch_size, LEARNING_RATE, epochs)
+
+
+def run_sklearn(X, y, sizes, batch_size, epochs):
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    clf = MLPClassifier(
+        hidden_layer_sizes=tuple(sizes[1:-1]),
+        activation="relu",
+        solver="sgd",
+        momentum=0.0,
+        learning_rate_init=LEARNING_RATE,
+        batch_size=batch_size,
+        max_iter=epochs,
+        tol=0.0,
+        n_iter_no_change=epochs + 1,
+        shuffle=True,
+        random_state=0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+
+
+def run_torch(X, y, sizes, batch_size, epochs):
+    import torch
+
+    torch.manual_seed(0)
+    layers = []
+    for fan_in, fan_out in pairwise(sizes):
+        layers += [torch.nn.Linear(fan_in, fan_out, dtype=torch.float64), torch.nn.ReLU()]
+    model = torch.nn.Sequential(*layers[:-1])
+    optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
+    criterion = torch.nn.CrossEntropyLoss()
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    n = len(X)
+    for _ in range(epochs):
+        order = torch.randperm(n)
+        total = 0.0
+        for start in range(0, n, batch_size):
+            index = order[start : start + batch_size]
+            optimizer.zero_grad()
+            loss = criterion(model(Xt[index]), yt[index])
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(index)
+
+
+IMPLEMENTATIONS = {
+    "nnlab": run_nnlab,
+    "numpy loop": run_numpy_loop,
+    "sklearn": run_sklearn,
+    "torch": run_torch,
+}
+
+
+def measure(fn, X, y, sizes, batch_size, repeats, work):
+    """Median samples/s of ``fn`` over ``repeats`` runs on a slice of the data sized to ``work``."""
+    n = min(len(X), max(work, batch_size)) if batch_size != len(X) else len(X)
+    Xs, ys = X[:n], y[:n]
+    epochs = max(1, math.ceil(work / n))
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(Xs, ys, sizes, min(batch_size, n), epochs)
+        rates.append(epochs * n / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def gemm_peak(threads, size=1536, repeats=5):
+    """GFLOP/s of a square float64 matmul with this many BLAS threads: the machine's own peak."""
+    a = np.random.default_rng(0).standard_normal((size, size))
+    with threadpool_limits(threads):
+        a @ a
+        best = min(_timed(lambda: a @ a) for _ in range(repeats))
+    return 2 * size**3 / best / 1e9
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def train_flops_per_sample(sizes):
+    """Multiply-adds ×2 of forward, weight gradients and deltas (none for the input layer)."""
+    products = [a * b for a, b in pairwise(sizes)]
+    return 2 * (3 * sum(products) - products[0])
+
+
+def torch_threads(threads):
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:
+        pass
+
+
+def throughput_table(repeats, work_scale):
+    rows = []
+    problems = [digits(), synthetic()]
+    for threads in (1, 2):
+        peak = gemm_peak(threads)
+        torch_threads(threads)
+        for name, X, y, sizes in problems:
+            for batch in (1, 32, 256, "full"):
+                batch_size = len(X) if batch == "full" else batch
+                work = int(WORK[batch] * work_scale)
+                if name.startswith("synthetic") and batch == 1:
+                    work //= 3
+                rates = {}
+                with threadpool_limits(threads):
+                    for impl, fn in IMPLEMENTATIONS.items():
+                        rates[impl] = measure(fn, X, y, sizes, batch_size, repeats, work)
+                gflops = rates["nnlab"] * train_flops_per_sample(sizes) / 1e9
+                rows.append((name, batch, threads, rates, gflops, peak))
+                print_row(rows[-1], flush=True)
+    return rows
+
+
+HEADER = (
+    f"| {'problem':<30} | {'batch':>5} | thr | {'nnlab':>9} | {'numpy loop':>10} | "
+    f"{'sklearn':>9} | {'torch':>9} | {'×sklearn':>8} | {'×torch':>6} | {'×loop':>5} | "
+    f"{'GFLOP/s':>7} | {'% peak':>6} |"
+)
+
+
+def print_row(row, flush=False):
+    name, batch, threads, r, gflops, peak = row
+    print(
+        f"| {name:<30} | {batch!s:>5} | {threads:>3} | {r['nnlab']:>9,.0f} | "
+        f"{r['numpy loop']:>10,.0f} | {r['sklearn']:>9,.0f} | {r['torch']:>9,.0f} | "
+        f"{r['nnlab'] / r['sklearn']:>8.2f} | {r['nnlab'] / r['torch']:>6.2f} | "
+        f"{r['nnlab'] / r['numpy loop']:>5.2f} | {gflops:>7.1f} | {100 * gflops / peak:>5.0f}% |",
+        flush=flush,
+    )
+
+
+MEMORY_PROBE = r"""
+import json, sys
+import numpy as np
+from nnlab.engine import MLP, train
+def rss():  # VmHWM: the peak of this process alone (ru_maxrss survives exec from a big parent)
+    return int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) * 1024
+gd, batch_size = sys.argv[1], int(sys.argv[2])
+n, d, sizes = 20_000, 100, [100, 256, 256, 10]
+net = MLP(sizes, activation="relu", seed=0)
+rng = np.random.default_rng(0)
+X = np.empty((n, d)); rng.standard_normal(out=X)
+y = rng.integers(0, 10, n)
+baseline = rss()
+train(net, X, y, gd=gd, batch_size=batch_size, learning_rate=0.01, epochs=2)
+rows = n if gd == "batch" else batch_size
+print(json.dumps({"baseline": baseline, "peak": rss(), "data": X.nbytes + y.nbytes,
+                  "params": net.flat.nbytes, "activations": rows * sum(sizes[1:]) * 8}))
+"""
+
+
+def memory_table():
+    print("\nPeak RSS training the synthetic 20000×100-256-256-10 problem (2 epochs):\n")
+    print(f"| {'gd':<10} | {'batch':>5} | {'peak RSS':>9} | {'budget':>9} | {'ratio':>5} |")
+    print(f"|{'-' * 12}|{'-' * 7}|{'-' * 11}|{'-' * 11}|{'-' * 7}|")
+    for gd, batch_size in (("minibatch", 32), ("minibatch", 256), ("batch", 0)):
+        out = subprocess.run(
+            [sys.executable, "-c", MEMORY_PROBE, gd, str(batch_size)],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        m = json.loads(out)
+        # baseline is measured with the data already in memory, so it is counted once
+        budget = m["baseline"] + m["params"] + m["activations"]
+        print(
+            f"| {gd:<10} | {batch_size or 'full':>5} | {m['peak'] / 2**20:>6.0f} MB | "
+            f"{budget / 2**20:>6.0f} MB | {m['peak'] / budget:>5.2f} |"
+        )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="1 repeat, a tenth of the work")
+    args = parser.parse_args()
+    repeats, scale = (1, 0.1) if args.quick else (args.repeats, 1.0)
+    print(f"numpy {np.__version__}, float64, plain SGD lr={LEARNING_RATE}, samples/s (higher is")
+    print(f"better), median of {repeats}; ratios are nnlab / other.\n")
+    print(HEADER)
+    print("|" + "|".join("-" * (len(c) + 2) for c in HEADER.split("|")[1:-1]) + "|")
+    throughput_table(repeats, scale)
+    print("\nGEMM peak (square float64 matmul): " + ", ".join(
+        f"{t} thread(s) {gemm_peak(t):.1f} GFLOP/s" for t in (1, 2)
+    ))  # fmt: skip
+    memory_table()
+
+
+if __name__ == "__main__":
+    main()
