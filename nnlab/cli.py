@@ -61,42 +61,84 @@ def _parse_hidden(ctx, param, value: str) -> tuple[int, ...]:
 
 
 @cli.command()
-@click.option("--data", default="spirals", show_default=True,
-              help="A synthetic set (xor, moons, circles, spirals, blobs, sine) or a .csv/.npz path.")
+@click.option(
+    "--data",
+    default="spirals",
+    show_default=True,
+    help="Synthetic set (xor, moons, circles, spirals, blobs, sine) or a .csv/.npz path.",
+)
 @click.option("--target", help="Target column of a CSV file.")
 @click.option("--n-samples", type=int, help="Size of a synthetic set.")
 @click.option("--classes", type=int, help="Number of classes (spirals, blobs).")
 @click.option("--noise", type=float, help="Noise level of a synthetic set.")
-@click.option("--val-fraction", type=float, default=0.2, show_default=True,
-              help="Share of the data held out for validation.")
-@click.option("--standardize/--no-standardize", default=True, show_default=True,
-              help="Scale features to zero mean, unit variance (fitted on the training part).")
-@click.option("--hidden", default="16,16", show_default=True, callback=_parse_hidden,
-              help="Hidden layer widths, comma-separated; '' for none.")
-@click.option("--activation", default="relu", show_default=True,
-              type=click.Choice(list(HIDDEN_ACTIVATIONS)))
-@click.option("--output", type=click.Choice(["softmax", "sigmoid", "identity"]),
-              help="Output activation; chosen from the loss when omitted.")
-@click.option("--loss", type=click.Choice(list(LOSS_NAMES)),
-              help="Loss; cross_entropy for class labels, mse for numbers when omitted.")
-@click.option("--gd", default="minibatch", show_default=True, type=click.Choice(GD_VARIANTS),
-              help="batch: all samples per update; stochastic: one; minibatch: --batch-size.")
+@click.option(
+    "--val-fraction",
+    type=float,
+    default=0.2,
+    show_default=True,
+    help="Share of the data held out for validation.",
+)
+@click.option(
+    "--standardize/--no-standardize",
+    default=True,
+    show_default=True,
+    help="Scale features to zero mean, unit variance (fitted on the training part).",
+)
+@click.option(
+    "--hidden",
+    default="16,16",
+    show_default=True,
+    callback=_parse_hidden,
+    help="Hidden layer widths, comma-separated; '' for none.",
+)
+@click.option(
+    "--activation", default="relu", show_default=True, type=click.Choice(list(HIDDEN_ACTIVATIONS))
+)
+@click.option(
+    "--output",
+    type=click.Choice(["softmax", "sigmoid", "identity"]),
+    help="Output activation; chosen from the loss when omitted.",
+)
+@click.option(
+    "--loss",
+    type=click.Choice(list(LOSS_NAMES)),
+    help="Loss; cross_entropy for class labels, mse for numbers when omitted.",
+)
+@click.option(
+    "--gd",
+    default="minibatch",
+    show_default=True,
+    type=click.Choice(GD_VARIANTS),
+    help="batch: all samples per update; stochastic: one; minibatch: --batch-size.",
+)
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--learning-rate", "-lr", type=float, default=0.1, show_default=True)
 @click.option("--optimizer", default="sgd", show_default=True, type=click.Choice(list(OPTIMIZERS)))
-@click.option("--momentum", type=float, default=0.9, show_default=True,
-              help="μ for the momentum and nesterov optimizers.")
+@click.option(
+    "--momentum",
+    type=float,
+    default=0.9,
+    show_default=True,
+    help="μ for the momentum and nesterov optimizers.",
+)
 @click.option("--epochs", type=int, default=50, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Seeds the weights and the shuffling.")
-@click.option("--patience", type=int, help="Stop early after this many epochs without "
-              "validation improvement.")
-@click.option("--tol", type=float, help="Stop as converged when the training loss decreases by "
-              "less than this.")
-@click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64",
-              show_default=True)
-@click.option("--every", type=int, default=0,
-              help="Print every Nth epoch (default: about 25 rows in all).")
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seeds the weights and the shuffling."
+)
+@click.option(
+    "--patience", type=int, help="Stop early after this many epochs without validation improvement."
+)
+@click.option(
+    "--tol",
+    type=float,
+    help="Stop as converged when the training loss decreases by less than this.",
+)
+@click.option(
+    "--dtype", type=click.Choice(["float64", "float32"]), default="float64", show_default=True
+)
+@click.option(
+    "--every", type=int, default=0, help="Print every Nth epoch (default: about 25 rows in all)."
+)
 @click.pass_context
 def train(ctx, data, target, n_samples, classes, noise, val_fraction, standardize, hidden,
           activation, output, loss, gd, batch_size, learning_rate, optimizer, momentum, epochs,

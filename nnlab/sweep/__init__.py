@@ -1,4 +1,4 @@
-"""Sweeps: configurations, the grid, and the runner that joins the data, the engine and the store."""
+"""Sweeps: run configurations, the grid, and the runner that joins data, engine and store."""
 
 from nnlab.sweep.run import RunConfig, RunOutcome, execute, prepare_data
 
