@@ -1,0 +1,126 @@
+"""The `nnlab` command line: a thin shell whose output and exit codes users rely on."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from nnlab import __version__
+from nnlab.cli import cli
+
+README = Path(__file__).parent.parent / "README.md"
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_version_and_help():
+    assert invoke("--version").output.strip() == f"nnlab, version {__version__}"
+    result = invoke("--help")
+    assert result.exit_code == 0
+    assert "train" in result.output
+
+
+def test_train_prints_epochs_and_status():
+    result = invoke(
+        "train", "--data", "spirals", "--hidden", "16,16", "--activation", "tanh",
+        "--gd", "minibatch", "--batch-size", "32", "--learning-rate", "0.1",
+        "--optimizer", "sgd", "--epochs", "6", "--seed", "0", "--every", "1",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = [line.split() for line in result.output.splitlines() if re.match(r"\s+\d+\s", line)]
+    assert [int(row[0]) for row in rows] == [1, 2, 3, 4, 5, 6]
+    assert all(np.isfinite(float(row[1])) for row in rows)
+    assert "completed after 6 epochs, 48 updates" in result.output
+
+
+def test_train_gd_variants_count_updates():
+    # 300 spiral points, 240 for training: batch = 1 update per epoch, stochastic = 240
+    batch = invoke("train", "--gd", "batch", "--epochs", "3")
+    stochastic = invoke("train", "--gd", "stochastic", "--epochs", "2")
+    assert "3 updates" in batch.output
+    assert "480 updates" in stochastic.output
+
+
+def test_train_is_deterministic_from_seed():
+    first = invoke("train", "--epochs", "3", "--seed", "7", "--every", "1").output
+    again = invoke("train", "--epochs", "3", "--seed", "7", "--every", "1").output
+    other = invoke("train", "--epochs", "3", "--seed", "8", "--every", "1").output
+
+    def losses(out: str) -> list[str]:
+        return [line.split()[1] for line in out.splitlines() if re.match(r"\s+\d+\s", line)]
+
+    assert losses(first) == losses(again)
+    assert losses(first) != losses(other)
+
+
+def test_train_on_a_csv_file(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 3))
+    label = np.where(X[:, 0] + X[:, 1] > 0, "yes", "no")
+    path = tmp_path / "points.csv"
+    pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "label": label}).to_csv(path)
+    result = invoke("train", "--data", str(path), "--target", "label", "--epochs", "5")
+    assert result.exit_code == 0, result.output
+    assert "completed after 5 epochs" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--learning-rate", "-1"], "learning_rate must be > 0, got -1.0"),
+        (["--batch-size", "0"], "batch_size must be an integer >= 1, got 0"),
+        (["--batch-size", "5000"], "batch_size=5000 is larger than the 240 training samples"),
+        (["--data", "spiralz"], "Did you mean 'spirals'?"),
+        (["--activation", "sigmoidal"], "'sigmoidal' is not one of"),
+        (["--hidden", "16,x"], "not a comma-separated list of layer widths"),
+        (["--hidden", "0"], "layer widths must be >= 1"),
+        (["--loss", "cross_entropy", "--output", "identity"], "does not fit output activation"),
+        (["--data", "missing.csv", "--target", "y"], "missing.csv"),
+        (["--epochs", "0"], "epochs must be an integer >= 1, got 0"),
+    ],
+)
+def test_bad_input_exits_2_with_a_message(args, message):
+    result = CliRunner().invoke(cli, ["train", *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_bad_csv_feature_names_the_column(tmp_path):
+    path = tmp_path / "bad.csv"
+    pd.DataFrame(
+        {"x": [1.0, 2.0, 3.0, 4.0], "colour": ["r", "g", "b", "r"], "y": [0, 1, 0, 1]}
+    ).to_csv(path, index=False)
+    result = CliRunner().invoke(cli, ["train", "--data", str(path), "--target", "y"])
+    assert result.exit_code == 2
+    assert "colour" in result.output
+
+
+def test_console_script_runs_in_a_fresh_process():
+    """The installed entry point, as a user runs it: no traceback for a user mistake."""
+    process = subprocess.run(
+        [sys.executable, "-m", "nnlab.cli", "train", "--learning-rate", "0"],
+        capture_output=True,
+        text=True,
+    )
+    assert process.returncode == 2
+    assert "learning_rate must be > 0" in process.stderr
+    assert "Traceback" not in process.stderr
+
+
+def test_readme_documents_every_train_option():
+    """The README's option table cannot drift from the command."""
+    readme = README.read_text()
+    train = cli.commands["train"]
+    for param in train.params:
+        for opt in param.opts + param.secondary_opts:
+            assert f"`{opt}" in readme or f"{opt}`" in readme, f"README lacks {opt}"
