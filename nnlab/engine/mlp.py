@@ -17,6 +17,8 @@ from nnlab.engine.losses import DEFAULT_OUTPUT, LOSSES
 from nnlab.engine.validation import check_choice, check_loss_output
 
 DTYPES = ("float64", "float32")
+# Rows processed at once; larger batches are done in chunks of this many and their gradients summed.
+CHUNK_ROWS = 2048
 _HE_INIT = {"relu", "leaky_relu"}
 
 
@@ -58,7 +60,7 @@ class MLP:
         self.layer_sizes = _check_layer_sizes(layer_sizes)
         self.activation = check_choice("activation", activation, HIDDEN_ACTIVATIONS)
         self.output = None if output is None else check_choice("output", output, OUTPUT_ACTIVATIONS)
-        self.dtype = np.dtype(check_choice("dtype", str(np.dtype(dtype)), DTYPES))
+        self.dtype = np.dtype(check_choice("dtype", _dtype_name(dtype), DTYPES))
         self.seed = int(seed)
         self.flat = np.zeros(n_params(self.layer_sizes), dtype=self.dtype)
         self.params = unflatten(self.flat, self.layer_sizes)
@@ -132,7 +134,7 @@ class MLP:
         X = self._check_inputs(X)
         T = prepare_targets(Y, loss, self.layer_sizes[-1], len(X), self.dtype)
         backprop = Backprop(self, loss, output, max_rows=len(X))
-        total = backprop.loss_and_grads(X, T, len(X))
+        total, _ = backprop.loss_and_grads(X, T)
         grads = [g.copy() for g in backprop.grads]
         return total / len(X), grads
 
@@ -155,11 +157,13 @@ class MLP:
 class Backprop:
     """Buffers and the forward/backward pass for batches of up to ``max_rows`` samples.
 
-    Memory is one batch's activations plus one scratch matrix as wide as the widest layer: the
-    delta of a hidden layer is written over that layer's activations once they have been used.
-    Everything is allocated here once, so a training run allocates nothing per batch beyond
-    NumPy's small temporaries. ``grads`` are views into ``flat_grad``, laid out like
-    ``net.params``.
+    A batch larger than ``CHUNK_ROWS`` is processed in chunks of that many rows whose gradients
+    are summed, so memory stays at one chunk's activations however large the batch (full-batch
+    GD on a big data set included), and the element-wise work stays in cache. Within a chunk,
+    the delta of a hidden layer is written over that layer's activations once they have been
+    used, so one scratch matrix as wide as the widest layer is the only other buffer. Everything
+    is allocated here once: a training run allocates nothing per batch beyond NumPy's small
+    temporaries. ``grads`` are views into ``flat_grad``, laid out like ``net.params``.
     """
 
     def __init__(self, net: MLP, loss: str, output: str, max_rows: int) -> None:
@@ -167,15 +171,16 @@ class Backprop:
         self.activate = HIDDEN_ACTIVATIONS[net.activation]
         self.derivative = DERIVATIVES[net.activation]
         sizes, dtype = net.layer_sizes, net.dtype
-        self.max_rows = max_rows
-        self.activations = [np.empty((max_rows, width), dtype) for width in sizes[1:]]
-        self.output_delta = np.empty((max_rows, sizes[-1]), dtype)
-        self._scratch = np.empty(max_rows * max(sizes[1:-1], default=0), dtype)
+        self.rows = rows = min(max_rows, CHUNK_ROWS)
+        self.activations = [np.empty((rows, width), dtype) for width in sizes[1:]]
+        self.output_delta = np.empty((rows, sizes[-1]), dtype)
+        self._scratch = np.empty(rows * max(sizes[1:-1], default=0), dtype)
         self.flat_grad = np.zeros_like(net.flat)
         self.grads = unflatten(self.flat_grad, sizes)
-        self._layers = list(
-            zip(net.params[0::2], net.params[1::2], self.grads[0::2], self.grads[1::2], strict=True)
-        )
+        self._layers = _layer_views(net, self.grads)
+        if max_rows > rows:
+            self._chunk_grad = np.zeros_like(net.flat)
+            self._chunk_layers = _layer_views(net, unflatten(self._chunk_grad, sizes))
 
     def forward(self, X: np.ndarray, m: int) -> np.ndarray:
         """Hidden activations into the buffers; returns the output layer's pre-activations."""
@@ -190,21 +195,34 @@ class Backprop:
             A = Z
         return A
 
-    def loss_and_grads(self, X: np.ndarray, T: np.ndarray, m: int) -> float:
-        """Forward, loss and backward for ``m`` rows; gradients of the mean loss into ``grads``.
+    def loss_and_grads(self, X: np.ndarray, T: np.ndarray, correct=None) -> tuple[float, int]:
+        """Forward, loss and backward for the rows of ``X``: gradients of the mean loss into
+        ``grads``. Returns the summed per-sample loss and, when ``correct`` is given, how many
+        samples the forward pass classified right."""
+        m = len(X)
+        if m <= self.rows:
+            return self._chunk(X, T, 1.0 / m, correct, self._layers)
+        total, hits = self._chunk(X[: self.rows], T[: self.rows], 1.0 / m, correct, self._layers)
+        for start in range(self.rows, m, self.rows):
+            stop = start + self.rows
+            more = self._chunk(X[start:stop], T[start:stop], 1.0 / m, correct, self._chunk_layers)
+            self.flat_grad += self._chunk_grad
+            total, hits = total + more[0], hits + more[1]
+        return total, hits
 
-        Returns the summed per-sample loss; the output activations stay in ``activations[-1]``.
-        """
+    def _chunk(self, X, T, scale: float, correct, layers) -> tuple[float, int]:
+        m = len(X)
         Z = self.forward(X, m)
         D = self.output_delta[:m]
-        total = self.loss(Z, T, D, 1.0 / m)
-        self.backward(X, D, m)
-        return total
+        total = self.loss(Z, T, D, scale)
+        hits = correct(Z, T) if correct is not None else 0
+        self.backward(X, D, m, layers)
+        return total, hits
 
-    def backward(self, X: np.ndarray, D: np.ndarray, m: int) -> None:
+    def backward(self, X: np.ndarray, D: np.ndarray, m: int, layers) -> None:
         """Chain rule from the output delta ``D`` down; overwrites the hidden activations."""
-        for index in range(len(self._layers) - 1, -1, -1):
-            W, _, gW, gb = self._layers[index]
+        for index in range(len(layers) - 1, -1, -1):
+            W, _, gW, gb = layers[index]
             A_prev = X if index == 0 else self.activations[index - 1][:m]
             if m == 1:
                 # an outer product into the buffer is far cheaper than a (k×1)(1×n) matmul
@@ -219,17 +237,22 @@ class Backprop:
                 self.derivative(A_prev, upstream)
                 D = A_prev
 
-    def evaluate(self, X: np.ndarray, T: np.ndarray, correct) -> tuple[float, int]:
+    def evaluate(self, X: np.ndarray, T: np.ndarray, correct=None) -> tuple[float, int]:
         """Summed loss, and correct count when ``correct`` is given, over ``X`` in chunks."""
         total, hits = 0.0, 0
-        for start in range(0, len(X), self.max_rows):
-            Xc, Tc = X[start : start + self.max_rows], T[start : start + self.max_rows]
-            m = len(Xc)
-            Z = self.forward(Xc, m)
-            total += self.loss(Z, Tc, None, 1.0 / m)
+        for start in range(0, len(X), self.rows):
+            Xc, Tc = X[start : start + self.rows], T[start : start + self.rows]
+            Z = self.forward(Xc, len(Xc))
+            total += self.loss(Z, Tc, None, 1.0 / len(Xc))
             if correct is not None:
                 hits += correct(Z, Tc)
         return total, hits
+
+
+def _layer_views(net: MLP, grads: list[np.ndarray]) -> list[tuple[np.ndarray, ...]]:
+    """(W, b, gW, gb) for each layer."""
+    params = net.params
+    return list(zip(params[0::2], params[1::2], grads[0::2], grads[1::2], strict=True))
 
 
 def n_params(layer_sizes: Sequence[int]) -> int:
@@ -291,6 +314,13 @@ def _class_ids(Y: np.ndarray, n_classes: int) -> np.ndarray:
 
 def _all_whole(Y: np.ndarray) -> bool:
     return np.issubdtype(Y.dtype, np.floating) and bool(np.all(np.round(Y) == Y))
+
+
+def _dtype_name(dtype: object) -> str:
+    try:
+        return np.dtype(dtype).name
+    except TypeError:
+        return str(dtype)
 
 
 def _check_layer_sizes(layer_sizes: Sequence[int]) -> tuple[int, ...]:

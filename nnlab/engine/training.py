@@ -355,23 +355,21 @@ class _Trainer:
             seconds=time.perf_counter() - start,
         )
 
-    def _update(self, X, T, m: int) -> tuple[float, int]:
-        backprop = self.backprop
-        total = backprop.loss_and_grads(X, T, m)
-        hits = self.correct(backprop.activations[-1][:m], T) if self.correct else 0
+    def _update(self, X, T) -> tuple[float, int]:
+        result = self.backprop.loss_and_grads(X, T, self.correct)
         self.optimizer.step()
         self.updates += 1
-        return total, hits
+        return result
 
     def _batch_pass(self) -> tuple[float, int]:
-        return self._update(self.X, self.T, len(self.X))
+        return self._update(self.X, self.T)
 
     def _stochastic_pass(self) -> tuple[float, int]:
         self.rng.shuffle(self.order)
         X, T, update = self.X, self.T, self._update
         total, hits = 0.0, 0
         for i in self.order.tolist():
-            loss, correct = update(X[i : i + 1], T[i : i + 1], 1)
+            loss, correct = update(X[i : i + 1], T[i : i + 1])
             total += loss
             hits += correct
         return total, hits
@@ -386,7 +384,7 @@ class _Trainer:
             # mode="clip": the index is valid, and "raise" would buffer the copy
             X_batch = np.take(X, index, axis=0, out=self.X_batch[:m], mode="clip")
             T_batch = np.take(T, index, axis=0, out=self.T_batch[:m], mode="clip")
-            loss, correct = update(X_batch, T_batch, m)
+            loss, correct = update(X_batch, T_batch)
             total += loss
             hits += correct
         return total, hits
