@@ -292,6 +292,9 @@ def prepare_targets(Y, loss: str, n_outputs: int, n_samples: int, dtype) -> np.n
             f"y must have shape ({n_samples}, {n_outputs}) for a network with {n_outputs} "
             f"outputs, got {Y.shape}"
         )
+    if loss == "binary_cross_entropy" and Y.size and (Y.min() < 0 or Y.max() > 1):
+        bad = Y[(Y < 0) | (Y > 1)][0]
+        raise ValueError(f"binary_cross_entropy targets must be in [0, 1], got {bad}")
     return np.ascontiguousarray(Y, dtype=dtype)
 
 

@@ -210,6 +210,8 @@ def make_config(
         raise ValueError(f"patience={patience!r} needs validation data (val=...) and must be >= 1")
     if tol is not None and tol < 0:
         raise ValueError(f"tol must be >= 0, got {tol!r}")
+    if not isinstance(tol_patience, int | np.integer) or tol_patience < 1:
+        raise ValueError(f"tol_patience must be an integer >= 1, got {tol_patience!r}")
     if divergence_factor is not None and divergence_factor <= 1:
         raise ValueError(f"divergence_factor must be > 1, got {divergence_factor!r}")
     for name in ("momentum", "beta1", "beta2"):
