@@ -76,7 +76,7 @@ def test_train_on_a_csv_file(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--learning-rate", "-1"], "learning_rate must be > 0, got -1.0"),
+        (["--learning-rate", "-1"], "learning_rate must be a finite number > 0, got -1.0"),
         (["--batch-size", "0"], "batch_size must be an integer >= 1, got 0"),
         (["--batch-size", "5000"], "batch_size=5000 is larger than the 240 training samples"),
         (["--data", "spiralz"], "Did you mean 'spirals'?"),
@@ -113,7 +113,7 @@ def test_console_script_runs_in_a_fresh_process():
         text=True,
     )
     assert process.returncode == 2
-    assert "learning_rate must be > 0" in process.stderr
+    assert "learning_rate must be a finite number > 0" in process.stderr
     assert "Traceback" not in process.stderr
 
 

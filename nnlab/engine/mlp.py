@@ -33,8 +33,9 @@ class MLP:
         Hidden-layer activation: ``sigmoid``, ``tanh``, ``relu``, ``leaky_relu`` or ``identity``.
     output : str or None
         Output activation: ``softmax``, ``sigmoid`` or ``identity``. None lets the loss choose
-        (softmax for cross_entropy, sigmoid for binary_cross_entropy, identity for mse) the first
-        time the network is given a loss; until then ``forward`` returns the raw output scores.
+        (softmax for cross_entropy, sigmoid for binary_cross_entropy, identity for mse) when the
+        network is trained, and ``train`` records it here; until then ``forward`` returns the raw
+        output scores.
     seed : int
         Seeds the weight initialisation: Glorot-uniform for sigmoid / tanh / identity layers and
         the output layer, He-normal for the ReLU family. Biases start at zero.

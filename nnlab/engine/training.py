@@ -28,7 +28,7 @@ import numpy as np
 from nnlab.engine.losses import DEFAULT_OUTPUT, count_correct
 from nnlab.engine.mlp import MLP, Backprop, prepare_targets
 from nnlab.engine.optimizers import OPTIMIZERS
-from nnlab.engine.validation import check_choice, check_positive
+from nnlab.engine.validation import check_choice, check_int, check_number, check_positive
 
 GD_VARIANTS = ("batch", "stochastic", "minibatch")
 STATUSES = ("completed", "converged", "early_stopped", "diverged")
@@ -147,7 +147,8 @@ def train(
         Validation data, evaluated after every epoch.
     patience, min_delta, restore_best
         Early stopping: stop when the validation loss has not improved by more than ``min_delta``
-        for ``patience`` epochs; ``restore_best`` puts back the weights of the best epoch.
+        for ``patience`` epochs; ``restore_best`` then puts back the weights of the best epoch
+        (a run that completes keeps its final weights).
     tol, tol_patience
         Convergence: stop when the training loss has not decreased by more than ``tol`` for
         ``tol_patience`` consecutive epochs.
@@ -180,7 +181,7 @@ def train(
         tol=tol,
         tol_patience=tol_patience,
         divergence_factor=divergence_factor,
-        has_val=val is not None,
+        has_val=val is not None and len(val[0]) > 0,
     )
     net.output = config.output
     n_outputs = net.layer_sizes[-1]
@@ -204,19 +205,21 @@ def make_config(
     gd = check_choice("gd", gd, GD_VARIANTS)
     optimizer = check_choice("optimizer", optimizer, OPTIMIZERS)
     check_positive("learning_rate", learning_rate)
-    if not isinstance(epochs, int | np.integer) or epochs < 1:
-        raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
-    if patience is not None and (not has_val or patience < 1):
-        raise ValueError(f"patience={patience!r} needs validation data (val=...) and must be >= 1")
-    if tol is not None and tol < 0:
-        raise ValueError(f"tol must be >= 0, got {tol!r}")
-    if not isinstance(tol_patience, int | np.integer) or tol_patience < 1:
-        raise ValueError(f"tol_patience must be an integer >= 1, got {tol_patience!r}")
-    if divergence_factor is not None and divergence_factor <= 1:
-        raise ValueError(f"divergence_factor must be > 1, got {divergence_factor!r}")
+    check_int("epochs", epochs, 1)
+    if patience is not None:
+        check_int("patience", patience, 1)
+        if not has_val:
+            raise ValueError(f"patience={patience!r} needs validation data with at least one row")
+    if restore_best and patience is None:
+        raise ValueError("restore_best=True needs early stopping: set patience")
+    check_number("min_delta", min_delta, at_least=0)
+    if tol is not None:
+        check_number("tol", tol, at_least=0)
+    check_int("tol_patience", tol_patience, 1)
+    if divergence_factor is not None:
+        check_number("divergence_factor", divergence_factor, above=1)
     for name in ("momentum", "beta1", "beta2"):
-        if not 0 <= optimizer_args[name] < 1:
-            raise ValueError(f"{name} must be in [0, 1), got {optimizer_args[name]!r}")
+        check_number(name, optimizer_args[name], at_least=0, below=1)
     check_positive("epsilon", optimizer_args["epsilon"])
     return TrainConfig(
         loss=loss,
@@ -244,8 +247,7 @@ def _effective_batch_size(gd: str, batch_size: int | None, n_samples: int) -> in
         return n_samples
     if gd == "stochastic":
         return 1
-    if not isinstance(batch_size, int | np.integer) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    check_int("batch_size", batch_size, 1)
     if batch_size > n_samples:
         raise ValueError(
             f"batch_size={batch_size} is larger than the {n_samples} training samples; "

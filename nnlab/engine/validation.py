@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import difflib
+import math
+import numbers
+import operator
 from collections.abc import Iterable
 
 from nnlab.engine.losses import DEFAULT_OUTPUT, LOSSES
+
+_COMPARE = {">": operator.gt, ">=": operator.ge, "<": operator.lt}
 
 
 def check_choice(name: str, value: object, allowed: Iterable[str]) -> str:
@@ -27,7 +32,32 @@ def check_loss_output(loss: str, output: str) -> None:
         )
 
 
-def check_positive(name: str, value: float) -> float:
-    if not value > 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    return value
+def check_number(
+    name: str,
+    value: object,
+    *,
+    above: float | None = None,
+    at_least: float | None = None,
+    below: float | None = None,
+) -> float:
+    """A finite real number within the given bounds, else a ValueError naming it."""
+    limits = [
+        (op, limit)
+        for op, limit in zip(_COMPARE, (above, at_least, below), strict=True)
+        if limit is not None
+    ]
+    ok = isinstance(value, numbers.Real) and math.isfinite(value)
+    if not (ok and all(_COMPARE[op](value, limit) for op, limit in limits)):
+        wanted = " and".join(f" {op} {limit}" for op, limit in limits)
+        raise ValueError(f"{name} must be a finite number{wanted}, got {value!r}")
+    return float(value)
+
+
+def check_positive(name: str, value: object) -> float:
+    return check_number(name, value, above=0)
+
+
+def check_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
