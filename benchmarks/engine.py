@@ -32,6 +32,7 @@ import numpy_loop
 from nnlab.engine import MLP, train
 
 LEARNING_RATE = 0.01
+PAUSE_S = 0.3
 # samples processed per measurement, by batch size: enough for a stable time, small enough to finish
 WORK = {1: 3_000, 32: 40_000, 256: 100_000, "full": 100_000}
 
@@ -116,17 +117,27 @@ IMPLEMENTATIONS = {
 }
 
 
-def measure(fn, X, y, sizes, batch_size, repeats, work):
-    """Median samples/s of ``fn`` over ``repeats`` runs on a slice of the data sized to ``work``."""
+def measure(X, y, sizes, batch_size, repeats, work):
+    """Median samples/s of each implementation on a slice of the data sized to ``work``.
+
+    Each runs once untimed first (imports, caches). Then they take turns within each repeat, in
+    a rotating order with a short pause between runs (PyTorch's OpenMP threads keep spinning for
+    a moment after it returns), so a slow spell of the machine hits them alike.
+    """
     n = min(len(X), max(work, batch_size)) if batch_size != len(X) else len(X)
     Xs, ys = X[:n], y[:n]
     epochs = max(1, math.ceil(work / n))
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn(Xs, ys, sizes, min(batch_size, n), epochs)
-        rates.append(epochs * n / (time.perf_counter() - start))
-    return statistics.median(rates)
+    rates = {impl: [] for impl in IMPLEMENTATIONS}
+    order = list(IMPLEMENTATIONS.items())
+    for _, fn in order:
+        fn(Xs, ys, sizes, min(batch_size, n), 1)
+    for repeat in range(repeats):
+        for impl, fn in order[repeat % len(order) :] + order[: repeat % len(order)]:
+            start = time.perf_counter()
+            fn(Xs, ys, sizes, min(batch_size, n), epochs)
+            rates[impl].append(epochs * n / (time.perf_counter() - start))
+            time.sleep(PAUSE_S)
+    return {impl: statistics.median(values) for impl, values in rates.items()}
 
 
 def gemm_peak(threads, size=1536, repeats=5):
@@ -171,10 +182,8 @@ def throughput_table(repeats, work_scale):
                 work = int(WORK[batch] * work_scale)
                 if name.startswith("synthetic") and batch == 1:
                     work //= 3
-                rates = {}
                 with threadpool_limits(threads):
-                    for impl, fn in IMPLEMENTATIONS.items():
-                        rates[impl] = measure(fn, X, y, sizes, batch_size, repeats, work)
+                    rates = measure(X, y, sizes, batch_size, repeats, work)
                 gflops = rates["nnlab"] * train_flops_per_sample(sizes) / 1e9
                 rows.append((name, batch, threads, rates, gflops, peak))
                 print_row(rows[-1], flush=True)
@@ -239,14 +248,14 @@ def memory_table():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="1 repeat, a tenth of the work")
     args = parser.parse_args()
     repeats, scale = (1, 0.1) if args.quick else (args.repeats, 1.0)
     print(f"numpy {np.__version__}, float64, plain SGD lr={LEARNING_RATE}, samples/s (higher is")
     print(f"better), median of {repeats}; ratios are nnlab / other.\n")
     print(HEADER)
-    print("|" + "|".join("-" * (len(c) + 2) for c in HEADER.split("|")[1:-1]) + "|")
+    print("|" + "|".join("-" * len(cell) for cell in HEADER.split("|")[1:-1]) + "|")
     throughput_table(repeats, scale)
     print("\nGEMM peak (square float64 matmul): " + ", ".join(
         f"{t} thread(s) {gemm_peak(t):.1f} GFLOP/s" for t in (1, 2)
