@@ -1,0 +1,165 @@
+"""The tracking schema: sweeps, their runs, and every run's epochs.
+
+The Alembic revisions in ``migrations/`` create exactly these tables (a test compares them);
+change a model only together with a new revision.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+RUN_STATUSES = (
+    "pending",
+    "running",
+    "completed",
+    "converged",
+    "early_stopped",
+    "diverged",
+    "failed",
+    "interrupted",
+)
+FINISHED_STATUSES = ("completed", "converged", "early_stopped", "diverged")
+SWEEP_STATUSES = ("pending", "running", "finished", "interrupted")
+
+# Metrics of an epoch row, in order; a NaN among them is stored as NULL and named in nan_fields.
+EPOCH_METRICS = (
+    "train_loss",
+    "val_loss",
+    "train_accuracy",
+    "val_accuracy",
+    "grad_norm",
+    "learning_rate",
+    "seconds",
+)
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timestamps stored in UTC and read back timezone-aware on every backend (SQLite has no
+    time zones: it would hand back naive datetimes)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {  # noqa: RUF012
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON,
+        str: Text,
+    }
+
+
+class Sweep(Base):
+    """A named grid of runs, with the spec it was expanded from."""
+
+    __tablename__ = "sweeps"
+    __table_args__ = (CheckConstraint(_one_of("status", SWEEP_STATUSES), name="status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    description: Mapped[str] = mapped_column(default="")
+    spec: Mapped[str] = mapped_column(default="")
+    spec_hash: Mapped[str] = mapped_column(String(80), default="")
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+
+class Run(Base):
+    """One training run: a configuration, how it went, and where it ran."""
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        UniqueConstraint("sweep_id", "config_hash"),
+        CheckConstraint(_one_of("status", RUN_STATUSES), name="status"),
+        Index("ix_runs_sweep_status", "sweep_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"))
+    config_hash: Mapped[str] = mapped_column(String(80))
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    seed: Mapped[int]
+    # typed copies of the core hyperparameters, for SQL; the whole configuration is in `config`
+    learning_rate: Mapped[float | None] = mapped_column(Float)
+    batch_size: Mapped[int | None]  # NULL: the whole training set per update
+    activation: Mapped[str | None] = mapped_column(String(40))
+    gd: Mapped[str | None] = mapped_column(String(20))
+    optimizer: Mapped[str | None] = mapped_column(String(20))
+    hidden: Mapped[str | None] = mapped_column(String(200))  # widths, e.g. "16,16"
+    epochs: Mapped[int | None]  # requested; the epochs table holds those that ran
+    config: Mapped[dict[str, Any]]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None]
+    attempts: Mapped[int] = mapped_column(default=0)
+    nnlab_version: Mapped[str | None] = mapped_column(String(40))
+    numpy_version: Mapped[str | None] = mapped_column(String(40))
+    python_version: Mapped[str | None] = mapped_column(String(40))
+    hostname: Mapped[str | None] = mapped_column(String(255))
+    pid: Mapped[int | None]
+    git_commit: Mapped[str | None] = mapped_column(String(64))
+    data_fingerprint: Mapped[str | None] = mapped_column(String(80))
+
+
+class Epoch(Base):
+    """One epoch of one run. NaN metrics are NULL here and listed in ``nan_fields``."""
+
+    __tablename__ = "epochs"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    epoch: Mapped[int] = mapped_column(primary_key=True)
+    train_loss: Mapped[float | None] = mapped_column(Float)
+    val_loss: Mapped[float | None] = mapped_column(Float)
+    train_accuracy: Mapped[float | None] = mapped_column(Float)
+    val_accuracy: Mapped[float | None] = mapped_column(Float)
+    grad_norm: Mapped[float | None] = mapped_column(Float)
+    learning_rate: Mapped[float | None] = mapped_column(Float)
+    seconds: Mapped[float | None] = mapped_column(Float)
+    nan_fields: Mapped[str | None] = mapped_column(String(200))

@@ -1,0 +1,154 @@
+"""Reading results: sweeps, runs and epochs as pandas DataFrames.
+
+>>> import nnlab
+>>> lab = nnlab.connect()                       # NNLAB_DB or sqlite:///nnlab.db
+>>> lab.runs(sweep="gd-variants").groupby("gd").final_val_loss.mean()
+>>> lab.epochs(sweep="gd-variants").groupby(["activation", "epoch"]).val_loss.median()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import text
+
+from nnlab.store.database import Store, open_store
+from nnlab.store.models import EPOCH_METRICS
+
+RUN_COLUMNS = {
+    "run_id": "int64",
+    "sweep": "string",
+    "status": "string",
+    "seed": "int64",
+    "learning_rate": "float64",
+    "batch_size": "Int64",  # nullable: NULL means the whole training set
+    "activation": "string",
+    "gd": "string",
+    "optimizer": "string",
+    "hidden": "string",
+    "final_train_loss": "float64",
+    "final_val_loss": "float64",
+    "final_train_accuracy": "float64",
+    "final_val_accuracy": "float64",
+    "best_val_loss": "float64",
+    "best_epoch": "Int64",
+    "epochs_run": "int64",
+    "duration_s": "float64",
+}
+HYPERPARAMETERS = ("learning_rate", "batch_size", "activation", "gd", "optimizer", "hidden")
+SWEEP_COLUMNS = ("sweep_id", "name", "description", "status", "spec_hash", "created_at",
+                 "finished_at", "runs")  # fmt: skip
+
+
+class Lab:
+    """Read access to one tracking database."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def sweeps(self) -> pd.DataFrame:
+        """One row per sweep: name, description, status, spec hash, times, number of runs."""
+        sql = """
+            SELECT s.id AS sweep_id, s.name, s.description, s.status, s.spec_hash,
+                   s.created_at, s.finished_at, count(r.id) AS runs
+            FROM sweeps s LEFT JOIN runs r ON r.sweep_id = s.id
+            GROUP BY s.id, s.name, s.description, s.status, s.spec_hash, s.created_at,
+                     s.finished_at
+            ORDER BY s.id
+        """
+        frame = self._frame(sql, {})
+        for column in ("created_at", "finished_at"):
+            frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
+        return frame.astype({"sweep_id": "int64", "runs": "int64"})
+
+    def runs(self, sweep: str | None = None, status: str | Iterable[str] | None = None):
+        """One row per run with its hyperparameters and results (the ``run_summary`` view)."""
+        where, params = _filters(sweep=sweep, status=status)
+        frame = self._frame(f"SELECT * FROM run_summary {where} ORDER BY run_id", params)
+        return _typed(frame, RUN_COLUMNS)
+
+    def epochs(self, sweep: str | None = None, runs: Iterable[int] | None = None) -> pd.DataFrame:
+        """One row per (run, epoch), with the run's hyperparameters alongside.
+
+        NaN metrics (stored as NULL and named in ``nan_fields``) come back as NaN. The epoch's
+        own learning rate is ``epoch_learning_rate``; ``learning_rate`` is the run's setting.
+        """
+        where, params = _filters(sweep=sweep, runs=runs, sweep_column="s.name")
+        sql = f"""
+            SELECT e.run_id, s.name AS sweep, r.status, r.seed,
+                   {", ".join(f"r.{name}" for name in HYPERPARAMETERS)},
+                   e.epoch, {", ".join(_epoch_columns())}, e.nan_fields
+            FROM epochs e JOIN runs r ON r.id = e.run_id JOIN sweeps s ON s.id = r.sweep_id
+            {where}
+            ORDER BY e.run_id, e.epoch
+        """
+        frame = self._frame(sql, params)
+        types = {**{k: RUN_COLUMNS[k] for k in ("run_id", "sweep", "status", "seed",
+                                                *HYPERPARAMETERS)},
+                 "epoch": "int64", **dict.fromkeys(_metric_names(), "float64")}  # fmt: skip
+        frame = _typed(frame, types)
+        return _restore_nan(frame)
+
+    def _frame(self, sql: str, params: dict) -> pd.DataFrame:
+        with self.store.read() as connection:
+            result = connection.execute(text(sql), params)
+            return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+    def __repr__(self) -> str:
+        return f"Lab({self.store!r})"
+
+
+def connect(url: str | None = None) -> Lab:
+    """Open the tracking database at ``url`` (default: ``$NNLAB_DB``, else ``nnlab.db``)."""
+    return Lab(open_store(url))
+
+
+# epochs() columns named apart from the run's hyperparameters
+_EPOCH_ALIASES = {"learning_rate": "epoch_learning_rate"}
+
+
+def _metric_names() -> list[str]:
+    return [_EPOCH_ALIASES.get(name, name) for name in EPOCH_METRICS]
+
+
+def _epoch_columns() -> list[str]:
+    return [
+        f"e.{name} AS {alias}" for name, alias in zip(EPOCH_METRICS, _metric_names(), strict=True)
+    ]
+
+
+def _filters(*, sweep=None, status=None, runs=None, sweep_column="sweep") -> tuple[str, dict]:
+    """A WHERE clause with bound parameters for the filters that are given."""
+    clauses, params = [], {}
+    if sweep is not None:
+        clauses.append(f"{sweep_column} = :sweep")
+        params["sweep"] = sweep
+    if status is not None:
+        statuses = [status] if isinstance(status, str) else list(status)
+        names = [f":status{i}" for i in range(len(statuses))]
+        clauses.append(f"status IN ({', '.join(names)})")
+        params.update({name[1:]: value for name, value in zip(names, statuses, strict=True)})
+    if runs is not None:
+        ids = [int(run) for run in runs]
+        clauses.append(f"e.run_id IN ({', '.join(str(i) for i in ids) or 'NULL'})")
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def _typed(frame: pd.DataFrame, types: dict[str, str]) -> pd.DataFrame:
+    for column, dtype in types.items():
+        if column in frame:
+            if dtype == "float64":
+                frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+            else:
+                frame[column] = frame[column].astype(dtype)
+    return frame
+
+
+def _restore_nan(frame: pd.DataFrame) -> pd.DataFrame:
+    flagged = frame["nan_fields"].notna()
+    for index, fields in frame.loc[flagged, "nan_fields"].items():
+        for name in fields.split(","):
+            frame.at[index, _EPOCH_ALIASES.get(name, name)] = np.nan
+    return frame.drop(columns="nan_fields")
