@@ -6,6 +6,8 @@ User mistakes (bad options, bad data, bad specs) print one clear message and exi
 
 from __future__ import annotations
 
+import csv
+import json
 import math
 import sys
 from collections.abc import Iterator
@@ -17,6 +19,8 @@ from rich.table import Table
 
 from nnlab import __version__
 from nnlab.engine import GD_VARIANTS, HIDDEN_ACTIVATIONS, LOSS_NAMES, OPTIMIZERS, EpochRecord
+from nnlab.store import ENV_VAR, StoreError, connect, database
+from nnlab.store.sql import DEFAULT_TIMEOUT_S, run_query
 from nnlab.sweep import RunConfig, execute
 
 EXIT_USAGE = 2
@@ -33,7 +37,7 @@ def user_errors(ctx: click.Context) -> Iterator[None]:
     """Turn the API's ValueErrors (bad arguments, bad data) into a clean exit 2."""
     try:
         yield
-    except ValueError as error:
+    except (ValueError, StoreError) as error:
         if ctx.find_root().params.get("debug"):
             raise
         raise UserError(str(error)) from error
@@ -44,6 +48,17 @@ def user_errors(ctx: click.Context) -> Iterator[None]:
 @click.option("--debug", is_flag=True, help="Show full tracebacks instead of short messages.")
 def cli(debug: bool) -> None:
     """nnlab: train small neural networks, sweep their hyperparameters, study convergence."""
+
+
+def db_option(command):
+    """``--db URL`` on every command that touches the store; ``$NNLAB_DB`` is the default."""
+    return click.option(
+        "--db",
+        "db",
+        envvar=ENV_VAR,
+        metavar="URL",
+        help=f"Database URL or SQLite file [default: ${ENV_VAR}, else {database.DEFAULT_URL}].",
+    )(command)
 
 
 def _parse_hidden(ctx, param, value: str) -> tuple[int, ...]:
@@ -204,6 +219,148 @@ def _epoch_cells(record: EpochRecord) -> list[str]:
         number(record.grad_norm, ".3g"),
         number(record.seconds, ".4f"),
     ]
+
+
+@cli.group()
+def db() -> None:
+    """The database schema: see where it stands, bring it up to date."""
+
+
+@db.command("upgrade")
+@db_option
+@click.pass_context
+def db_upgrade(ctx, db):
+    """Upgrade the database to this nnlab's schema (creating it if new).
+
+    \b
+    Example:
+      nnlab db upgrade --db sqlite:///nnlab.db
+    """
+    with user_errors(ctx):
+        url = database.resolve_url(db)
+        engine = database.open_engine(url)
+        before = database.schema_state(engine)
+        if not before.known:
+            database.check_schema(engine, url)  # raises: newer than this nnlab
+        database.upgrade(engine)
+        engine.dispose()
+    click.echo(f"{database.display_url(url)}: {before.current or 'empty'} -> {before.head} (head)")
+
+
+@db.command("current")
+@db_option
+@click.pass_context
+def db_current(ctx, db):
+    """Show the database's schema revision and this nnlab's."""
+    with user_errors(ctx):
+        url = database.resolve_url(db)
+        engine = database.open_engine(url)
+        state = database.schema_state(engine)
+        engine.dispose()
+    if state.current == state.head:
+        verdict = "up to date"
+    elif state.empty:
+        verdict = "new: nnlab creates it on first use"
+    elif not state.known:
+        verdict = "newer than this nnlab: upgrade nnlab"
+    else:
+        verdict = "behind: run nnlab db upgrade"
+    click.echo(f"database {state.current or '-'}, nnlab head {state.head}: {verdict}")
+
+
+@cli.command()
+@click.argument("query")
+@db_option
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=DEFAULT_TIMEOUT_S,
+    show_default=True,
+    help="Stop the query after this many seconds.",
+)
+@click.pass_context
+def sql(ctx, query, db, fmt, timeout):
+    """Run a read-only SQL query against the tracking database.
+
+    Tables: sweeps, runs, epochs; view: run_summary. Anything that would write is refused.
+
+    \b
+    Example:
+      nnlab sql "SELECT activation, avg(final_val_loss) FROM run_summary GROUP BY 1"
+    """
+    with user_errors(ctx):
+        result = run_query(query, db, timeout=timeout)
+    _print_rows(result.columns, result.rows, fmt)
+
+
+@cli.command()
+@db_option
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+@click.pass_context
+def sweeps(ctx, db, fmt):
+    """List the sweeps in the database."""
+    with user_errors(ctx):
+        frame = connect(db).sweeps()
+    _print_frame(frame, fmt)
+
+
+@cli.command()
+@db_option
+@click.option("--sweep", help="Only the runs of this sweep.")
+@click.option("--status", multiple=True, help="Only runs with this status (repeatable).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+@click.pass_context
+def runs(ctx, db, sweep, status, fmt):
+    """List runs with their hyperparameters and results (the run_summary view)."""
+    with user_errors(ctx):
+        frame = connect(db).runs(sweep=sweep, status=status or None)
+    _print_frame(frame, fmt)
+
+
+def _print_frame(frame, fmt: str) -> None:
+    cells = frame.astype(object).where(frame.notna(), None)
+    _print_rows(list(frame.columns), list(cells.itertuples(index=False, name=None)), fmt)
+
+
+def _print_rows(columns: list[str], rows: list[tuple], fmt: str) -> None:
+    if fmt == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    elif fmt == "json":
+        records = [dict(zip(columns, row, strict=True)) for row in rows]
+        click.echo(json.dumps(records, default=str, indent=1))
+    else:
+        table = Table(box=None, header_style="bold")
+        for column in columns:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*("" if v is None else _cell(v) for v in row))
+        Console().print(table)
+        click.echo(f"({len(rows)} rows)")
+
+
+def _cell(value) -> str:
+    return format(value, ".6g") if isinstance(value, float) else str(value)
 
 
 def main() -> None:

@@ -1,0 +1,189 @@
+"""Cost of logging epochs: nnlab's RunWriter against MLflow and Optuna, on the same data.
+
+100 runs × 1,000 epochs (7 metrics each) through nnlab on SQLite, on SQLite with 4 concurrent
+writer processes, and on PostgreSQL; then MLflow's ``log_metric`` / ``log_batch`` and Optuna's
+``trial.report`` on a smaller slice of the same data (they are slow enough that 100,000 rows
+would take minutes), all in one run. Prints µs per epoch row, amortised over the whole write
+(registration, start, every row, finish).
+
+    pip install -e '.[bench]'
+    python benchmarks/logging.py [--runs 100] [--epochs 1000] [--pg URL]
+
+Without --pg a throwaway PostgreSQL server is started (Debian's postgresql package).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# This file is named logging.py: take its folder off the front of the path before anything
+# imports the standard library's logging.
+_here = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
+sys.path.append(str(_here.parent / "tests"))  # the throwaway PostgreSQL server helper
+
+from nnlab.store import RunWriter, open_store, register_sweep  # noqa: E402
+from nnlab.store.registry import RunRow  # noqa: E402
+
+METRICS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "grad_norm",
+           "learning_rate", "seconds")  # fmt: skip
+
+
+def epoch_record(epoch: int) -> dict:
+    loss = 1.0 / epoch
+    return {"epoch": epoch, "train_loss": loss, "val_loss": loss * 1.1, "train_accuracy": 0.9,
+            "val_accuracy": 0.8, "grad_norm": 0.5, "learning_rate": 0.1,
+            "seconds": 0.001}  # fmt: skip
+
+
+def register(url: str, runs: int, name: str) -> list[int]:
+    store = open_store(url)
+    rows = [RunRow({"learning_rate": 0.1, "gd": "minibatch", "batch_size": 32,
+                    "activation": "relu", "optimizer": "sgd", "hidden": [16], "epochs": 1000},
+                   f"run-{i}", i) for i in range(runs)]  # fmt: skip
+    register_sweep(store, name, rows)
+    return nnlab_runs(url, name)
+
+
+def nnlab_runs(url: str, name: str) -> list[int]:
+    import nnlab
+
+    return nnlab.connect(url).runs(sweep=name).run_id.tolist()
+
+
+def write_runs(url: str, run_ids: list[int], epochs: int) -> None:
+    store = open_store(url)
+    for run_id in run_ids:
+        writer = RunWriter(store, run_id)
+        writer.start()
+        for epoch in range(1, epochs + 1):
+            writer.log(epoch_record(epoch))
+        writer.finish("completed")
+
+
+def nnlab_single(url: str, runs: int, epochs: int) -> float:
+    start = time.perf_counter()
+    ids = register(url, runs, "single")
+    write_runs(url, ids, epochs)
+    return (time.perf_counter() - start) / (runs * epochs)
+
+
+def nnlab_concurrent(url: str, runs: int, epochs: int, processes: int = 4) -> float:
+    ids = register(url, runs, "concurrent")
+    context = multiprocessing.get_context("fork")
+    open_store(url).engine.dispose()
+    start = time.perf_counter()
+    workers = [context.Process(target=write_runs, args=(url, ids[i::processes], epochs))
+               for i in range(processes)]  # fmt: skip
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert all(worker.exitcode == 0 for worker in workers)
+    return (time.perf_counter() - start) / (runs * epochs)
+
+
+def mlflow_pipeline(folder: Path, runs: int, epochs: int, batch: bool) -> float:
+    import mlflow
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    mlflow.set_tracking_uri(f"sqlite:///{folder / 'mlflow.db'}")
+    client = MlflowClient()
+    experiment = client.create_experiment(f"bench-{batch}-{time.time()}")
+    start = time.perf_counter()
+    for _ in range(runs):
+        run = client.create_run(experiment)
+        run_id = run.info.run_id
+        for epoch in range(1, epochs + 1):
+            record, stamp = epoch_record(epoch), int(time.time() * 1000)
+            if batch:
+                metrics = [Metric(name, record[name], stamp, epoch) for name in METRICS]
+                client.log_batch(run_id, metrics=metrics)
+            else:
+                for name in METRICS:
+                    client.log_metric(run_id, name, record[name], stamp, epoch)
+        client.set_terminated(run_id)
+    return (time.perf_counter() - start) / (runs * epochs)
+
+
+def optuna_pipeline(folder: Path, runs: int, epochs: int) -> float:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(storage=f"sqlite:///{folder / 'optuna.db'}")
+    start = time.perf_counter()
+    for _ in range(runs):
+        trial = study.ask()
+        for epoch in range(1, epochs + 1):
+            trial.report(epoch_record(epoch)["val_loss"], epoch)  # one value per step only
+        study.tell(trial, 0.0)
+    return (time.perf_counter() - start) / (runs * epochs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--epochs", type=int, default=1000)
+    parser.add_argument(
+        "--slow-runs",
+        type=int,
+        default=3,
+        help="runs for MLflow and Optuna (each of --epochs epochs)",
+    )
+    parser.add_argument("--pg", help="PostgreSQL URL (default: start a throwaway server)")
+    args = parser.parse_args()
+    rows: list[tuple[str, str, float]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        n = f"{args.runs}×{args.epochs}"
+        rows.append(
+            ("nnlab, SQLite", n, nnlab_single(f"sqlite:///{folder}/a.db", args.runs, args.epochs))
+        )
+        rows.append(
+            (
+                "nnlab, SQLite, 4 writer processes",
+                n,
+                nnlab_concurrent(f"sqlite:///{folder}/b.db", args.runs, args.epochs),
+            )
+        )
+        rows.append(("nnlab, PostgreSQL", n, _postgres(args)))
+        slow = f"{args.slow_runs}×{args.epochs}"
+        for label, fn in (
+            ("MLflow log_batch (7 metrics/call), SQLite", lambda: mlflow_pipeline(
+                folder, args.slow_runs, args.epochs, batch=True)),
+            ("MLflow log_metric (1 metric/call), SQLite", lambda: mlflow_pipeline(
+                folder, args.slow_runs, args.epochs, batch=False)),
+            ("Optuna trial.report (1 value/call), SQLite", lambda: optuna_pipeline(
+                folder, args.slow_runs, args.epochs)),
+        ):  # fmt: skip
+            try:
+                rows.append((label, slow, fn()))
+            except ImportError as error:
+                rows.append((f"{label} — not installed ({error.name})", slow, float("nan")))
+    floor = rows[0][2]
+    print(f"| {'pipeline':<46} | {'runs×epochs':>11} | {'µs / epoch row':>14} | {'× nnlab':>7} |")
+    print(f"|{'-' * 48}|{'-' * 13}|{'-' * 16}|{'-' * 9}|")
+    for label, size, seconds in rows:
+        print(f"| {label:<46} | {size:>11} | {seconds * 1e6:>14.1f} | {seconds / floor:>7.1f} |")
+
+
+def _postgres(args) -> float:
+    if args.pg:
+        return nnlab_single(args.pg, args.runs, args.epochs)
+    from postgres import PostgresServer
+
+    server = PostgresServer(durable=True)
+    try:
+        return nnlab_single(server.new_database(), args.runs, args.epochs)
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

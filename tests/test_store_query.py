@@ -1,0 +1,195 @@
+"""Reading results: the pandas API, the run_summary view in plain SQL, read-only `nnlab sql`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import nnlab
+from nnlab.cli import cli
+from nnlab.store import RunWriter, open_store, register_sweep
+from nnlab.store.registry import RunRow
+
+ACTIVATIONS = ("sigmoid", "tanh", "relu")
+
+
+def fill(db_url: str) -> str:
+    """A sweep of 3 activations × 2 seeds, 4 epochs each; loss falls fastest for relu."""
+    store = open_store(db_url)
+    rows = [
+        RunRow({"learning_rate": 0.1, "batch_size": 32, "activation": a, "gd": "minibatch",
+                "optimizer": "sgd", "hidden": [4], "epochs": 4}, f"{a}-{seed}", seed)
+        for a in ACTIVATIONS for seed in (0, 1)
+    ]  # fmt: skip
+    register_sweep(store, "acts", rows, description="activations")
+    for run in nnlab.connect(db_url).runs().itertuples():
+        writer = RunWriter(store, run.run_id, flush_seconds=0)
+        writer.start()
+        speed = 1 + ACTIVATIONS.index(run.activation)
+        for epoch in range(1, 5):
+            loss = 1.0 / (epoch * speed) + run.seed * 0.01
+            writer.log({"epoch": epoch, "train_loss": loss, "val_loss": loss + 0.1,
+                        "train_accuracy": 0.5, "val_accuracy": 0.4, "grad_norm": 1.0,
+                        "learning_rate": 0.1, "seconds": 0.01})  # fmt: skip
+        writer.finish("completed")
+    return db_url
+
+
+@pytest.fixture
+def filled(db_url) -> str:
+    return fill(db_url)
+
+
+@pytest.fixture
+def filled_sqlite(sqlite_url) -> str:
+    return fill(sqlite_url)
+
+
+@pytest.fixture
+def filled_pg(pg_server) -> str:
+    return fill(pg_server.new_database())
+
+
+def test_runs_frame_is_typed(filled):
+    runs = nnlab.connect(filled).runs()
+    assert len(runs) == 6
+    assert str(runs.learning_rate.dtype) == "float64"
+    assert str(runs.batch_size.dtype) == "Int64"
+    assert str(runs.seed.dtype) == "int64" and str(runs.epochs_run.dtype) == "int64"
+    assert str(runs.final_val_loss.dtype) == "float64"
+    assert set(runs.columns) >= {"run_id", "sweep", "status", "seed", "learning_rate",
+                                 "batch_size", "activation", "gd", "optimizer", "hidden",
+                                 "final_train_loss", "final_val_loss", "best_val_loss",
+                                 "best_epoch", "epochs_run", "duration_s"}  # fmt: skip
+    means = runs.groupby("activation").final_val_loss.mean()
+    assert means["relu"] < means["tanh"] < means["sigmoid"]
+
+
+def test_runs_filters(filled):
+    lab = nnlab.connect(filled)
+    assert len(lab.runs(sweep="acts")) == 6
+    assert len(lab.runs(sweep="other")) == 0
+    assert len(lab.runs(status="completed")) == 6
+    assert len(lab.runs(status=["pending", "failed"])) == 0
+
+
+def test_epochs_frame_carries_hyperparameters(filled):
+    lab = nnlab.connect(filled)
+    epochs = lab.epochs(sweep="acts")
+    assert len(epochs) == 6 * 4
+    curve = epochs.groupby(["activation", "epoch"]).val_loss.median()
+    assert curve["relu", 4] < curve["relu", 1]
+    some = lab.runs().run_id.tolist()[:2]
+    assert set(lab.epochs(runs=some).run_id) == set(some)
+    assert lab.sweeps().name.tolist() == ["acts"]
+    assert lab.sweeps().runs.tolist() == [6]
+
+
+def test_view_works_from_a_plain_sqlite_client(filled_sqlite):
+    filled = filled_sqlite
+    path = filled.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as connection:
+        rows = dict(connection.execute(
+            "SELECT activation, avg(final_val_loss) FROM run_summary GROUP BY 1"
+        ).fetchall())  # fmt: skip
+    expected = nnlab.connect(filled).runs().groupby("activation").final_val_loss.mean()
+    assert rows == pytest.approx(expected.to_dict())
+
+
+def test_cli_lists_sweeps_and_runs(filled):
+    runner = CliRunner()
+    sweeps = runner.invoke(cli, ["sweeps", "--db", filled])
+    assert sweeps.exit_code == 0 and "acts" in sweeps.output and "activations" in sweeps.output
+    runs = runner.invoke(cli, ["runs", "--db", filled, "--sweep", "acts", "--format", "json"])
+    records = json.loads(runs.output)
+    assert len(records) == 6 and {r["activation"] for r in records} == set(ACTIVATIONS)
+
+
+def test_nnlab_db_environment_variable(filled, monkeypatch):
+    monkeypatch.setenv("NNLAB_DB", filled)
+    result = CliRunner().invoke(cli, ["sql", "SELECT count(*) AS n FROM runs", "--format", "csv"])
+    assert result.output.splitlines() == ["n", "6"]
+
+
+def test_sql_formats(filled):
+    runner = CliRunner()
+    query = "SELECT activation, count(*) AS n FROM run_summary GROUP BY 1 ORDER BY 1"
+    csv_out = runner.invoke(cli, ["sql", query, "--db", filled, "--format", "csv"]).output
+    assert csv_out.splitlines() == ["activation,n", "relu,2", "sigmoid,2", "tanh,2"]
+    js = json.loads(runner.invoke(cli, ["sql", query, "--db", filled, "--format", "json"]).output)
+    assert js[0] == {"activation": "relu", "n": 2}
+    table = runner.invoke(cli, ["sql", query, "--db", filled]).output
+    assert "sigmoid" in table and "(3 rows)" in table
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+REFUSED_ON_SQLITE = [
+    "INSERT INTO sweeps (name) VALUES ('x')",
+    "UPDATE runs SET status = 'failed'",
+    "DELETE FROM epochs",
+    "DROP TABLE epochs",
+    "CREATE TABLE t (x)",
+    "ATTACH DATABASE '{tmp}/evil.db' AS evil",
+    "VACUUM INTO '{tmp}/copy.db'",
+    "PRAGMA journal_mode = DELETE",
+    "PRAGMA user_version = 7",
+    "SELECT load_extension('libevil')",
+    "CREATE TEMP TABLE t AS SELECT 1",
+]
+
+
+@pytest.mark.parametrize("statement", REFUSED_ON_SQLITE)
+def test_sql_refuses_anything_that_writes_on_sqlite(filled_sqlite, statement, tmp_path):
+    filled = filled_sqlite
+    path = Path(filled.removeprefix("sqlite:///"))
+    open_store(filled).engine.dispose()  # checkpoint WAL so the file alone holds the data
+    before = _digest(path)
+    result = CliRunner().invoke(cli, ["sql", statement.format(tmp=tmp_path), "--db", filled])
+    assert result.exit_code == 2, result.output
+    assert "read-only" in result.output or "not authorized" in result.output
+    assert "Traceback" not in result.output
+    assert _digest(path) == before
+    assert not (tmp_path / "evil.db").exists() and not (tmp_path / "copy.db").exists()
+    assert len(nnlab.connect(filled).epochs()) == 24
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["INSERT INTO sweeps (name) VALUES ('x')", "DELETE FROM epochs", "DROP TABLE epochs",
+     "CREATE TABLE t (x int)"],
+)  # fmt: skip
+def test_sql_refuses_writes_on_postgres(filled_pg, statement):
+    filled = filled_pg
+    result = CliRunner().invoke(cli, ["sql", statement, "--db", filled])
+    assert result.exit_code == 2, result.output
+    assert "read-only" in result.output
+    assert len(nnlab.connect(filled).epochs()) == 24
+
+
+def test_sql_read_only_pragmas_and_selects_work(filled_sqlite):
+    result = CliRunner().invoke(cli, ["sql", "PRAGMA table_info(runs)", "--db", filled_sqlite])
+    assert result.exit_code == 0 and "learning_rate" in result.output
+
+
+def test_sql_time_limit(filled):
+    endless = ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) "
+               "SELECT count(*) FROM n")  # fmt: skip
+    if filled.startswith("postgresql"):
+        endless = "SELECT pg_sleep(5)"
+    result = CliRunner().invoke(cli, ["sql", endless, "--db", filled, "--timeout", "0.5"])
+    assert result.exit_code == 2, result.output
+    assert "0.5 s time limit" in result.output
+
+
+def test_sql_syntax_error_is_a_clear_message(filled):
+    result = CliRunner().invoke(cli, ["sql", "SELEC nothing", "--db", filled])
+    assert result.exit_code == 2
+    assert "SQL error" in result.output and "Traceback" not in result.output

@@ -1,0 +1,157 @@
+"""Schema management: new databases at head, older ones told to upgrade, newer ones refused."""
+
+from __future__ import annotations
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from click.testing import CliRunner
+from sqlalchemy import inspect, text
+
+import nnlab
+from nnlab.cli import cli
+from nnlab.store import StoreError, database, open_store
+from nnlab.store.models import Base
+
+FIRST_REVISION = "0001"
+
+
+def fresh_engine(url):
+    return database.open_engine(database.resolve_url(url))
+
+
+def test_new_database_is_created_at_head(db_url):
+    store = open_store(db_url)
+    with store.read() as connection:
+        assert database.current_revision(connection) == database.head_revision()
+        tables = set(inspect(connection).get_table_names())
+        views = set(inspect(connection).get_view_names())
+    assert {"sweeps", "runs", "epochs"} <= tables
+    assert "run_summary" in views
+
+
+def test_models_and_migrations_agree(db_url):
+    """Autogenerate finds nothing to change between the models and the migrated schema."""
+    store = open_store(db_url)
+    with store.read() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+
+
+def test_sqlite_settings(sqlite_url):
+    store = open_store(sqlite_url)
+    with store.read() as connection:
+        pragma = connection.exec_driver_sql
+        assert pragma("PRAGMA journal_mode").scalar() == "wal"
+        assert pragma("PRAGMA foreign_keys").scalar() == 1
+        assert pragma("PRAGMA synchronous").scalar() == 1  # NORMAL
+        assert pragma("PRAGMA busy_timeout").scalar() == database.SQLITE_BUSY_TIMEOUT_MS
+
+
+def _database_at_first_revision(url) -> None:
+    engine = fresh_engine(url)
+    database.upgrade(engine, FIRST_REVISION)
+    with engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO sweeps (name, description, spec, spec_hash, status, created_at) "
+                 "VALUES ('old', 'kept', 'spec', 'h', 'finished', '2026-01-02 03:04:05+00:00')")
+        )  # fmt: skip
+        connection.execute(
+            text("INSERT INTO runs (sweep_id, config_hash, status, seed, config, attempts, "
+                 "learning_rate, activation) "
+                 "VALUES (1, 'c1', 'completed', 3, '{}', 1, 0.5, 'tanh')")
+        )  # fmt: skip
+        connection.execute(
+            text("INSERT INTO epochs (run_id, epoch, train_loss, val_loss, train_accuracy) "
+                 "VALUES (1, 1, 0.9, 1.0, 0.25), (1, 2, 0.5, 0.75, 0.5)")
+        )  # fmt: skip
+    engine.dispose()
+
+
+def test_older_database_is_refused_untouched(db_url):
+    _database_at_first_revision(db_url)
+    with pytest.raises(StoreError, match="run `nnlab db upgrade") as error:
+        open_store(db_url)
+    assert FIRST_REVISION in str(error.value)
+    engine = fresh_engine(db_url)
+    with engine.connect() as connection:
+        assert database.current_revision(connection) == FIRST_REVISION
+    engine.dispose()
+
+
+def test_upgrade_keeps_the_data(db_url):
+    _database_at_first_revision(db_url)
+    result = CliRunner().invoke(cli, ["db", "upgrade", "--db", db_url])
+    assert result.exit_code == 0, result.output
+    assert f"{FIRST_REVISION} -> {database.head_revision()}" in result.output
+    lab_runs = nnlab.connect(db_url).runs()
+    assert list(lab_runs.sweep) == ["old"]
+    row = lab_runs.iloc[0]
+    assert (row.seed, row.learning_rate, row.activation) == (3, 0.5, "tanh")
+    assert (row.final_train_loss, row.final_val_loss, row.best_val_loss) == (0.5, 0.75, 0.75)
+    assert (row.final_train_accuracy, row.epochs_run) == (0.5, 2)  # the view column 0002 added
+
+
+def test_newer_database_is_refused_with_both_revisions(db_url):
+    open_store(db_url)
+    engine = fresh_engine(db_url)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = 'f00dcafe'"))
+    engine.dispose()
+    database.close_stores()
+    with pytest.raises(StoreError) as error:
+        open_store(db_url)
+    assert "f00dcafe" in str(error.value)
+    assert database.head_revision() in str(error.value)
+
+
+def test_cli_reports_schema_state_and_exits_2_on_old_schema(sqlite_url):
+    runner = CliRunner()
+    result = runner.invoke(cli, ["db", "current", "--db", sqlite_url])
+    assert "new: nnlab creates it on first use" in result.output
+    _database_at_first_revision(sqlite_url)
+    result = runner.invoke(cli, ["db", "current", "--db", sqlite_url])
+    assert f"database {FIRST_REVISION}" in result.output and "behind" in result.output
+    result = runner.invoke(cli, ["runs", "--db", sqlite_url])
+    assert result.exit_code == 2
+    assert "nnlab db upgrade" in result.output and "Traceback" not in result.output
+
+
+def test_alembic_cli_works_on_the_same_database(tmp_path):
+    """Alembic's own command line, pointed at nnlab's database with -x db=URL."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    url = f"sqlite:///{tmp_path / 'via-alembic.db'}"
+    root = Path(__file__).parent.parent
+    upgrade = subprocess.run(
+        [sys.executable, "-m", "alembic", "-c", str(root / "alembic.ini"), "-x", f"db={url}",
+         "upgrade", "head"], capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert upgrade.returncode == 0, upgrade.stderr
+    current = subprocess.run(
+        [sys.executable, "-m", "alembic", "-c", str(root / "alembic.ini"), "-x", f"db={url}",
+         "current"], capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert database.head_revision() in current.stdout
+    open_store(url)  # nnlab accepts what Alembic made
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mysql://localhost/x", "unsupported database 'mysql'"),
+        ("sqlite:////no/such/folder/x.db", "its folder does not exist"),
+        ("postgresql+psycopg://nobody@127.0.0.1:1/none", "cannot open"),
+    ],
+)
+def test_bad_urls_are_clear_errors(url, message):
+    with pytest.raises(StoreError, match=message):
+        open_store(url)
+
+
+def test_bad_url_on_the_command_line_exits_2():
+    result = CliRunner().invoke(cli, ["sweeps", "--db", "mysql://localhost/x"])
+    assert result.exit_code == 2
+    assert "unsupported database" in result.output

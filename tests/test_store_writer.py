@@ -1,0 +1,191 @@
+"""Writing runs: registration, live epoch logging, NaN/inf, concurrent writers, a killed writer."""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import signal
+import sqlite3
+import time
+
+import pytest
+from sqlalchemy import select
+
+import nnlab
+from nnlab.store import RunWriter, open_store, register_sweep
+from nnlab.store.models import Run
+from nnlab.store.registry import RunRow
+
+
+def config(**overrides) -> dict:
+    base = {"learning_rate": 0.1, "batch_size": 16, "activation": "tanh", "gd": "minibatch",
+            "optimizer": "sgd", "hidden": [8, 8], "epochs": 10}  # fmt: skip
+    return {**base, **overrides}
+
+
+def register(url, n_runs=1, name="s"):
+    store = open_store(url)
+    rows = [RunRow(config(learning_rate=0.1 * (i + 1)), f"hash{i}", seed=i) for i in range(n_runs)]
+    register_sweep(store, name, rows, description="test sweep")
+    with store.read() as connection:
+        return store, list(connection.scalars(select(Run.id).order_by(Run.id)))
+
+
+def record(epoch: int, loss: float = 1.0, **values) -> dict:
+    base = {"epoch": epoch, "train_loss": loss, "val_loss": loss * 1.5, "train_accuracy": 0.5,
+            "val_accuracy": 0.25, "grad_norm": 0.1, "learning_rate": 0.1,
+            "seconds": 0.001}  # fmt: skip
+    return {**base, **values}
+
+
+def test_registration_is_typed_and_idempotent(db_url):
+    store, ids = register(db_url, n_runs=3)
+    runs = nnlab.connect(db_url).runs()
+    assert list(runs.status) == ["pending"] * 3
+    assert runs.learning_rate.tolist() == pytest.approx([0.1, 0.2, 0.3])
+    assert runs.batch_size.tolist() == [16, 16, 16]
+    assert runs.hidden.tolist() == ["8,8"] * 3
+    # registering the same sweep again adds nothing and keeps ids
+    register_sweep(store, "s", [RunRow(config(), "hash0", 0), RunRow(config(), "new", 9)])
+    again = nnlab.connect(db_url).runs()
+    assert len(again) == 4 and again.run_id.tolist()[:3] == ids
+
+
+def test_batch_gd_has_null_batch_size(db_url):
+    store = open_store(db_url)
+    register_sweep(store, "b", [RunRow(config(gd="batch", batch_size=64), "h", 0)])
+    assert nnlab.connect(db_url).runs().batch_size.isna().all()
+
+
+def test_epochs_are_committed_live_and_visible_to_other_readers(db_url):
+    store, (run_id,) = register(db_url)
+    writer = RunWriter(store, run_id, flush_seconds=0.0)
+    writer.start(data_fingerprint="sha256:abc")
+    lab = nnlab.connect(db_url)
+    for epoch in range(1, 4):
+        writer.log(record(epoch, loss=1.0 / epoch))
+        assert len(lab.epochs()) == epoch  # already committed, before the run ends
+    assert lab.runs().status.tolist() == ["running"]
+    writer.finish("completed")
+    run = lab.runs().iloc[0]
+    assert (run.status, run.epochs_run, run.best_epoch) == ("completed", 3, 3)
+    assert run.final_train_loss == pytest.approx(1 / 3)
+    assert run.duration_s > 0
+
+
+def test_buffered_rows_wait_for_the_flush_interval(db_url):
+    store, (run_id,) = register(db_url)
+    writer = RunWriter(store, run_id, flush_seconds=60.0)
+    writer.start()
+    for epoch in range(1, 6):
+        writer.log(record(epoch))
+    assert len(nnlab.connect(db_url).epochs()) == 0
+    writer.finish("completed")
+    assert len(nnlab.connect(db_url).epochs()) == 5
+
+
+def test_provenance_is_recorded(db_url):
+    store, (run_id,) = register(db_url)
+    writer = RunWriter(store, run_id)
+    writer.start(data_fingerprint="sha256:feed")
+    writer.finish("completed")
+    with store.read() as connection:
+        run = connection.execute(select(Run.__table__).where(Run.id == run_id)).one()
+    assert run.pid == os.getpid() and run.hostname
+    assert run.numpy_version and run.python_version and run.nnlab_version == nnlab.__version__
+    assert run.data_fingerprint == "sha256:feed" and run.attempts == 1
+    assert run.started_at.utcoffset().total_seconds() == 0  # timezone-aware UTC
+
+
+def test_nan_and_inf_round_trip(db_url):
+    store, (run_id,) = register(db_url)
+    writer = RunWriter(store, run_id, flush_seconds=0)
+    writer.start()
+    writer.log(record(1, loss=math.inf, val_loss=-math.inf, grad_norm=math.nan))
+    writer.log(record(2, loss=math.nan, val_accuracy=None))
+    writer.finish("diverged")
+    epochs = nnlab.connect(db_url).epochs()
+    first, second = epochs.iloc[0], epochs.iloc[1]
+    assert first.train_loss == math.inf and first.val_loss == -math.inf
+    assert math.isnan(first.grad_norm)
+    assert math.isnan(second.train_loss) and math.isnan(second.val_accuracy)
+    with store.read() as connection:
+        flags = connection.exec_driver_sql("SELECT nan_fields FROM epochs ORDER BY epoch").all()
+    assert [f[0] for f in flags] == ["grad_norm", "train_loss,val_loss"]  # NULL vs NaN apart
+    assert nnlab.connect(db_url).runs().status.tolist() == ["diverged"]
+
+
+def test_restart_replaces_partial_epochs(db_url):
+    store, (run_id,) = register(db_url)
+    first = RunWriter(store, run_id, flush_seconds=0)
+    first.start()
+    for epoch in range(1, 4):
+        first.log(record(epoch, loss=9.0))
+    # the process died here; a new attempt starts over
+    second = RunWriter(store, run_id, flush_seconds=0)
+    second.start()
+    for epoch in range(1, 3):
+        second.log(record(epoch, loss=1.0))
+    second.finish("completed")
+    epochs = nnlab.connect(db_url).epochs()
+    assert epochs.epoch.tolist() == [1, 2] and set(epochs.train_loss) == {1.0}
+    with store.read() as connection:
+        assert connection.scalar(select(Run.attempts).where(Run.id == run_id)) == 2
+
+
+def _write_epochs(url: str, run_id: int, epochs: int, delay: float = 0.0) -> None:
+    from nnlab.store import RunWriter, open_store
+
+    writer = RunWriter(open_store(url), run_id, flush_seconds=0.05)
+    writer.start()
+    for epoch in range(1, epochs + 1):
+        writer.log(record(epoch, loss=1.0 / epoch))
+        if delay:
+            time.sleep(delay)
+    writer.finish("completed")
+
+
+def test_four_concurrent_writer_processes(db_url):
+    _, ids = register(db_url, n_runs=4)
+    open_store(db_url).engine.dispose()  # children open their own engines
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_write_epochs, args=(db_url, i, 2500)) for i in ids]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=240)
+    assert [worker.exitcode for worker in workers] == [0, 0, 0, 0]
+    epochs = nnlab.connect(db_url).epochs()
+    assert len(epochs) == 4 * 2500
+    for _, group in epochs.groupby("run_id"):
+        assert group.epoch.tolist() == list(range(1, 2501))
+    assert set(nnlab.connect(db_url).runs().status) == {"completed"}
+
+
+def test_writer_killed_mid_run_leaves_a_consistent_database(sqlite_url, tmp_path):
+    _, (run_id,) = register(sqlite_url)
+    context = multiprocessing.get_context("spawn")
+    writer = context.Process(target=_write_epochs, args=(sqlite_url, run_id, 100_000, 0.001))
+    writer.start()
+    lab = nnlab.connect(sqlite_url)
+    deadline = time.monotonic() + 60
+    while len(lab.epochs()) < 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.join()
+    path = sqlite_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        rows = connection.execute("SELECT epoch, train_loss FROM epochs ORDER BY epoch").fetchall()
+    assert len(rows) >= 200
+    assert [epoch for epoch, _ in rows] == list(range(1, len(rows) + 1))  # no gap, no partial
+    assert all(loss == pytest.approx(1.0 / epoch) for epoch, loss in rows)
+    unfinished = lab.runs(status="running")
+    assert unfinished.run_id.tolist() == [run_id]  # findable as not finished
+
+
+def test_unknown_status_is_refused(db_url):
+    store, (run_id,) = register(db_url)
+    with pytest.raises(ValueError, match="unknown run status 'done'"):
+        RunWriter(store, run_id).finish("done")
