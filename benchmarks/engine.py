@@ -26,10 +26,12 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-sys.path.insert(0, str(Path(__file__).parent))
-import numpy_loop
+# this folder goes last on the path: its logging.py must not shadow the standard library's
+_here = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here] + [str(_here)]
+import numpy_loop  # noqa: E402
 
-from nnlab.engine import MLP, train
+from nnlab.engine import MLP, train  # noqa: E402
 
 LEARNING_RATE = 0.01
 PAUSE_S = 0.3
@@ -174,7 +176,6 @@ def throughput_table(repeats, work_scale):
     rows = []
     problems = [digits(), synthetic()]
     for threads in (1, 2):
-        peak = gemm_peak(threads)
         torch_threads(threads)
         for name, X, y, sizes in problems:
             for batch in (1, 32, 256, "full"):
@@ -182,6 +183,8 @@ def throughput_table(repeats, work_scale):
                 work = int(WORK[batch] * work_scale)
                 if name.startswith("synthetic") and batch == 1:
                     work //= 3
+                # the machine's speed drifts (it is shared): measure the peak next to each row
+                peak = gemm_peak(threads)
                 with threadpool_limits(threads):
                     rates = measure(X, y, sizes, batch_size, repeats, work)
                 gflops = rates["nnlab"] * train_flops_per_sample(sizes) / 1e9
@@ -211,7 +214,7 @@ def print_row(row, flush=False):
 MEMORY_PROBE = r"""
 import json, sys
 import numpy as np
-from nnlab.engine import MLP, train
+from nnlab.engine import MLP, train  # noqa: E402
 def rss():  # VmHWM: the peak of this process alone (ru_maxrss survives exec from a big parent)
     return int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) * 1024
 gd, batch_size = sys.argv[1], int(sys.argv[2])
