@@ -57,7 +57,22 @@ def open_engine(url: str) -> Engine:
     """A new engine for ``url`` with nnlab's connection settings."""
     if make_url(url).get_backend_name() == "sqlite":
         return _sqlite_engine(url)
-    return create_engine(url, pool_pre_ping=True)
+    return _postgres_engine(url)
+
+
+def _postgres_engine(url: str) -> Engine:
+    engine = create_engine(url, pool_pre_ping=True)
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection, _record) -> None:
+        # like SQLite's synchronous=NORMAL: a commit does not wait for its WAL flush, so a
+        # server crash may lose the last fraction of a second, never consistency; a crashed
+        # writer process loses nothing it committed
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SET synchronous_commit = off")
+        dbapi_connection.commit()
+
+    return engine
 
 
 def _sqlite_engine(url: str) -> Engine:

@@ -8,18 +8,20 @@ an epoch row is either there whole or not at all.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
+import operator
 import os
 import platform
 import socket
 import subprocess
 import time
 import traceback
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import delete, insert, update
+from sqlalchemy import bindparam, delete, update
 
 from nnlab.store.database import Store
 from nnlab.store.models import EPOCH_METRICS, FINISHED_STATUSES, RUN_STATUSES, Epoch, Run, utcnow
@@ -27,7 +29,7 @@ from nnlab.store.models import EPOCH_METRICS, FINISHED_STATUSES, RUN_STATUSES, E
 
 @dataclass(frozen=True)
 class Provenance:
-    """Where and with what a run was trained."""
+    """Where and with what a run was trained (columns of the runs table)."""
 
     nnlab_version: str
     numpy_version: str
@@ -38,18 +40,28 @@ class Provenance:
 
     @classmethod
     def here(cls) -> Provenance:
-        import numpy
+        """This process's provenance (computed once per process: git is a subprocess)."""
+        return _process_provenance(os.getpid(), Path.cwd())
 
-        from nnlab import __version__
 
-        return cls(
-            nnlab_version=__version__,
-            numpy_version=numpy.__version__,
-            python_version=platform.python_version(),
-            hostname=socket.gethostname(),
-            pid=os.getpid(),
-            git_commit=git_commit(Path.cwd()),
-        )
+PROVENANCE_FIELDS = ("nnlab_version", "numpy_version", "python_version", "hostname", "pid",
+                     "git_commit")  # fmt: skip
+
+
+@functools.cache
+def _process_provenance(pid: int, cwd: Path) -> Provenance:
+    import numpy
+
+    from nnlab import __version__
+
+    return Provenance(
+        nnlab_version=__version__,
+        numpy_version=numpy.__version__,
+        python_version=platform.python_version(),
+        hostname=socket.gethostname(),
+        pid=pid,
+        git_commit=git_commit(cwd),
+    )
 
 
 def git_commit(directory: Path) -> str | None:
@@ -66,19 +78,91 @@ def git_commit(directory: Path) -> str | None:
     return result.stdout.strip() or None if result.returncode == 0 else None
 
 
-def epoch_row(run_id: int, values: Mapping[str, float | int | None]) -> dict:
-    """An epochs-table row; NaN metrics become NULL and are named in ``nan_fields``
-    (SQLite would silently store NaN as NULL; ±inf are kept as values)."""
-    row: dict = {"run_id": run_id, "epoch": int(values["epoch"])}
-    nan = []
-    for name in EPOCH_METRICS:
-        value = values.get(name)
-        if value is not None and math.isnan(value):
-            nan.append(name)
-            value = None
-        row[name] = None if value is None else float(value)
-    row["nan_fields"] = ",".join(nan) or None
-    return row
+EPOCH_COLUMNS = ("run_id", "epoch", *EPOCH_METRICS, "nan_fields")
+
+
+def epoch_row(run_id: int, epoch: int, metrics: tuple) -> tuple:
+    """An epochs-table row in ``EPOCH_COLUMNS`` order; NaN metrics become NULL and are named
+    in ``nan_fields`` (SQLite would silently store NaN as NULL; ±inf are kept as values)."""
+    # checked in C: filter(None, …) drops the Nones (and zeros), isnan looks at the rest
+    if not any(map(math.isnan, filter(None, metrics))):
+        return (run_id, epoch, *metrics, None)
+    nan = [name for name, value in zip(EPOCH_METRICS, metrics, strict=True) if value != value]
+    cleaned = tuple(None if value != value else value for value in metrics)
+    return (run_id, epoch, *cleaned, ",".join(nan))
+
+
+# Statements built once: constructing an ORM update per call costs about a millisecond.
+_runs, _epochs = Run.__table__, Epoch.__table__
+_START = (
+    update(_runs)
+    .where(_runs.c.id == bindparam("run_id"))
+    .values(
+        status="running",
+        started_at=bindparam("now"),
+        heartbeat_at=bindparam("now"),
+        finished_at=None,
+        duration_s=None,
+        error=None,
+        attempts=_runs.c.attempts + 1,
+        data_fingerprint=bindparam("data_fingerprint"),
+        **{name: bindparam(name) for name in PROVENANCE_FIELDS},
+    )
+    .returning(_runs.c.attempts)
+)
+_DROP_EPOCHS = delete(_epochs).where(_epochs.c.run_id == bindparam("run_id"))
+_HEARTBEAT = (
+    update(_runs).where(_runs.c.id == bindparam("run_id")).values(heartbeat_at=bindparam("now"))
+)
+_FINISH = (
+    update(_runs)
+    .where(_runs.c.id == bindparam("run_id"))
+    .values(
+        status=bindparam("status"),
+        error=bindparam("error"),
+        heartbeat_at=bindparam("now"),
+        finished_at=bindparam("finished_at"),
+        duration_s=bindparam("duration_s"),
+    )
+)
+
+
+class _EpochInsert:
+    """Inserts epoch rows. SQLite: multi-row ``INSERT … VALUES (…), (…)`` statements of up to
+    ``CHUNK`` rows, about twice as fast per row as ``executemany``. PostgreSQL: ``COPY … FROM
+    STDIN`` inside the same transaction (psycopg re-parses a long multi-row statement on every
+    call, and its ``executemany`` costs ~30 µs a row)."""
+
+    CHUNK = 250  # 2,500 parameters, within SQLite's limit of 32,766
+
+    def __init__(self, paramstyle: str) -> None:
+        self.multirow = paramstyle == "qmark"
+        marker = "?" if self.multirow else "%s"
+        self._row = f"({', '.join([marker] * len(EPOCH_COLUMNS))})"
+        self._statements: dict[int, str] = {}
+
+    def _statement(self, n_rows: int) -> str:
+        if n_rows not in self._statements:
+            values = ", ".join([self._row] * n_rows)
+            self._statements[n_rows] = (
+                f"INSERT INTO epochs ({', '.join(EPOCH_COLUMNS)}) VALUES {values}"
+            )
+        return self._statements[n_rows]
+
+    def __call__(self, connection, rows: list[tuple]) -> None:
+        if not self.multirow:
+            columns = ", ".join(EPOCH_COLUMNS)
+            with (
+                connection.connection.dbapi_connection.cursor() as cursor,
+                cursor.copy(f"COPY epochs ({columns}) FROM STDIN") as copy,
+            ):
+                for row in rows:
+                    copy.write_row(row)
+            return
+        for start in range(0, len(rows), self.CHUNK):
+            chunk = rows[start : start + self.CHUNK]
+            params = tuple(itertools.chain.from_iterable(chunk))
+            connection.exec_driver_sql(self._statement(len(chunk)), params)
 
 
 class RunWriter:
@@ -94,38 +178,34 @@ class RunWriter:
         self.store = store
         self.run_id = run_id
         self.flush_seconds = flush_seconds
-        self._pending: list[dict] = []
+        self._pending: list[tuple] = []
         self._last_flush = time.monotonic()
         self._started = time.monotonic()
-        self._insert = insert(Epoch)
+        self._insert = _EpochInsert(store.engine.dialect.paramstyle)
 
     def start(self, provenance: Provenance | None = None, data_fingerprint: str | None = None):
         """Mark the run running, counting the attempt; drop epochs a previous attempt left."""
         provenance = provenance or Provenance.here()
-        now = utcnow()
+        params = {"run_id": self.run_id, "now": utcnow(), "data_fingerprint": data_fingerprint,
+                  **vars(provenance)}  # fmt: skip
         with self.store.write() as connection:
-            connection.execute(delete(Epoch).where(Epoch.run_id == self.run_id))
-            connection.execute(
-                update(Run)
-                .where(Run.id == self.run_id)
-                .values(
-                    status="running",
-                    started_at=now,
-                    heartbeat_at=now,
-                    finished_at=None,
-                    duration_s=None,
-                    error=None,
-                    attempts=Run.attempts + 1,
-                    data_fingerprint=data_fingerprint,
-                    **vars(provenance),
-                )
-            )
+            attempts = connection.scalar(_START, params)
+            if attempts is None:
+                raise ValueError(f"no run with id {self.run_id} in {self.store!r}")
+            if attempts > 1:  # a previous attempt's partial epochs are replaced, not duplicated
+                connection.execute(_DROP_EPOCHS, {"run_id": self.run_id})
         self._started = self._last_flush = time.monotonic()
 
     def log(self, record) -> None:
         """Buffer one epoch (an ``EpochRecord`` or a mapping); commit if a second has passed."""
-        values = record if isinstance(record, Mapping) else _as_mapping(record)
-        self._pending.append(epoch_row(self.run_id, values))
+        if isinstance(record, dict):
+            epoch, metrics = record["epoch"], tuple(map(_float, map(record.get, EPOCH_METRICS)))
+        else:  # the engine's EpochRecord: Python floats already
+            epoch, metrics = record.epoch, _record_metrics(record)
+        if any(map(math.isnan, filter(None, metrics))):
+            self._pending.append(epoch_row(self.run_id, int(epoch), metrics))
+        else:  # the common case inline: this runs once per epoch of every run
+            self._pending.append((self.run_id, int(epoch), *metrics, None))
         if time.monotonic() - self._last_flush >= self.flush_seconds:
             self.flush()
 
@@ -136,10 +216,8 @@ class RunWriter:
         rows, self._pending = self._pending, []
         with self.store.write() as connection:
             if rows:
-                connection.execute(self._insert, rows)
-            connection.execute(
-                update(Run).where(Run.id == self.run_id).values(heartbeat_at=utcnow())
-            )
+                self._insert(connection, rows)
+            connection.execute(_HEARTBEAT, {"run_id": self.run_id, "now": utcnow()})
         self._last_flush = time.monotonic()
 
     def finish(self, status: str, error: str | None = None) -> None:
@@ -148,24 +226,21 @@ class RunWriter:
             raise ValueError(f"unknown run status {status!r}; expected one of {RUN_STATUSES}")
         rows, self._pending = self._pending, []
         now = utcnow()
+        ended = status in FINISHED_STATUSES or status == "failed"
+        params = {"run_id": self.run_id, "status": status, "error": error, "now": now,
+                  "finished_at": now if ended else None,
+                  "duration_s": time.monotonic() - self._started}  # fmt: skip
         with self.store.write() as connection:
             if rows:
-                connection.execute(self._insert, rows)
-            connection.execute(
-                update(Run)
-                .where(Run.id == self.run_id)
-                .values(
-                    status=status,
-                    error=error,
-                    heartbeat_at=now,
-                    finished_at=now if status in FINISHED_STATUSES or status == "failed" else None,
-                    duration_s=time.monotonic() - self._started,
-                )
-            )
+                self._insert(connection, rows)
+            connection.execute(_FINISH, params)
 
     def fail(self, exc: BaseException) -> None:
         self.finish("failed", "".join(traceback.format_exception(exc)))
 
 
-def _as_mapping(record) -> dict:
-    return {name: getattr(record, name) for name in ("epoch", *EPOCH_METRICS)}
+_record_metrics = operator.attrgetter(*EPOCH_METRICS)
+
+
+def _float(value) -> float | None:
+    return None if value is None else float(value)
