@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import numpy as np
 import pandas as pd
 import pytest
@@ -117,10 +118,20 @@ def test_console_script_runs_in_a_fresh_process():
     assert "Traceback" not in process.stderr
 
 
-def test_readme_documents_every_train_option():
-    """The README's option table cannot drift from the command."""
+def _commands(group, prefix="nnlab"):
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from _commands(command, f"{prefix} {name}")
+        else:
+            yield f"{prefix} {name}", command
+
+
+def test_readme_documents_every_command_and_option():
+    """README's command and option tables cannot drift from the CLI."""
     readme = README.read_text()
-    train = cli.commands["train"]
-    for param in train.params:
-        for opt in param.opts + param.secondary_opts:
-            assert f"`{opt}" in readme or f"{opt}`" in readme, f"README lacks {opt}"
+    for name, command in _commands(cli):
+        assert f"`{name}" in readme, f"README lacks {name}"
+        for param in command.params:
+            for opt in param.opts + param.secondary_opts:
+                if opt.startswith("-"):
+                    assert f"`{opt}" in readme or f"{opt}`" in readme, f"README lacks {opt}"
