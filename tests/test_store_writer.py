@@ -189,3 +189,27 @@ def test_unknown_status_is_refused(db_url):
     store, (run_id,) = register(db_url)
     with pytest.raises(ValueError, match="unknown run status 'done'"):
         RunWriter(store, run_id).finish("done")
+
+
+def _forked_child_writes(url: str, run_id: int) -> None:
+    from nnlab.store import database
+
+    open_store(url)
+    assert all(pid == os.getpid() for _, pid in database._stores)  # the parent's engine dropped
+    _write_epochs(url, run_id, 5)
+    database.close_stores()
+
+
+def test_forked_worker_gets_its_own_engine_and_leaves_the_parents_alone(db_url):
+    store, (first, second) = register(db_url, n_runs=2)
+    with store.read() as connection:  # the parent holds a pooled connection
+        connection.exec_driver_sql("SELECT 1")
+    child = multiprocessing.get_context("fork").Process(
+        target=_forked_child_writes, args=(db_url, first)
+    )
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    # the parent's own pooled connection still works after the child went away
+    _write_epochs(db_url, second, 3)
+    assert nnlab.connect(db_url).runs().epochs_run.tolist() == [5, 3]

@@ -204,9 +204,18 @@ _stores: dict[tuple[str, int], Store] = {}
 
 def close_stores() -> None:
     """Dispose of this process's engines; the next ``open_store`` connects (and checks) anew."""
+    _forget_inherited()
     for store in _stores.values():
         store.engine.dispose()
     _stores.clear()
+
+
+def _forget_inherited() -> None:
+    """Drop engines a forked child inherited, without closing their connections: those
+    belong to the parent, and closing a PostgreSQL socket here would end its session."""
+    pid = os.getpid()
+    for key in [key for key in _stores if key[1] != pid]:
+        _stores.pop(key).engine.dispose(close=False)
 
 
 def open_store(url: str | None = None) -> Store:
@@ -218,6 +227,7 @@ def open_store(url: str | None = None) -> Store:
     key = (url, os.getpid())
     store = _stores.get(key)
     if store is None:
+        _forget_inherited()
         engine = open_engine(url)
         try:
             check_schema(engine, url)
