@@ -18,8 +18,10 @@ from rich.console import Console
 from rich.table import Table
 
 from nnlab import __version__
+from nnlab.checks import InputError
 from nnlab.engine import GD_VARIANTS, HIDDEN_ACTIVATIONS, LOSS_NAMES, OPTIMIZERS, EpochRecord
 from nnlab.store import ENV_VAR, StoreError, connect, database
+from nnlab.store.models import RUN_STATUSES
 from nnlab.store.sql import DEFAULT_TIMEOUT_S, run_query
 from nnlab.sweep import RunConfig, execute
 
@@ -34,10 +36,11 @@ class UserError(click.ClickException):
 
 @contextmanager
 def user_errors(ctx: click.Context) -> Iterator[None]:
-    """Turn the API's ValueErrors (bad arguments, bad data) into a clean exit 2."""
+    """Turn the API's user-mistake errors (bad arguments, bad data, an unusable database) into
+    one message and exit 2. Anything else is a bug and keeps its traceback (exit 1)."""
     try:
         yield
-    except (ValueError, StoreError) as error:
+    except (InputError, StoreError) as error:
         if ctx.find_root().params.get("debug"):
             raise
         raise UserError(str(error)) from error
@@ -58,6 +61,18 @@ def db_option(command):
         envvar=ENV_VAR,
         metavar="URL",
         help=f"Database URL or SQLite file [default: ${ENV_VAR}, else {database.DEFAULT_URL}].",
+    )(command)
+
+
+def format_option(command):
+    """``--format table|csv|json`` for every command that prints rows."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["table", "csv", "json"]),
+        default="table",
+        show_default=True,
+        help="How to print the rows.",
     )(command)
 
 
@@ -174,7 +189,7 @@ def train(ctx, data, target, n_samples, classes, noise, val_fraction, standardiz
         batch_size=batch_size, learning_rate=learning_rate, optimizer=optimizer,
         momentum=momentum, epochs=epochs, seed=seed, dtype=dtype, patience=patience, tol=tol,
     )  # fmt: skip
-    console = Console()
+    console = _console()
     table = _epoch_table()
     stride = every if every > 0 else max(1, math.ceil(epochs / 25))
 
@@ -237,14 +252,9 @@ def db_upgrade(ctx, db):
       nnlab db upgrade --db sqlite:///nnlab.db
     """
     with user_errors(ctx):
-        url = database.resolve_url(db)
-        engine = database.open_engine(url)
-        before = database.schema_state(engine)
-        if not before.known:
-            database.check_schema(engine, url)  # raises: newer than this nnlab
-        database.upgrade(engine)
-        engine.dispose()
-    click.echo(f"{database.display_url(url)}: {before.current or 'empty'} -> {before.head} (head)")
+        before, after = database.upgrade_database(db)
+    where = database.display_url(database.resolve_url(db))
+    click.echo(f"{where}: {before.current or 'empty'} -> {after.current} (head)")
 
 
 @db.command("current")
@@ -253,31 +263,14 @@ def db_upgrade(ctx, db):
 def db_current(ctx, db):
     """Show the database's schema revision and this nnlab's."""
     with user_errors(ctx):
-        url = database.resolve_url(db)
-        engine = database.open_engine(url)
-        state = database.schema_state(engine)
-        engine.dispose()
-    if state.current == state.head:
-        verdict = "up to date"
-    elif state.empty:
-        verdict = "new: nnlab creates it on first use"
-    elif not state.known:
-        verdict = "newer than this nnlab: upgrade nnlab"
-    else:
-        verdict = "behind: run nnlab db upgrade"
-    click.echo(f"database {state.current or '-'}, nnlab head {state.head}: {verdict}")
+        state = database.database_state(db)
+    click.echo(f"database {state.current or '-'}, nnlab head {state.head}: {state.verdict}")
 
 
 @cli.command()
 @click.argument("query")
 @db_option
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "csv", "json"]),
-    default="table",
-    show_default=True,
-)
+@format_option
 @click.option(
     "--timeout",
     type=float,
@@ -302,13 +295,7 @@ def sql(ctx, query, db, fmt, timeout):
 
 @cli.command()
 @db_option
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "csv", "json"]),
-    default="table",
-    show_default=True,
-)
+@format_option
 @click.pass_context
 def sweeps(ctx, db, fmt):
     """List the sweeps in the database."""
@@ -320,14 +307,13 @@ def sweeps(ctx, db, fmt):
 @cli.command()
 @db_option
 @click.option("--sweep", help="Only the runs of this sweep.")
-@click.option("--status", multiple=True, help="Only runs with this status (repeatable).")
 @click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "csv", "json"]),
-    default="table",
-    show_default=True,
+    "--status",
+    multiple=True,
+    type=click.Choice(RUN_STATUSES),
+    help="Only runs with this status (repeatable).",
 )
+@format_option
 @click.pass_context
 def runs(ctx, db, sweep, status, fmt):
     """List runs with their hyperparameters and results (the run_summary view)."""
@@ -355,8 +341,13 @@ def _print_rows(columns: list[str], rows: list[tuple], fmt: str) -> None:
             table.add_column(column)
         for row in rows:
             table.add_row(*("" if v is None else _cell(v) for v in row))
-        Console().print(table)
+        _console().print(table)
         click.echo(f"({len(rows)} rows)")
+
+
+def _console() -> Console:
+    # piped output gets room for wide tables instead of rich's 80-column default
+    return Console() if sys.stdout.isatty() else Console(width=250)
 
 
 def _cell(value) -> str:

@@ -290,7 +290,9 @@ def test_csv_task_override(tmp_path):
     assert forced.classes == ("0", "1")
     np.testing.assert_array_equal(forced.y, [1, 0, 1])
     assert load_csv(path, target="k", task="regression").y.shape == (3, 1)
-    with pytest.raises(DataError, match="task must be one of 'classification', 'regression'"):
+    with pytest.raises(
+        DataError, match="unknown task 'ranking'; expected one of 'classification', 'regression'"
+    ):
         load_csv(path, target="k", task="ranking")
 
 
@@ -433,7 +435,7 @@ def test_bad_shapes_and_dtypes_are_rejected():
         make_dataset([["a"], ["b"]], [0, 1])
     with pytest.raises(DataError, match="classification y must be 1-D"):
         make_dataset(np.ones((4, 2)), np.eye(4, 2, dtype=int))
-    with pytest.raises(DataError, match="task must be one of"):
+    with pytest.raises(DataError, match=r"unknown task .*; expected one of"):
         make_dataset(np.ones((2, 1)), [0, 1], task="clustering")
 
 

@@ -309,3 +309,26 @@ def test_bad_arguments_are_caught_before_any_training(Xy):
     assert calls == []
     for p, q in zip(model.params, before, strict=True):
         np.testing.assert_array_equal(p, q)
+
+
+def test_cross_entropy_needs_one_hot_rows_not_any_floats(Xy):
+    X, _ = Xy
+    soft = np.random.default_rng(1).random((N, 3))
+    with pytest.raises(ValueError, match="must be one-hot rows"):
+        train(net(), X, soft, loss="cross_entropy", gd="batch")
+
+
+def test_softmax_needs_two_outputs(Xy):
+    X, y = Xy
+    with pytest.raises(ValueError, match="softmax output needs at least 2 outputs"):
+        train(MLP([2, 4, 1]), X, y % 2, loss="cross_entropy", gd="batch")
+
+
+def test_engine_errors_are_input_errors(Xy):
+    """The CLI turns InputError (a ValueError) into exit 2; any other exception is a bug."""
+    from nnlab.checks import InputError
+
+    with pytest.raises(InputError):
+        train(net(), *Xy, learning_rate=0)
+    with pytest.raises(InputError):
+        net(activation="gelu")

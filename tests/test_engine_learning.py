@@ -39,5 +39,3 @@ def test_mlp_learns_spirals():
     assert accuracy > 0.95
     # the accuracy was learned, not there from the first epoch
     assert result.history[0].train_accuracy < 0.8
-    # well under a second on one core; the bound leaves room for a loaded machine
-    assert sum(record.seconds for record in result.history) < 5.0

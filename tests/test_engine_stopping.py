@@ -50,7 +50,7 @@ def test_huge_learning_rate_diverges(regression, gd, divergence_factor):
     if divergence_factor is None:  # only a non-finite loss counts
         assert not math.isfinite(last)
     else:
-        assert not last <= divergence_factor * result.history[0].train_loss
+        assert not last <= divergence_factor * result.initial_loss
 
 
 @pytest.fixture
@@ -74,6 +74,8 @@ def test_divergence_factor_stops_at_the_first_epoch_above_it(growing_run, factor
     assert reference.status == "completed"
     losses = [record.train_loss for record in reference.history]
     assert all(map(math.isfinite, losses))
+    # batch GD's first record is the loss before its update: the initial weights' loss
+    assert losses[0] == reference.initial_loss
     expected = next(e for e, loss in enumerate(losses, 1) if loss > factor * losses[0])
     assert 1 < expected < 20
 
@@ -299,3 +301,15 @@ def test_on_epoch_sees_the_epoch_that_stops_the_run(regression):
     )  # fmt: skip
     assert result.status == "diverged"
     assert records == result.history
+
+
+def test_a_run_that_blows_up_in_its_first_epoch_is_diverged_at_once():
+    """The divergence reference is the initial weights' loss, not the first epoch's."""
+    from nnlab.data import spirals
+
+    data = spirals(n_samples=120, classes=3, seed=0)
+    net = MLP([2, 16, 3], activation="relu", seed=0)
+    result = train(net, data.X, data.y, gd="stochastic", learning_rate=50.0, epochs=10)
+    assert result.status == "diverged"
+    assert result.epochs_run == 1
+    assert math.isfinite(result.initial_loss) and result.initial_loss > 0

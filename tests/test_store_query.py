@@ -193,3 +193,20 @@ def test_sql_syntax_error_is_a_clear_message(filled):
     result = CliRunner().invoke(cli, ["sql", "SELEC nothing", "--db", filled])
     assert result.exit_code == 2
     assert "SQL error" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["COMMIT; DELETE FROM epochs", "SELECT 1; DELETE FROM epochs",
+     "SET default_transaction_read_only = off"],
+)  # fmt: skip
+def test_sql_cannot_escape_read_only_on_postgres(filled_pg, statement):
+    """One statement only (extended protocol) in a read-only session: no way out of it."""
+    result = CliRunner().invoke(cli, ["sql", statement, "--db", filled_pg])
+    CliRunner().invoke(cli, ["sql", "DELETE FROM epochs", "--db", filled_pg])
+    assert len(nnlab.connect(filled_pg).epochs()) == 24, result.output
+
+
+def test_sql_on_a_missing_database_is_an_error(tmp_path):
+    result = CliRunner().invoke(cli, ["sql", "SELECT 1", "--db", str(tmp_path / "none.db")])
+    assert result.exit_code == 2 and "no database at" in result.output

@@ -155,3 +155,48 @@ def test_bad_url_on_the_command_line_exits_2():
     result = CliRunner().invoke(cli, ["sweeps", "--db", "mysql://localhost/x"])
     assert result.exit_code == 2
     assert "unsupported database" in result.output
+
+
+def test_readers_do_not_create_databases(tmp_path):
+    missing = tmp_path / "typo.db"
+    result = CliRunner().invoke(cli, ["runs", "--db", f"sqlite:///{missing}"])
+    assert result.exit_code == 2 and "no database at" in result.output
+    assert not missing.exists()
+    with pytest.raises(StoreError, match="no database at"):
+        nnlab.connect(f"sqlite:///{missing}")
+
+
+def test_empty_postgres_database_is_not_created_by_a_reader(pg_server):
+    url = pg_server.new_database()
+    with pytest.raises(StoreError, match="no nnlab database at"):
+        nnlab.connect(url)
+    engine = fresh_engine(url)
+    with engine.connect() as connection:
+        assert inspect(connection).get_table_names() == []
+    engine.dispose()
+
+
+def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path):
+    path = tmp_path / "notes.db"
+    path.write_text("these are my notes, not a database\n" * 100)
+    for command in (["runs"], ["sweeps"], ["db", "current"], ["db", "upgrade"]):
+        result = CliRunner().invoke(cli, [*command, "--db", f"sqlite:///{path}"])
+        assert result.exit_code == 2, (command, result.output)
+        assert "cannot open" in result.output and "Traceback" not in result.output
+    assert path.read_text().startswith("these are my notes")
+
+
+def test_someone_elses_database_is_left_alone(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY, mine TEXT)")
+    runner = CliRunner()
+    current = runner.invoke(cli, ["db", "current", "--db", f"sqlite:///{path}"])
+    assert "not an nnlab database" in current.output
+    upgrade = runner.invoke(cli, ["db", "upgrade", "--db", f"sqlite:///{path}"])
+    assert upgrade.exit_code == 2 and "not an nnlab database" in upgrade.output
+    with sqlite3.connect(path) as connection:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+    assert tables == {"runs"}

@@ -213,3 +213,24 @@ def test_forked_worker_gets_its_own_engine_and_leaves_the_parents_alone(db_url):
     # the parent's own pooled connection still works after the child went away
     _write_epochs(db_url, second, 3)
     assert nnlab.connect(db_url).runs().epochs_run.tolist() == [5, 3]
+
+
+def test_engine_epochs_land_in_the_store_as_trained(db_url):
+    """The real hand-off: train(on_epoch=writer.log) stores exactly the engine's history."""
+    from nnlab.data import spirals
+    from nnlab.engine import MLP, train
+
+    store, (run_id,) = register(db_url)
+    data = spirals(n_samples=90, classes=3, seed=0)
+    writer = RunWriter(store, run_id, flush_seconds=0)
+    writer.start()
+    result = train(MLP([2, 8, 3], activation="tanh"), data.X, data.y, gd="minibatch",
+                   batch_size=16, learning_rate=0.5, epochs=6, val=(data.X, data.y),
+                   on_epoch=writer.log)  # fmt: skip
+    writer.finish(result.status)
+    stored = nnlab.connect(db_url).epochs()
+    assert stored.epoch.tolist() == [r.epoch for r in result.history]
+    for column in ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "grad_norm",
+                   "seconds"):  # fmt: skip
+        assert stored[column].tolist() == [getattr(r, column) for r in result.history]
+    assert nnlab.connect(db_url).runs().status.tolist() == [result.status]

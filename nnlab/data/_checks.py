@@ -1,23 +1,23 @@
-"""Argument checks shared by the data modules: one place that words the error messages."""
+"""The data modules' error, DataError, and the shared argument checks bound to raise it."""
 
 from __future__ import annotations
 
-import difflib
+import functools
 import math
 import numbers
-from collections.abc import Iterable
+
+from nnlab import checks
+from nnlab.checks import InputError, did_you_mean, quoted
+
+__all__ = ["DataError", "check_choice", "check_int", "check_real", "did_you_mean", "quoted"]
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """Bad data or a bad data argument; the message names the value and what was expected."""
 
 
-def check_int(name: str, value: object, minimum: int, why: str = "") -> int:
-    """Return ``value`` as an int, or raise DataError if it is not an integer >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        reason = f" ({why})" if why else ""
-        raise DataError(f"{name} must be an integer >= {minimum}{reason}, got {value!r}")
-    return int(value)
+check_int = functools.partial(checks.check_int, error=DataError)
+check_choice = functools.partial(checks.check_choice, error=DataError)
 
 
 def check_real(
@@ -37,28 +37,6 @@ def check_real(
         if above and below:
             return v
     raise DataError(f"{name} must be {_interval(low, high, low_open, high_open)}, got {value!r}")
-
-
-def check_choice(name: str, value: object, choices: Iterable[str]) -> str:
-    """Return ``value`` if it is one of ``choices``, else raise DataError listing them."""
-    choices = tuple(choices)
-    if value not in choices:
-        hint = did_you_mean(value, choices)
-        raise DataError(f"{name} must be one of {quoted(choices)}, got {value!r}{hint}")
-    return value  # type: ignore[return-value]
-
-
-def quoted(names: Iterable[str]) -> str:
-    """``'a', 'b', 'c'`` — a list of names for an error message."""
-    return ", ".join(repr(n) for n in names)
-
-
-def did_you_mean(value: object, choices: Iterable[str]) -> str:
-    """`` Did you mean 'x'?`` when ``value`` is a near miss of one of ``choices``, else ``""``."""
-    if not isinstance(value, str):
-        return ""
-    close = difflib.get_close_matches(value, list(choices), n=3)
-    return f". Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
 def _interval(low: float, high: float, low_open: bool, high_open: bool) -> str:

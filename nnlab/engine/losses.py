@@ -110,11 +110,17 @@ def _argmax_correct(A: np.ndarray, T: np.ndarray) -> int:
 
 
 def _threshold_correct(A: np.ndarray, T: np.ndarray) -> int:
-    return int(np.count_nonzero((A > 0.5) == (T > 0.5)))
+    # a sample is right when every output is on the right side of 0.5 (multi-label included)
+    return int(np.count_nonzero(((A > 0.5) == (T > 0.5)).all(axis=1)))
+
+
+# How a classification loss counts a sample as classified right.
+ACCURACY = {"cross_entropy": _argmax_correct, "binary_cross_entropy": _threshold_correct}
 
 
 def count_correct(A: np.ndarray, T: np.ndarray) -> int:
-    """Number of samples classified right: argmax for several outputs, p > 0.5 for one.
+    """Number of samples classified right by an mse network trained on class ids: argmax for
+    several outputs, p > 0.5 for one.
 
     Parameters
     ----------

@@ -12,6 +12,7 @@ from itertools import pairwise
 
 import numpy as np
 
+from nnlab.checks import InputError
 from nnlab.engine.activations import DERIVATIVES, HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
 from nnlab.engine.losses import DEFAULT_OUTPUT, LOSSES
 from nnlab.engine.validation import check_choice, check_loss_output
@@ -91,6 +92,11 @@ class MLP:
         check_choice("loss", loss, DEFAULT_OUTPUT)
         output = self.output or DEFAULT_OUTPUT[loss]
         check_loss_output(loss, output)
+        if output == "softmax" and self.layer_sizes[-1] < 2:
+            raise InputError(
+                "a softmax output needs at least 2 outputs (classes), this network has 1; "
+                "use binary_cross_entropy with a sigmoid output for two classes"
+            )
         return output
 
     def forward(self, X: np.ndarray) -> np.ndarray:
@@ -142,7 +148,7 @@ class MLP:
     def _check_inputs(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X)
         if X.ndim != 2 or X.shape[1] != self.layer_sizes[0]:
-            raise ValueError(
+            raise InputError(
                 f"X must have shape (n_samples, {self.layer_sizes[0]}) for this network, "
                 f"got {X.shape}"
             )
@@ -280,7 +286,7 @@ def prepare_targets(Y, loss: str, n_outputs: int, n_samples: int, dtype) -> np.n
     """
     Y = np.asarray(Y)
     if len(Y) != n_samples:
-        raise ValueError(f"X has {n_samples} samples but y has {len(Y)}; they must match")
+        raise InputError(f"X has {n_samples} samples but y has {len(Y)}; they must match")
     if loss == "cross_entropy":
         return _class_ids(Y, n_outputs)
     if Y.ndim == 1 and n_outputs > 1 and np.issubdtype(Y.dtype, np.integer):
@@ -289,27 +295,32 @@ def prepare_targets(Y, loss: str, n_outputs: int, n_samples: int, dtype) -> np.n
     if Y.ndim == 1:
         Y = Y.reshape(-1, 1)
     if Y.ndim != 2 or Y.shape[1] != n_outputs:
-        raise ValueError(
+        raise InputError(
             f"y must have shape ({n_samples}, {n_outputs}) for a network with {n_outputs} "
             f"outputs, got {Y.shape}"
         )
     if loss == "binary_cross_entropy" and Y.size and (Y.min() < 0 or Y.max() > 1):
         bad = Y[(Y < 0) | (Y > 1)][0]
-        raise ValueError(f"binary_cross_entropy targets must be in [0, 1], got {bad}")
+        raise InputError(f"binary_cross_entropy targets must be in [0, 1], got {bad}")
     return np.ascontiguousarray(Y, dtype=dtype)
 
 
 def _class_ids(Y: np.ndarray, n_classes: int) -> np.ndarray:
     if Y.ndim == 2:
         if Y.shape[1] != n_classes:
-            raise ValueError(f"one-hot y must have {n_classes} columns, got {Y.shape[1]}")
+            raise InputError(f"one-hot y must have {n_classes} columns, got {Y.shape[1]}")
+        if not (np.isin(Y, (0, 1)).all() and (Y.sum(axis=1) == 1).all()):
+            raise InputError(
+                "2-D y for cross_entropy must be one-hot rows (0/1 with a single 1); "
+                "pass class ids of shape (n_samples,) otherwise"
+            )
         Y = Y.argmax(axis=1)
     if Y.ndim != 1 or not (np.issubdtype(Y.dtype, np.integer) or _all_whole(Y)):
-        raise ValueError(f"class labels must be integers 0..{n_classes - 1}, got dtype {Y.dtype}")
+        raise InputError(f"class labels must be integers 0..{n_classes - 1}, got dtype {Y.dtype}")
     ids = Y.astype(np.int64)
     if ids.size and (ids.min() < 0 or ids.max() >= n_classes):
         bad = ids[(ids < 0) | (ids >= n_classes)][0]
-        raise ValueError(
+        raise InputError(
             f"class label {bad} is out of range for {n_classes} outputs "
             f"(expected 0..{n_classes - 1})"
         )
@@ -330,7 +341,7 @@ def _dtype_name(dtype: object) -> str:
 def _check_layer_sizes(layer_sizes: Sequence[int]) -> tuple[int, ...]:
     sizes = tuple(layer_sizes)
     if len(sizes) < 2:
-        raise ValueError(f"layer_sizes needs at least [n_inputs, n_outputs], got {list(sizes)}")
+        raise InputError(f"layer_sizes needs at least [n_inputs, n_outputs], got {list(sizes)}")
     if any(not isinstance(s, int | np.integer) or s < 1 for s in sizes):
-        raise ValueError(f"layer_sizes must be integers >= 1, got {list(sizes)}")
+        raise InputError(f"layer_sizes must be integers >= 1, got {list(sizes)}")
     return tuple(int(s) for s in sizes)

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nnlab.engine.losses import DEFAULT_OUTPUT, count_correct
+from nnlab.checks import InputError
+from nnlab.engine.losses import ACCURACY, DEFAULT_OUTPUT, count_correct
 from nnlab.engine.mlp import MLP, Backprop, prepare_targets
 from nnlab.engine.optimizers import OPTIMIZERS
 from nnlab.engine.validation import check_choice, check_int, check_number, check_positive
@@ -55,14 +56,15 @@ class TrainResult:
 
     ``status`` is ``completed`` (all epochs ran), ``converged`` (the training loss stopped
     decreasing by ``tol``), ``early_stopped`` (validation loss stopped improving for ``patience``
-    epochs) or ``diverged`` (non-finite loss, or loss above ``divergence_factor`` × the first
-    epoch's).
+    epochs) or ``diverged`` (non-finite loss, or loss above ``divergence_factor`` ×
+    ``initial_loss``, the training loss of the initial weights).
     """
 
     status: str
     history: list[EpochRecord] = field(default_factory=list)
     updates: int = 0
     reason: str = ""
+    initial_loss: float = math.nan
 
     @property
     def epochs_run(self) -> int:
@@ -153,8 +155,8 @@ def train(
         Convergence: stop when the training loss has not decreased by more than ``tol`` for
         ``tol_patience`` consecutive epochs.
     divergence_factor : float or None
-        Stop as ``diverged`` when the training loss exceeds this multiple of the first epoch's;
-        a non-finite loss always counts as diverged.
+        Stop as ``diverged`` when an epoch's training loss exceeds this multiple of the loss of
+        the initial weights (``TrainResult.initial_loss``); a non-finite loss always counts.
     on_epoch : callable or None
         Called with each epoch's ``EpochRecord`` as soon as the epoch ends.
 
@@ -209,9 +211,9 @@ def make_config(
     if patience is not None:
         check_int("patience", patience, 1)
         if not has_val:
-            raise ValueError(f"patience={patience!r} needs validation data with at least one row")
+            raise InputError(f"patience={patience!r} needs validation data with at least one row")
     if restore_best and patience is None:
-        raise ValueError("restore_best=True needs early stopping: set patience")
+        raise InputError("restore_best=True needs early stopping: set patience")
     check_number("min_delta", min_delta, at_least=0)
     if tol is not None:
         check_number("tol", tol, at_least=0)
@@ -242,16 +244,16 @@ def make_config(
 
 def _effective_batch_size(gd: str, batch_size: int | None, n_samples: int) -> int:
     if n_samples < 1:
-        raise ValueError("X has no samples; training needs at least one")
+        raise InputError("X has no samples; training needs at least one")
     if gd == "batch":
         return n_samples
     if gd == "stochastic":
         return 1
     check_int("batch_size", batch_size, 1)
     if batch_size > n_samples:
-        raise ValueError(
+        raise InputError(
             f"batch_size={batch_size} is larger than the {n_samples} training samples; "
-            f"use gd='batch' to train on all samples at once"
+            "use gd='batch' (nnlab train --gd batch) to train on all samples at once"
         )
     return int(batch_size)
 
@@ -274,7 +276,7 @@ class _Trainer:
 
     def __init__(self, net, config: TrainConfig, X, T, classify, validation, on_epoch) -> None:
         self.net, self.config, self.X, self.T = net, config, X, T
-        self.correct = count_correct if classify else None
+        self.correct = ACCURACY.get(config.loss, count_correct) if classify else None
         self.validation = validation
         self.on_epoch = on_epoch
         rows = max(config.batch_size, min(_EVAL_ROWS, len(X)))
@@ -290,8 +292,10 @@ class _Trainer:
         self.updates = 0
 
     def run(self) -> TrainResult:
-        config, result = self.config, TrainResult(status="completed")
-        first_loss = best_train = best_val = math.inf
+        config = self.config
+        initial_total, _ = self.backprop.evaluate(self.X, self.T)
+        result = TrainResult(status="completed", initial_loss=initial_total / len(self.X))
+        best_train = best_val = math.inf
         stale_train = stale_val = 0
         best_flat = None
         for epoch in range(1, config.epochs + 1):
@@ -300,12 +304,7 @@ class _Trainer:
             if self.on_epoch is not None:
                 self.on_epoch(record)
             loss = record.train_loss
-            if epoch == 1:
-                first_loss = loss
-            if not math.isfinite(loss) or (
-                config.divergence_factor is not None
-                and loss > config.divergence_factor * first_loss
-            ):
+            if self._diverged(loss, result.initial_loss):
                 result.status, result.reason = "diverged", f"train_loss={loss:g} at epoch {epoch}"
                 break
             if record.val_loss is not None and config.patience is not None:
@@ -330,6 +329,14 @@ class _Trainer:
             self.net.flat[...] = best_flat
         result.updates = self.updates
         return result
+
+    def _diverged(self, loss: float, initial_loss: float) -> bool:
+        """A non-finite loss, or one above ``divergence_factor`` × the initial weights' loss
+        (measured against the start, so a run that blows up within its first epoch counts)."""
+        factor = self.config.divergence_factor
+        if not math.isfinite(loss):
+            return True
+        return factor is not None and initial_loss > 0 and loss > factor * initial_loss
 
     def _epoch(self, epoch: int) -> EpochRecord:
         start = time.perf_counter()

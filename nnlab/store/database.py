@@ -8,6 +8,8 @@ never reuses its parent's connections.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,8 +21,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, inspect
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
 DEFAULT_URL = "sqlite:///nnlab.db"
 ENV_VAR = "NNLAB_DB"
@@ -108,64 +110,140 @@ def _migrations_config(connection: Connection | None = None) -> Config:
     return config
 
 
+@functools.cache
+def _script() -> ScriptDirectory:
+    return ScriptDirectory.from_config(_migrations_config())
+
+
 def head_revision() -> str:
-    return ScriptDirectory.from_config(_migrations_config()).get_current_head()
+    return _script().get_current_head()
 
 
 def current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
-@dataclass
+@dataclass(frozen=True)
 class SchemaState:
+    """Where a database's schema stands against this nnlab's migrations."""
+
     current: str | None
     head: str
     empty: bool  # no tables at all: a new database
 
     @property
-    def known(self) -> bool:
-        script = ScriptDirectory.from_config(_migrations_config())
-        revisions = {revision.revision for revision in script.walk_revisions()}
-        return self.current is None or self.current in revisions
+    def foreign(self) -> bool:
+        """Tables but no nnlab schema version: somebody else's database."""
+        return self.current is None and not self.empty
+
+    @property
+    def newer(self) -> bool:
+        known = {revision.revision for revision in _script().walk_revisions()}
+        return self.current is not None and self.current not in known
+
+    @property
+    def verdict(self) -> str:
+        if self.current == self.head:
+            return "up to date"
+        if self.empty:
+            return "new: nnlab creates it on first use"
+        if self.foreign:
+            return "not an nnlab database: nnlab will not touch it"
+        if self.newer:
+            return "newer than this nnlab: upgrade nnlab"
+        return "behind: run nnlab db upgrade"
 
 
 def schema_state(engine: Engine) -> SchemaState:
-    with engine.connect() as connection:
+    with _translated(engine.url), engine.connect() as connection:
         empty = not inspect(connection).get_table_names()
         return SchemaState(current_revision(connection), head_revision(), empty)
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to ``revision`` with Alembic, in one write transaction."""
+    """Bring the schema to ``revision`` with Alembic, in one write transaction.
+
+    On PostgreSQL an advisory lock serialises processes that upgrade (or create) the same
+    database at once; on SQLite ``BEGIN IMMEDIATE`` already does.
+    """
     from alembic import command
 
-    with engine.connect().execution_options(write=True) as connection:
+    with _translated(engine.url), engine.connect().execution_options(write=True) as connection:
+        lock(connection, "schema")
         command.upgrade(_migrations_config(connection), revision)
         connection.commit()
 
 
-def check_schema(engine: Engine, url: str) -> None:
-    """Create a new database at head; refuse an older or newer one with the way out."""
+def lock(connection: Connection, name: str) -> None:
+    """Serialise transactions that take the same named lock, until the transaction ends."""
+    if connection.dialect.name == "postgresql":
+        key = int.from_bytes(
+            hashlib.sha256(f"nnlab:{name}".encode()).digest()[:8], "big", signed=True
+        )
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({key})")
+
+
+def check_schema(engine: Engine, url: str, create: bool = True) -> None:
+    """Create a new database at head (when ``create``); refuse any other revision, saying how
+    to get out of it."""
     state = schema_state(engine)
+    where = display_url(url)
     if state.current == state.head:
         return
     if state.empty:
+        if not create:
+            raise StoreError(f"no nnlab database at {where} yet: run a sweep, or check --db")
         upgrade(engine)
+        if schema_state(engine).current != state.head:  # another process created it first
+            raise StoreError(f"{where} was created concurrently at another revision")
         return
-    if state.current is None:
+    if state.foreign:
+        raise StoreError(f"{where} holds tables but no nnlab schema version: not an nnlab database")
+    if state.newer:
         raise StoreError(
-            f"{display_url(url)} holds tables but no nnlab schema version: "
-            "it is not an nnlab database"
-        )
-    if not state.known:
-        raise StoreError(
-            f"{display_url(url)} is at schema revision {state.current}, newer than this nnlab "
+            f"{where} is at schema revision {state.current}, newer than this nnlab "
             f"(which knows up to {state.head}); upgrade nnlab to use it"
         )
     raise StoreError(
-        f"{display_url(url)} is at schema revision {state.current}, this nnlab needs {state.head}; "
-        f"run `nnlab db upgrade --db {display_url(url)}` (nothing was changed)"
+        f"{where} is at schema revision {state.current}, this nnlab needs {state.head}; "
+        f"run `nnlab db upgrade --db {where}` (nothing was changed)"
     )
+
+
+def upgrade_database(url: str | None = None) -> tuple[SchemaState, SchemaState]:
+    """``nnlab db upgrade``: bring the database at ``url`` to head; return the states before
+    and after. A foreign or newer database is refused untouched."""
+    url = resolve_url(url)
+    engine = open_engine(url)
+    try:
+        before = schema_state(engine)
+        if before.foreign or before.newer:
+            check_schema(engine, url)  # raises with the reason
+        upgrade(engine)
+        return before, schema_state(engine)
+    finally:
+        engine.dispose()
+
+
+def database_state(url: str | None = None) -> SchemaState:
+    """``nnlab db current``: the schema state of the database at ``url``, changing nothing."""
+    url = resolve_url(url)
+    engine = open_engine(url)
+    try:
+        return schema_state(engine)
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def _translated(url: URL) -> Iterator[None]:
+    """Database errors on opening (unreachable server, not a database file) as StoreErrors."""
+    try:
+        yield
+    except DBAPIError as error:
+        detail = str(error.orig).strip().splitlines()[0]
+        where = url.render_as_string(hide_password=True)
+        raise StoreError(f"cannot open {where}: {detail}") from None
 
 
 def display_url(url: str) -> str:
@@ -179,7 +257,6 @@ class Store:
     def __init__(self, url: str, engine: Engine) -> None:
         self.url = url
         self.engine = engine
-        self.dialect = engine.dialect.name
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -218,24 +295,31 @@ def _forget_inherited() -> None:
         _stores.pop(key).engine.dispose(close=False)
 
 
-def open_store(url: str | None = None) -> Store:
-    """Open (and create, when new) the tracking database at ``url``.
+def open_store(url: str | None = None, *, create: bool = True) -> Store:
+    """Open the tracking database at ``url``, creating it when new and ``create`` is set
+    (readers pass ``create=False``: a mistyped URL is then an error, not a new database).
 
-    Raises ``StoreError`` for an unusable URL or a schema at another revision.
+    Raises ``StoreError`` for an unusable URL or database, or a schema at another revision.
     """
     url = resolve_url(url)
     key = (url, os.getpid())
     store = _stores.get(key)
     if store is None:
         _forget_inherited()
+        if not create:
+            _check_sqlite_file_exists(url)
         engine = open_engine(url)
         try:
-            check_schema(engine, url)
-        except OperationalError as error:
-            engine.dispose()
-            raise StoreError(f"cannot open {display_url(url)}: {error.orig}") from None
+            check_schema(engine, url, create=create)
         except BaseException:
             engine.dispose()
             raise
         store = _stores[key] = Store(url, engine)
     return store
+
+
+def _check_sqlite_file_exists(url: str) -> None:
+    parsed = make_url(url)
+    path = parsed.database if parsed.get_backend_name() == "sqlite" else None
+    if path not in (None, "", ":memory:") and not Path(path).exists():
+        raise StoreError(f"no database at {path!r}: run a sweep first, or check --db")

@@ -101,8 +101,9 @@ class Lab:
 
 
 def connect(url: str | None = None) -> Lab:
-    """Open the tracking database at ``url`` (default: ``$NNLAB_DB``, else ``nnlab.db``)."""
-    return Lab(open_store(url))
+    """Open the tracking database at ``url`` (default: ``$NNLAB_DB``, else ``nnlab.db``) for
+    reading; a database that does not exist yet is an error, not created."""
+    return Lab(open_store(url, create=False))
 
 
 # epochs() columns named apart from the run's hyperparameters
@@ -128,7 +129,7 @@ def _filters(*, sweep=None, status=None, runs=None, sweep_column="sweep") -> tup
     if status is not None:
         statuses = [status] if isinstance(status, str) else list(status)
         names = [f":status{i}" for i in range(len(statuses))]
-        clauses.append(f"status IN ({', '.join(names)})")
+        clauses.append(f"status IN ({', '.join(names)})" if names else "1 = 0")
         params.update({name[1:]: value for name, value in zip(names, statuses, strict=True)})
     if runs is not None:
         ids = [int(run) for run in runs]

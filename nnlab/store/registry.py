@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import insert, select
 
-from nnlab.store.database import Store
+from nnlab.store.database import Store, lock
 from nnlab.store.models import Run, Sweep
 
 # Typed run columns copied out of a run's configuration, for SQL.
@@ -38,6 +38,7 @@ def register_sweep(
     registering again after an interruption adds only what is missing.
     """
     with store.write() as connection:
+        lock(connection, f"sweep:{name}")  # two processes registering one sweep queue up
         sweep_id = connection.scalar(select(Sweep.id).where(Sweep.name == name))
         if sweep_id is None:
             sweep_id = connection.scalar(

@@ -15,7 +15,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
 
 from nnlab.store.database import StoreError, open_store, resolve_url
 
@@ -109,23 +108,30 @@ def _explain(error: Exception, refused: list[str], timeout: float) -> StoreError
 
 
 def _postgres_query(sql: str, url: str, timeout: float) -> QueryResult:
-    store = open_store(url)
-    with store.engine.connect() as connection:
-        try:
-            connection.exec_driver_sql("SET TRANSACTION READ ONLY")
-            connection.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout * 1000)}")
-            result = connection.exec_driver_sql(sql)
-            columns = list(result.keys())
-            rows = [tuple(row) for row in result.fetchall()] if result.returns_rows else []
-        except DBAPIError as error:
-            raise _explain_postgres(error, timeout) from None
-        finally:
-            connection.rollback()
+    """A connection of its own, read-only for its whole session, and the query sent with the
+    extended protocol, which takes exactly one statement: ``COMMIT; DELETE …`` cannot escape."""
+    import psycopg  # the PostgreSQL driver, present wherever a PostgreSQL URL works
+
+    store = open_store(url, create=False)
+    connection = store.engine.raw_connection()
+    try:
+        connection.driver_connection.autocommit = True  # each statement its own transaction…
+        cursor = connection.cursor()
+        cursor.execute("SET default_transaction_read_only = on")  # …and each one read-only
+        cursor.execute(f"SET statement_timeout = {int(timeout * 1000)}")
+        cursor.execute(sql, binary=True)  # binary results force the extended protocol
+        columns = [d.name for d in cursor.description or ()]
+        rows = [tuple(row) for row in cursor.fetchall()] if cursor.description else []
+        cursor.close()
+    except psycopg.Error as error:
+        raise _explain_postgres(error, timeout) from None
+    finally:
+        connection.invalidate()  # never hand a read-only session back to the pool
     return QueryResult(columns, rows)
 
 
-def _explain_postgres(error: DBAPIError, timeout: float) -> StoreError:
-    message = str(error.orig).strip()
+def _explain_postgres(error: Exception, timeout: float) -> StoreError:
+    message = str(error).strip()
     if "statement timeout" in message:
         return ReadOnlyError(f"query stopped after the {timeout:g} s time limit (--timeout)")
     if "read-only transaction" in message:

@@ -17,7 +17,6 @@ import platform
 import socket
 import subprocess
 import time
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -202,10 +201,7 @@ class RunWriter:
             epoch, metrics = record["epoch"], tuple(map(_float, map(record.get, EPOCH_METRICS)))
         else:  # the engine's EpochRecord: Python floats already
             epoch, metrics = record.epoch, _record_metrics(record)
-        if any(map(math.isnan, filter(None, metrics))):
-            self._pending.append(epoch_row(self.run_id, int(epoch), metrics))
-        else:  # the common case inline: this runs once per epoch of every run
-            self._pending.append((self.run_id, int(epoch), *metrics, None))
+        self._pending.append(epoch_row(self.run_id, int(epoch), metrics))
         if time.monotonic() - self._last_flush >= self.flush_seconds:
             self.flush()
 
@@ -213,30 +209,27 @@ class RunWriter:
 
     def flush(self) -> None:
         """Commit the buffered epochs and the heartbeat in one transaction."""
-        rows, self._pending = self._pending, []
         with self.store.write() as connection:
-            if rows:
-                self._insert(connection, rows)
+            if self._pending:
+                self._insert(connection, self._pending)
             connection.execute(_HEARTBEAT, {"run_id": self.run_id, "now": utcnow()})
+        self._pending = []  # only once committed: a failed write keeps the rows for the next
         self._last_flush = time.monotonic()
 
     def finish(self, status: str, error: str | None = None) -> None:
         """Commit what is buffered and record how the run ended."""
         if status not in RUN_STATUSES:
             raise ValueError(f"unknown run status {status!r}; expected one of {RUN_STATUSES}")
-        rows, self._pending = self._pending, []
         now = utcnow()
         ended = status in FINISHED_STATUSES or status == "failed"
         params = {"run_id": self.run_id, "status": status, "error": error, "now": now,
                   "finished_at": now if ended else None,
                   "duration_s": time.monotonic() - self._started}  # fmt: skip
         with self.store.write() as connection:
-            if rows:
-                self._insert(connection, rows)
+            if self._pending:
+                self._insert(connection, self._pending)
             connection.execute(_FINISH, params)
-
-    def fail(self, exc: BaseException) -> None:
-        self.finish("failed", "".join(traceback.format_exception(exc)))
+        self._pending = []
 
 
 _record_metrics = operator.attrgetter(*EPOCH_METRICS)

@@ -1,0 +1,70 @@
+"""Argument checks shared by the engine and the data modules, and the error they raise.
+
+An ``InputError`` is a user mistake (a bad argument, bad data, a bad spec): its message names the
+bad value and what was expected, and the command line prints it and exits with status 2. Any
+other exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import numbers
+import operator
+from collections.abc import Iterable
+
+
+class InputError(ValueError):
+    """A user mistake; the message names the bad value and what was expected."""
+
+
+def quoted(names: Iterable[str]) -> str:
+    """``'a', 'b', 'c'`` — a list of names for an error message."""
+    return ", ".join(repr(n) for n in names)
+
+
+def did_you_mean(value: object, choices: Iterable[str]) -> str:
+    """``. Did you mean 'x'?`` when ``value`` is a near miss of one of ``choices``, else ``""``."""
+    if not isinstance(value, str):
+        return ""
+    close = difflib.get_close_matches(value, list(choices), n=3)
+    return f". Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+def check_choice(name: str, value: object, choices: Iterable[str], error=InputError) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise ``error`` listing them."""
+    choices = tuple(choices)
+    if value not in choices:
+        hint = did_you_mean(value, choices)
+        raise error(f"unknown {name} {value!r}; expected one of {quoted(choices)}{hint}")
+    return value  # type: ignore[return-value]
+
+
+def check_int(name: str, value: object, minimum: int, why: str = "", error=InputError) -> int:
+    """Return ``value`` as an int, or raise ``error`` if it is not an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        reason = f" ({why})" if why else ""
+        raise error(f"{name} must be an integer >= {minimum}{reason}, got {value!r}")
+    return int(value)
+
+
+_COMPARE = {">": operator.gt, ">=": operator.ge, "<": operator.lt}
+
+
+def check_number(
+    name: str,
+    value: object,
+    *,
+    above: float | None = None,
+    at_least: float | None = None,
+    below: float | None = None,
+    error=InputError,
+) -> float:
+    """A finite real number within the given bounds, else ``error`` naming it."""
+    bounds = (above, at_least, below)
+    limits = [(op, limit) for op, limit in zip(_COMPARE, bounds, strict=True) if limit is not None]
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if not (ok and all(_COMPARE[op](value, limit) for op, limit in limits)):
+        wanted = " and".join(f" {op} {limit}" for op, limit in limits)
+        raise error(f"{name} must be a finite number{wanted}, got {value!r}")
+    return float(value)
