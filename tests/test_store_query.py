@@ -210,3 +210,8 @@ def test_sql_cannot_escape_read_only_on_postgres(filled_pg, statement):
 def test_sql_on_a_missing_database_is_an_error(tmp_path):
     result = CliRunner().invoke(cli, ["sql", "SELECT 1", "--db", str(tmp_path / "none.db")])
     assert result.exit_code == 2 and "no database at" in result.output
+
+
+def test_sql_refusal_names_what_was_refused(filled_sqlite):
+    result = CliRunner().invoke(cli, ["sql", "DELETE FROM runs", "--db", filled_sqlite])
+    assert "refused 'delete runs'" in result.output

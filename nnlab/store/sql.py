@@ -28,12 +28,18 @@ READ_PRAGMAS = frozenset({"table_list", "user_version", "schema_version", "page_
                           "page_size", "journal_mode", "compile_options", "database_list",
                           "collation_list", "function_list"})  # fmt: skip
 _ALLOWED = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_RECURSIVE}
+# The authorizer's action codes, by name (sqlite3's result and limit codes reuse the numbers).
+_ACTIONS = ("CREATE_INDEX", "CREATE_TABLE", "CREATE_TEMP_INDEX", "CREATE_TEMP_TABLE",
+            "CREATE_TEMP_TRIGGER", "CREATE_TEMP_VIEW", "CREATE_TRIGGER", "CREATE_VIEW", "DELETE",
+            "DROP_INDEX", "DROP_TABLE", "DROP_TEMP_INDEX", "DROP_TEMP_TABLE", "DROP_TEMP_TRIGGER",
+            "DROP_TEMP_VIEW", "DROP_TRIGGER", "DROP_VIEW", "INSERT", "PRAGMA", "READ", "SELECT",
+            "TRANSACTION", "UPDATE", "ATTACH", "DETACH", "ALTER_TABLE", "REINDEX", "ANALYZE",
+            "CREATE_VTABLE", "DROP_VTABLE", "FUNCTION", "SAVEPOINT", "RECURSIVE")  # fmt: skip
 _ACTION_NAMES = {
-    value: name[len("SQLITE_") :].replace("_", " ").lower()
-    for name, value in vars(sqlite3).items()
-    if name.startswith("SQLITE_") and isinstance(value, int) and name not in ("SQLITE_OK",)
-    and name not in ("SQLITE_DENY", "SQLITE_IGNORE")
-}  # fmt: skip
+    getattr(sqlite3, f"SQLITE_{name}"): name.replace("_", " ").lower()
+    for name in _ACTIONS
+    if hasattr(sqlite3, f"SQLITE_{name}")
+}
 
 
 class ReadOnlyError(StoreError):
