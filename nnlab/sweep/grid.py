@@ -1,0 +1,92 @@
+"""Expanding a spec's grid into runs, each identified by a canonical configuration hash.
+
+The hash ignores key order and number spelling (``0.1`` and ``1e-1`` are one value), and
+parameters that mean nothing for a run are dropped before hashing: ``batch_size`` outside
+mini-batch GD, ``momentum`` outside momentum/nesterov, ``beta1``/``beta2``/``epsilon`` outside
+adam. So a grid never yields two runs that would train the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass
+
+from nnlab.sweep.run import RunConfig
+from nnlab.sweep.spec import DATA_PREFIX, SpecError, SweepSpec
+
+DEFAULT_MAX_RUNS = 10_000
+
+# parameters that only some settings use: (parameter, setting, values where it counts)
+CONDITIONAL = (
+    ("batch_size", "gd", ("minibatch",)),
+    ("momentum", "optimizer", ("momentum", "nesterov")),
+    ("beta1", "optimizer", ("adam",)),
+    ("beta2", "optimizer", ("adam",)),
+    ("epsilon", "optimizer", ("adam",)),
+)
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    """One run of a sweep: its configuration and the hash that names it within the sweep."""
+
+    config: RunConfig
+    config_hash: str
+
+    @property
+    def values(self) -> dict:
+        """The configuration as plain JSON-ready values (the runs table's ``config``)."""
+        return canonical(self.config)
+
+
+def canonical(config: RunConfig) -> dict:
+    values = asdict(config)
+    values["hidden"] = list(values["hidden"])
+    values["data"] = dict(sorted(values["data"].items()))
+    for parameter, setting, where in CONDITIONAL:
+        if values[setting] not in where:
+            values[parameter] = None
+    return {key: float(v) if isinstance(v, float) else v for key, v in values.items()}
+
+
+def config_hash(config: RunConfig) -> str:
+    text = json.dumps(canonical(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def expand_grid(spec: SweepSpec, max_runs: int = DEFAULT_MAX_RUNS) -> list[GridPoint]:
+    """Every distinct run of the spec, in grid order, seeds innermost."""
+    points: dict[str, GridPoint] = {}
+    for config in _configs(spec):
+        points.setdefault(config_hash(config), GridPoint(config, config_hash(config)))
+        if len(points) > max_runs:
+            raise SpecError(
+                f"{spec.name}: the grid has more than {max_runs} runs; narrow it, or raise "
+                f"--max-runs if you mean it"
+            )
+    return list(points.values())
+
+
+def _configs(spec: SweepSpec) -> Iterator[RunConfig]:
+    keys = list(spec.grid)
+    for combo in itertools.product(*spec.grid.values()):
+        point = dict(zip(keys, combo, strict=True))
+        if any(_matches(point, spec.base, rule) for rule in spec.exclude):
+            continue
+        settings = {
+            **spec.base,
+            **{k: v for k, v in point.items() if not k.startswith(DATA_PREFIX)},
+        }
+        data = {**spec.data, **{k[len(DATA_PREFIX):]: v for k, v in point.items()
+                                if k.startswith(DATA_PREFIX)}}  # fmt: skip
+        for seed in spec.seeds:
+            yield RunConfig(data=data, seed=seed, **settings)
+
+
+def _matches(point: Mapping, base: Mapping, rule: Mapping) -> bool:
+    """Whether a grid point (with the fixed settings) has every value the rule names."""
+    merged = {**base, **point}
+    return all(key in merged and merged[key] == value for key, value in rule.items())
