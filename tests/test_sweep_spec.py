@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nnlab.sweep.grid import GridPoint, canonical, config_hash, expand_grid
+from nnlab.sweep.grid import GridPoint, canonical, check_data, config_hash, expand_grid
 from nnlab.sweep.run import RunConfig
 from nnlab.sweep.spec import SpecError, load_spec, parse_spec
 
@@ -154,3 +154,37 @@ def test_expansion_has_no_duplicates_and_covers_every_distinct_run(lrs, gds, siz
     }  # fmt: skip
     assert len(points) == len(distinct)
     assert all(isinstance(p, GridPoint) and canonical(p.config) == p.values for p in points)
+
+
+# --- data-level checks, before anything touches a database ---------------------------------------
+
+
+def test_unknown_data_set_is_located_at_the_data_key():
+    spec = parse_spec(SPEC.replace("name: spirals", "name: spiralz"), source="s.yaml")
+    with pytest.raises(SpecError, match=r"s.yaml:3: data: unknown dataset 'spiralz'.*Did you mean"):
+        check_data(spec, expand_grid(spec))
+
+
+def test_missing_data_file_is_an_error(tmp_path):
+    text = SPEC.replace(
+        "{name: spirals, n_samples: 600, classes: 3, noise: 0.2, val_fraction: 0.2}",
+        f"{{name: {tmp_path}/gone.csv, target: y}}",
+    )
+    spec = parse_spec(text, source="s.yaml")
+    with pytest.raises(SpecError, match=r"s.yaml:3: data: .*gone.csv"):
+        check_data(spec, expand_grid(spec))
+
+
+def test_batch_size_larger_than_the_training_set():
+    spec = parse_spec(
+        SPEC.replace("batch_size: [16, 64]", "batch_size: [16, 1000]"), source="s.yaml"
+    )
+    with pytest.raises(
+        SpecError, match=r"s.yaml:9: grid.batch_size: batch_size 1000 is larger than the 480"
+    ):
+        check_data(spec, expand_grid(spec))
+
+
+def test_a_good_spec_passes_the_data_checks():
+    spec = parse_spec(SPEC)
+    check_data(spec, expand_grid(spec))

@@ -14,7 +14,8 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 
-from nnlab.sweep.run import RunConfig
+from nnlab.checks import InputError
+from nnlab.sweep.run import RunConfig, prepare_data
 from nnlab.sweep.spec import DATA_PREFIX, SpecError, SweepSpec
 
 DEFAULT_MAX_RUNS = 10_000
@@ -68,6 +69,28 @@ def expand_grid(spec: SweepSpec, max_runs: int = DEFAULT_MAX_RUNS) -> list[GridP
                 f"--max-runs if you mean it"
             )
     return list(points.values())
+
+
+def check_data(spec: SweepSpec, points: list[GridPoint]) -> None:
+    """Load every data set the grid names (a missing file, an unknown data set or bad data is a
+    SpecError) and check mini-batch sizes against the training set they will see."""
+    sizes: dict[str, int] = {}
+    for point in points:
+        key = json.dumps(point.values["data"], sort_keys=True)
+        if key not in sizes:
+            try:
+                train_data, _, _ = prepare_data(point.config.data)
+            except InputError as error:
+                raise spec.error(("data",), str(error)) from None
+            sizes[key] = train_data.n_samples
+        config = point.config
+        if config.gd == "minibatch" and config.batch_size and config.batch_size > sizes[key]:
+            path = ("grid", "batch_size") if "batch_size" in spec.grid else ("train", "batch_size")
+            raise spec.error(
+                path,
+                f"batch_size {config.batch_size} is larger than the {sizes[key]} training samples "
+                f"of {config.data.get('name')!r}",
+            )
 
 
 def _configs(spec: SweepSpec) -> Iterator[RunConfig]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import yaml
@@ -99,10 +99,16 @@ class SweepSpec:
     seeds: tuple[int, ...]
     exclude: tuple[Mapping, ...]
     text: str  # the spec as written, stored with the sweep
+    source: str = "<spec>"
+    lines: Mapping = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def spec_hash(self) -> str:
         return "sha256:" + hashlib.sha256(self.text.encode()).hexdigest()
+
+    def error(self, path: tuple, message: str) -> SpecError:
+        """A SpecError for the key at ``path``, located at its line in the file."""
+        return _Validator(self.source, self.lines).fail(path, message)
 
 
 def load_spec(path: str | Path) -> SweepSpec:
@@ -189,7 +195,7 @@ class _Validator:
         return SweepSpec(
             name=name.strip(), description=description, data=data, base=base, grid=grid,
             seeds=self.seeds(spec.get("seeds", [0])), exclude=self.exclude(spec.get("exclude", [])),
-            text=text,
+            text=text, source=self.source, lines=self.lines,
         )  # fmt: skip
 
     def settings(self, section: str, value: object, allowed: tuple[str, ...]) -> dict:
