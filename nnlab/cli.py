@@ -10,6 +10,7 @@ import csv
 import json
 import math
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -24,6 +25,9 @@ from nnlab.store import ENV_VAR, StoreError, connect, database
 from nnlab.store.models import RUN_STATUSES
 from nnlab.store.sql import DEFAULT_TIMEOUT_S, run_query
 from nnlab.sweep import RunConfig, execute
+from nnlab.sweep.grid import DEFAULT_MAX_RUNS
+from nnlab.sweep.runner import plan, run_sweep
+from nnlab.sweep.spec import load_spec
 
 EXIT_USAGE = 2
 
@@ -234,6 +238,64 @@ def _epoch_cells(record: EpochRecord) -> list[str]:
         number(record.grad_norm, ".3g"),
         number(record.seconds, ".4f"),
     ]
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@db_option
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes.",
+)
+@click.option("--dry-run", is_flag=True, help="Print the expanded grid; write nothing.")
+@click.option("--retry-failed", is_flag=True, help="Also re-run runs that failed.")
+@click.option(
+    "--max-runs",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_RUNS,
+    show_default=True,
+    help="Refuse grids larger than this.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
+@click.pass_context
+def sweep(ctx, spec, db, jobs, dry_run, retry_failed, max_runs, quiet):
+    """Run the grid of a sweep spec, logging every run and epoch to the database.
+
+    Running the same spec again resumes it: only unfinished runs train.
+
+    \b
+    Example:
+      nnlab sweep sweeps/quickstart.yaml -j 2
+    """
+    with user_errors(ctx):
+        parsed = load_spec(spec)
+        if dry_run:
+            points = plan(parsed, max_runs)
+            _print_plan(parsed, points)
+            return
+        counts = Counter()
+
+        def on_result(run_id: int, status: str) -> None:
+            counts[status] += 1
+            if not quiet:
+                click.echo(f"run {run_id}: {status}  ({sum(counts.values())} done)")
+
+        result = run_sweep(parsed, db, jobs=jobs, retry_failed=retry_failed,
+                           max_runs=max_runs, on_result=on_result)  # fmt: skip
+    done = ", ".join(f"{n} {status}" for status, n in sorted(result.statuses.items())) or "none"
+    click.echo(f"sweep {result.name!r}: {result.total} runs, trained now: {done}")
+
+
+def _print_plan(spec, points) -> None:
+    axes = list(spec.grid)
+    click.echo(f"sweep {spec.name!r}: {len(points)} runs ({len(spec.seeds)} seeds each)")
+    rows = [(*(getattr(p.config, a) if not a.startswith("data.") else p.config.data[a[5:]]
+               for a in axes), p.config.seed) for p in points]  # fmt: skip
+    _print_rows([*axes, "seed"], rows, "table")
 
 
 @cli.group()

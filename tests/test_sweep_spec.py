@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nnlab.sweep.grid import GridPoint, canonical, check_data, config_hash, expand_grid
+from nnlab.sweep.grid import (
+    GridPoint,
+    canonical,
+    check_data,
+    config_hash,
+    expand_grid,
+    from_values,
+)
 from nnlab.sweep.run import RunConfig
 from nnlab.sweep.spec import SpecError, load_spec, parse_spec
 
@@ -34,7 +41,7 @@ def test_the_issue_example_expands_without_duplicates():
     assert len(points) == 3 * 4 * 3 * 3
     assert len({p.config_hash for p in points}) == len(points)
     batch = [p for p in points if p.config.gd == "batch"]
-    assert all(p.values["batch_size"] is None for p in batch)
+    assert all(canonical(p.config)["batch_size"] is None for p in batch)
     assert spec.spec_hash.startswith("sha256:") and spec.text == SPEC
 
 
@@ -153,7 +160,7 @@ def test_expansion_has_no_duplicates_and_covers_every_distinct_run(lrs, gds, siz
         for lr in lrs for gd in gds for size in sizes for seed in seeds
     }  # fmt: skip
     assert len(points) == len(distinct)
-    assert all(isinstance(p, GridPoint) and canonical(p.config) == p.values for p in points)
+    assert all(isinstance(p, GridPoint) and from_values(p.values) == p.config for p in points)
 
 
 # --- data-level checks, before anything touches a database ---------------------------------------

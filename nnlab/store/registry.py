@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from nnlab.store.database import Store, lock
-from nnlab.store.models import Run, Sweep
+from nnlab.store.models import Run, Sweep, utcnow
 
 # Typed run columns copied out of a run's configuration, for SQL.
 TYPED_COLUMNS = ("learning_rate", "batch_size", "activation", "gd", "optimizer", "epochs")
@@ -69,3 +70,35 @@ def _run_values(sweep_id: int, run: RunRow) -> dict:
         "attempts": 0,
         **values,
     }
+
+
+def sweep_spec_hash(store: Store, name: str) -> str | None:
+    """The spec hash sweep ``name`` was registered with, or None for a new sweep."""
+    with store.read() as connection:
+        return connection.scalar(select(Sweep.spec_hash).where(Sweep.name == name))
+
+
+def set_sweep_status(store: Store, sweep_id: int, status: str) -> None:
+    finished = utcnow() if status in ("finished", "interrupted") else None
+    with store.write() as connection:
+        connection.execute(
+            update(Sweep).where(Sweep.id == sweep_id).values(status=status, finished_at=finished)
+        )
+
+
+def runs_to_do(
+    store: Store, sweep_id: int, *, retry_failed: bool = False, stale_after: float = 120.0
+) -> list[tuple[int, dict]]:
+    """(run id, config) of every run a (re)started sweep must train: pending and interrupted
+    ones, running ones whose heartbeat is older than ``stale_after`` seconds (their process
+    died), and failed ones when ``retry_failed``."""
+    statuses = ["pending", "interrupted", *(["failed"] if retry_failed else [])]
+    stale = utcnow() - timedelta(seconds=stale_after)
+    wanted = Run.status.in_(statuses) | (
+        (Run.status == "running") & ((Run.heartbeat_at < stale) | Run.heartbeat_at.is_(None))
+    )
+    with store.read() as connection:
+        rows = connection.execute(
+            select(Run.id, Run.config).where(Run.sweep_id == sweep_id, wanted).order_by(Run.id)
+        )
+        return [(run_id, config) for run_id, config in rows]

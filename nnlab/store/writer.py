@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import bindparam, delete, update
+from sqlalchemy import bindparam, delete, func, update
 
 from nnlab.store.database import Store
 from nnlab.store.models import EPOCH_METRICS, FINISHED_STATUSES, RUN_STATUSES, Epoch, Run, utcnow
@@ -122,6 +122,7 @@ _FINISH = (
         heartbeat_at=bindparam("now"),
         finished_at=bindparam("finished_at"),
         duration_s=bindparam("duration_s"),
+        data_fingerprint=func.coalesce(bindparam("data_fingerprint"), _runs.c.data_fingerprint),
     )
 )
 
@@ -216,13 +217,17 @@ class RunWriter:
         self._pending = []  # only once committed: a failed write keeps the rows for the next
         self._last_flush = time.monotonic()
 
-    def finish(self, status: str, error: str | None = None) -> None:
-        """Commit what is buffered and record how the run ended."""
+    def finish(
+        self, status: str, error: str | None = None, data_fingerprint: str | None = None
+    ) -> None:
+        """Commit what is buffered and record how the run ended (and, when given, the
+        fingerprint of the data it trained on)."""
         if status not in RUN_STATUSES:
             raise ValueError(f"unknown run status {status!r}; expected one of {RUN_STATUSES}")
         now = utcnow()
         ended = status in FINISHED_STATUSES or status == "failed"
         params = {"run_id": self.run_id, "status": status, "error": error, "now": now,
+                  "data_fingerprint": data_fingerprint,
                   "finished_at": now if ended else None,
                   "duration_s": time.monotonic() - self._started}  # fmt: skip
         with self.store.write() as connection:

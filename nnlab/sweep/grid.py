@@ -39,14 +39,25 @@ class GridPoint:
 
     @property
     def values(self) -> dict:
-        """The configuration as plain JSON-ready values (the runs table's ``config``)."""
-        return canonical(self.config)
+        """The whole configuration as plain JSON-ready values (the runs table's ``config``)."""
+        return as_values(self.config)
 
 
-def canonical(config: RunConfig) -> dict:
+def as_values(config: RunConfig) -> dict:
     values = asdict(config)
     values["hidden"] = list(values["hidden"])
     values["data"] = dict(sorted(values["data"].items()))
+    return values
+
+
+def from_values(values: dict) -> RunConfig:
+    """The RunConfig stored as ``values`` (see ``as_values``)."""
+    return RunConfig(**{**values, "hidden": tuple(values["hidden"])})
+
+
+def canonical(config: RunConfig) -> dict:
+    """The configuration as hashed: parameters that do not apply to it set to None."""
+    values = as_values(config)
     for parameter, setting, where in CONDITIONAL:
         if values[setting] not in where:
             values[parameter] = None
@@ -76,7 +87,7 @@ def check_data(spec: SweepSpec, points: list[GridPoint]) -> None:
     SpecError) and check mini-batch sizes against the training set they will see."""
     sizes: dict[str, int] = {}
     for point in points:
-        key = json.dumps(point.values["data"], sort_keys=True)
+        key = json.dumps(dict(point.config.data), sort_keys=True)
         if key not in sizes:
             try:
                 train_data, _, _ = prepare_data(point.config.data)

@@ -1,0 +1,149 @@
+"""Running sweeps: real joblib workers and databases, failures isolated, resume, no duplicates."""
+
+from __future__ import annotations
+
+import textwrap
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import update
+
+import nnlab
+from nnlab.cli import cli
+from nnlab.store import open_store
+from nnlab.store.models import Epoch, Run, utcnow
+from nnlab.sweep.runner import run_sweep
+from nnlab.sweep.spec import SpecError, parse_spec
+
+SPEC = textwrap.dedent("""\
+    name: small
+    data: {name: spirals, n_samples: 90, classes: 3, noise: 0.2, val_fraction: 0.2}
+    model: {hidden: [8]}
+    train: {epochs: 5, optimizer: sgd}
+    grid:
+      learning_rate: [0.05, 0.5]
+      gd: [batch, minibatch]
+      batch_size: [8]
+      activation: [tanh, relu]
+    seeds: [0, 1]
+""")
+N_RUNS = 2 * 2 * 2 * 2
+
+
+def curves(url: str) -> dict:
+    epochs = nnlab.connect(url).epochs()  # the run's hyperparameters come alongside
+    return {
+        (r.learning_rate, r.gd, r.activation, r.seed, r.epoch): (r.train_loss, r.val_loss)
+        for r in epochs.itertuples()
+    }
+
+
+def test_a_sweep_trains_and_logs_every_run(db_url):
+    seen = []
+    result = run_sweep(parse_spec(SPEC), db_url, on_result=lambda run, status: seen.append(status))
+    assert result.total == N_RUNS and result.statuses == {"completed": N_RUNS}
+    assert len(seen) == N_RUNS
+    lab = nnlab.connect(db_url)
+    runs = lab.runs(sweep="small")
+    assert set(runs.status) == {"completed"} and set(runs.epochs_run) == {5}
+    assert len(lab.epochs(sweep="small")) == N_RUNS * 5
+    assert lab.sweeps().status.tolist() == ["finished"]
+
+
+def test_a_run_that_raises_fails_alone(sqlite_url):
+    # cross_entropy cannot train an identity output: that run raises inside its worker
+    spec = SPEC.replace("model: {hidden: [8]}", "model: {hidden: [8], loss: cross_entropy}")
+    spec = spec.replace(
+        "activation: [tanh, relu]", "activation: [tanh, relu]\n  output: [softmax, identity]"
+    )
+    result = run_sweep(parse_spec(spec), sqlite_url, jobs=2)
+    assert result.statuses == {"completed": N_RUNS, "failed": N_RUNS}
+    runs = nnlab.connect(sqlite_url).runs()
+    with open_store(sqlite_url).read() as connection:
+        errors = connection.exec_driver_sql("SELECT error FROM runs WHERE status = 'failed'").all()
+    assert all("does not fit output activation 'identity'" in e[0] for e in errors)
+    assert all("Traceback" in e[0] for e in errors)
+    assert (runs.status == "completed").sum() == N_RUNS
+
+
+def test_same_curves_with_one_or_two_workers(tmp_path):
+    one, two = (f"sqlite:///{tmp_path / name}" for name in ("one.db", "two.db"))
+    run_sweep(parse_spec(SPEC), one, jobs=1)
+    run_sweep(parse_spec(SPEC), two, jobs=2)
+    a, b = curves(one), curves(two)
+    assert a.keys() == b.keys() and len(a) == N_RUNS * 5
+    np.testing.assert_allclose([a[k] for k in a], [b[k] for k in a], rtol=0, atol=1e-12)
+
+
+def test_resume_runs_only_what_is_unfinished(sqlite_url, tmp_path):
+    spec = parse_spec(SPEC)
+    run_sweep(spec, sqlite_url)
+    reference = curves(sqlite_url)
+    assert run_sweep(spec, sqlite_url).ran == 0  # nothing left to do
+
+    store = open_store(sqlite_url)
+    with store.write() as connection:  # as if the sweep had been killed
+        ids = [row[0] for row in connection.exec_driver_sql("SELECT id FROM runs LIMIT 3")]
+        connection.execute(update(Run).where(Run.id == ids[0]).values(status="interrupted"))
+        connection.execute(
+            update(Run).where(Run.id == ids[1])
+            .values(status="running", heartbeat_at=utcnow() - timedelta(hours=1))
+        )  # fmt: skip
+        connection.execute(update(Run).where(Run.id == ids[2]).values(status="pending"))
+        connection.execute(Epoch.__table__.delete().where(Epoch.run_id == ids[2]))
+    result = run_sweep(spec, sqlite_url)
+    assert result.ran == 3 and result.statuses == {"completed": 3}
+    assert len(nnlab.connect(sqlite_url).epochs()) == N_RUNS * 5  # replaced, not duplicated
+    assert curves(sqlite_url) == reference
+
+
+def test_a_live_running_run_is_left_to_its_worker(sqlite_url):
+    spec = parse_spec(SPEC)
+    run_sweep(spec, sqlite_url)
+    with open_store(sqlite_url).write() as connection:
+        connection.execute(
+            update(Run).where(Run.id == 1).values(status="running", heartbeat_at=utcnow())
+        )
+    assert run_sweep(spec, sqlite_url).ran == 0
+
+
+def test_failed_runs_rerun_only_when_asked(sqlite_url):
+    spec = parse_spec(SPEC)
+    run_sweep(spec, sqlite_url)
+    with open_store(sqlite_url).write() as connection:
+        connection.execute(update(Run).where(Run.id == 1).values(status="failed"))
+    assert run_sweep(spec, sqlite_url).ran == 0
+    assert run_sweep(spec, sqlite_url, retry_failed=True).ran == 1
+
+
+def test_a_changed_spec_under_the_same_name_is_refused(sqlite_url):
+    run_sweep(parse_spec(SPEC), sqlite_url)
+    changed = parse_spec(SPEC.replace("epochs: 5", "epochs: 6"), source="s.yaml")
+    with pytest.raises(SpecError, match=r"already exists with a different spec.*name: small-2"):
+        run_sweep(changed, sqlite_url)
+
+
+def test_cli_sweep_dry_run_and_run(tmp_path):
+    spec = tmp_path / "small.yaml"
+    spec.write_text(SPEC)
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    runner = CliRunner()
+    dry = runner.invoke(cli, ["sweep", str(spec), "--db", url, "--dry-run"])
+    assert dry.exit_code == 0 and f"{N_RUNS} runs" in dry.output
+    assert not (tmp_path / "runs.db").exists()
+    run = runner.invoke(cli, ["sweep", str(spec), "--db", url, "-j", "2", "-q"])
+    assert run.exit_code == 0, run.output
+    assert f"{N_RUNS} completed" in run.output
+
+
+def test_cli_bad_spec_exits_2_and_writes_nothing(tmp_path):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(SPEC.replace("batch_size: [8]", "batch_size: [8, 5000]"))
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    result = CliRunner().invoke(cli, ["sweep", str(spec), "--db", url])
+    assert result.exit_code == 2
+    assert f"{spec}:8: grid.batch_size: batch_size 5000 is larger than the 72" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "runs.db").exists()
