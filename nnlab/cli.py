@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import signal
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ from nnlab.sweep.runner import plan, run_sweep
 from nnlab.sweep.spec import load_spec
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # as a shell reports a process ended by Ctrl-C
 
 
 class UserError(click.ClickException):
@@ -284,10 +286,30 @@ def sweep(ctx, spec, db, jobs, dry_run, retry_failed, max_runs, quiet):
             if not quiet:
                 click.echo(f"run {run_id}: {status}  ({sum(counts.values())} done)")
 
-        result = run_sweep(parsed, db, jobs=jobs, retry_failed=retry_failed,
-                           max_runs=max_runs, on_result=on_result)  # fmt: skip
+        try:
+            with _sigterm_as_interrupt():
+                result = run_sweep(parsed, db, jobs=jobs, retry_failed=retry_failed,
+                                   max_runs=max_runs, on_result=on_result)  # fmt: skip
+        except KeyboardInterrupt:
+            click.echo("interrupted: in-flight runs are marked interrupted; run the same "
+                       "command again to resume", err=True)  # fmt: skip
+            ctx.exit(EXIT_INTERRUPTED)
     done = ", ".join(f"{n} {status}" for status, n in sorted(result.statuses.items())) or "none"
     click.echo(f"sweep {result.name!r}: {result.total} runs, trained now: {done}")
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops a sweep the way Ctrl-C does."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _print_plan(spec, points) -> None:

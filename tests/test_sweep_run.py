@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import textwrap
+import time
 from datetime import timedelta
 
 import numpy as np
@@ -147,3 +152,67 @@ def test_cli_bad_spec_exits_2_and_writes_nothing(tmp_path):
     assert f"{spec}:8: grid.batch_size: batch_size 5000 is larger than the 72" in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "runs.db").exists()
+
+
+SLOW = SPEC.replace("epochs: 5", "epochs: 400").replace("n_samples: 90", "n_samples: 300")
+
+
+def _start_sweep(tmp_path, spec_text: str, url: str) -> subprocess.Popen:
+    spec = tmp_path / "slow.yaml"
+    spec.write_text(spec_text)
+    return subprocess.Popen(
+        [sys.executable, "-m", "nnlab.cli", "sweep", str(spec), "--db", url, "-j", "2", "-q"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def _wait_for_running(url: str, not_pid: int, timeout: float = 60) -> tuple[int, int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open_store(url).read() as connection:
+                row = connection.exec_driver_sql(
+                    "SELECT id, pid FROM runs WHERE status = 'running' AND pid != ? LIMIT 1",
+                    (not_pid,),
+                ).first()
+        except Exception:  # the sweep may still be creating the database
+            row = None
+        if row:
+            return row
+        time.sleep(0.05)
+    raise AssertionError("no run started")
+
+
+def test_a_killed_worker_costs_only_its_run(tmp_path):
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    sweep = _start_sweep(tmp_path, SLOW, url)
+    run_id, pid = _wait_for_running(url, sweep.pid)
+    os.kill(pid, signal.SIGKILL)
+    _, err = sweep.communicate(timeout=300)
+    assert sweep.returncode == 0, err
+    runs = nnlab.connect(url).runs()
+    assert set(runs.status) == {"completed"}, runs.status.tolist()
+    with open_store(url).read() as connection:
+        attempts = connection.exec_driver_sql(f"SELECT attempts FROM runs WHERE id = {run_id}")
+        assert attempts.scalar() == 2  # it was trained again
+    epochs = nnlab.connect(url).epochs()
+    assert len(epochs) == N_RUNS * 400  # no duplicate (run, epoch) rows
+
+
+def test_sigterm_interrupts_and_the_sweep_resumes(tmp_path):
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    sweep = _start_sweep(tmp_path, SLOW, url)
+    _wait_for_running(url, sweep.pid)
+    sweep.send_signal(signal.SIGTERM)
+    _, err = sweep.communicate(timeout=120)
+    assert sweep.returncode == 130, err
+    assert "run the same command again to resume" in err and "Traceback" not in err
+    runs = nnlab.connect(url).runs()
+    assert "running" not in set(runs.status)
+    assert "interrupted" in set(runs.status)
+    assert nnlab.connect(url).sweeps().status.tolist() == ["interrupted"]
+    resumed = _start_sweep(tmp_path, SLOW, url)
+    resumed.communicate(timeout=300)
+    assert resumed.returncode == 0
+    assert set(nnlab.connect(url).runs().status) == {"completed"}
+    assert len(nnlab.connect(url).epochs()) == N_RUNS * 400

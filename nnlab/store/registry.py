@@ -102,3 +102,38 @@ def runs_to_do(
             select(Run.id, Run.config).where(Run.sweep_id == sweep_id, wanted).order_by(Run.id)
         )
         return [(run_id, config) for run_id, config in rows]
+
+
+def interrupt_running(store: Store, sweep_id: int) -> int:
+    """Mark the sweep's running runs interrupted (its runner is stopping); returns how many."""
+    with store.write() as connection:
+        result = connection.execute(
+            update(Run)
+            .where(Run.sweep_id == sweep_id, Run.status == "running")
+            .values(status="interrupted")
+        )
+        return result.rowcount
+
+
+def recover_dead_runs(store: Store, sweep_id: int, hostname: str, alive, max_attempts: int = 2):
+    """Runs of the sweep left ``running`` by worker processes on ``hostname`` that no longer
+    exist: interrupted (to be trained again), or failed once they have died ``max_attempts``
+    times, so that a run that kills its worker cannot stall the sweep. ``alive(pid)`` tells
+    whether a process exists. Returns the (run id, new status) pairs."""
+    with store.write() as connection:
+        rows = connection.execute(
+            select(Run.id, Run.pid, Run.attempts).where(
+                Run.sweep_id == sweep_id, Run.status == "running", Run.hostname == hostname
+            )
+        ).all()
+        changed = []
+        for run_id, pid, attempts in rows:
+            if pid is not None and alive(pid):
+                continue
+            status = "failed" if attempts >= max_attempts else "interrupted"
+            error = f"its worker process {pid} died (attempt {attempts})"
+            connection.execute(
+                update(Run).where(Run.id == run_id).values(status=status, error=error)
+            )
+            changed.append((run_id, status))
+        return changed

@@ -3,22 +3,33 @@
 Each run trains in a worker that opens its own store engine and logs its epochs live; results
 stream back as they finish (``return_as="generator_unordered"``), so the parent holds no
 histories. An exception in a run marks that run ``failed`` with its traceback and the sweep
-goes on. Running the same spec again resumes: only pending, interrupted and stale running runs
-(and failed ones with ``retry_failed``) train.
+goes on; a worker process that dies costs only the runs it held (they are trained again, and a
+run whose worker dies twice is failed). Interrupting the sweep marks its in-flight runs
+``interrupted``. Running the same spec again resumes: only pending, interrupted and stale
+running runs (and failed ones with ``retry_failed``) train.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import traceback
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import joblib
+from joblib.externals.loky.process_executor import TerminatedWorkerError
 
 from nnlab.store import RunWriter, open_store, register_sweep
-from nnlab.store.registry import RunRow, runs_to_do, set_sweep_status, sweep_spec_hash
+from nnlab.store.registry import (
+    RunRow,
+    interrupt_running,
+    recover_dead_runs,
+    runs_to_do,
+    set_sweep_status,
+    sweep_spec_hash,
+)
 from nnlab.sweep.grid import DEFAULT_MAX_RUNS, GridPoint, check_data, expand_grid, from_values
 from nnlab.sweep.run import execute
 from nnlab.sweep.spec import SpecError, SweepSpec
@@ -71,19 +82,46 @@ def run_sweep(
         store, spec.name, rows, description=spec.description, spec=spec.text,
         spec_hash=spec.spec_hash,
     )  # fmt: skip
-    todo = runs_to_do(store, sweep_id, retry_failed=retry_failed)
     result = SweepResult(sweep_id, spec.name, total=len(points))
     set_sweep_status(store, sweep_id, "running")
     status = "interrupted"
     try:
-        for run_id, run_status in _execute(store.url, todo, jobs):
+        for run_id, run_status in _train_all(store, sweep_id, jobs, retry_failed):
             result.statuses[run_status] += 1
             if on_result is not None:
                 on_result(run_id, run_status)
         status = "finished"
+    except BaseException:  # Ctrl-C, SIGTERM (see the CLI), or a bug: in-flight runs stop here
+        interrupt_running(store, sweep_id)
+        raise
     finally:
         set_sweep_status(store, sweep_id, status)
     return result
+
+
+def _train_all(store, sweep_id: int, jobs: int, retry_failed: bool):
+    """Train the runs to do; when a worker process dies (segfault, os._exit, OOM kill), joblib
+    abandons the whole batch: mark the runs whose worker is gone, rebuild the pool, go on."""
+    todo = runs_to_do(store, sweep_id, retry_failed=retry_failed)
+    while todo:
+        try:
+            yield from _execute(store.url, todo, jobs)
+            return
+        except TerminatedWorkerError:
+            for run_id, status in recover_dead_runs(store, sweep_id, socket.gethostname(), _alive):
+                if status == "failed":
+                    yield run_id, status
+        todo = runs_to_do(store, sweep_id)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _execute(url: str, todo: list[tuple[int, dict]], jobs: int):
