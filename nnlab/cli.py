@@ -26,7 +26,7 @@ from nnlab.store import ENV_VAR, StoreError, connect, database
 from nnlab.store.models import RUN_STATUSES
 from nnlab.store.sql import DEFAULT_TIMEOUT_S, run_query
 from nnlab.sweep import RunConfig, execute
-from nnlab.sweep.grid import DEFAULT_MAX_RUNS
+from nnlab.sweep.grid import CONDITIONAL, DEFAULT_MAX_RUNS
 from nnlab.sweep.runner import plan, run_sweep
 from nnlab.sweep.spec import load_spec
 
@@ -296,6 +296,30 @@ def sweep(ctx, spec, db, jobs, dry_run, retry_failed, max_runs, quiet):
             ctx.exit(EXIT_INTERRUPTED)
     done = ", ".join(f"{n} {status}" for status, n in sorted(result.statuses.items())) or "none"
     click.echo(f"sweep {result.name!r}: {result.total} runs, trained now: {done}")
+    with user_errors(ctx):
+        best = connect(db).configurations(result.name).head(BEST_SHOWN)
+    _print_best(best, list(parsed.grid))
+
+
+BEST_SHOWN = 10
+
+
+def _print_best(best, axes: list[str]) -> None:
+    """The best configurations: grid settings, final validation loss mean ± std over seeds."""
+    rows = []
+    for row in best.itertuples():
+        config = json.loads(row.configuration)
+        unused = {name for name, setting, where in CONDITIONAL if config[setting] not in where}
+        settings = [config["data"].get(a[5:]) if a.startswith("data.") else
+                    None if a in unused else config.get(a) for a in axes]  # fmt: skip
+        loss = (
+            f"{row.final_val_loss_mean:.4g} ± {0 if row.runs == 1 else row.final_val_loss_std:.2g}"
+        )
+        trouble = f"{row.diverged}/{row.runs}" if row.diverged else ""
+        failed = f"{row.failed}/{row.runs}" if row.failed else ""
+        rows.append((*settings, loss, trouble, failed))
+    click.echo(f"best configurations (of {len(best)} shown), mean ± std over seeds:")
+    _print_rows([*axes, "final_val_loss", "diverged", "failed"], rows, "table")
 
 
 @contextmanager

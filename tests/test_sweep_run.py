@@ -216,3 +216,24 @@ def test_sigterm_interrupts_and_the_sweep_resumes(tmp_path):
     assert resumed.returncode == 0
     assert set(nnlab.connect(url).runs().status) == {"completed"}
     assert len(nnlab.connect(url).epochs()) == N_RUNS * 400
+
+
+def test_configurations_aggregate_seeds_and_rank_diverged_last(sqlite_url):
+    spec = SPEC.replace("learning_rate: [0.05, 0.5]", "learning_rate: [0.05, 500.0]")
+    run_sweep(parse_spec(spec), sqlite_url)
+    table = nnlab.connect(sqlite_url).configurations("small")
+    assert len(table) == N_RUNS // 2 and set(table.runs) == {2}  # two seeds each
+    troubled = (table.diverged + table.failed) > 0
+    assert troubled.any() and not troubled.all()
+    first_troubled = troubled.to_numpy().argmax()
+    assert not troubled.iloc[:first_troubled].any() and troubled.iloc[first_troubled:].all()
+    calm = table[~troubled]
+    assert calm.final_val_loss_mean.is_monotonic_increasing
+    assert set(table[troubled].learning_rate) == {500.0}
+
+
+def test_cli_prints_the_best_configurations(tmp_path):
+    spec = tmp_path / "small.yaml"
+    spec.write_text(SPEC)
+    result = CliRunner().invoke(cli, ["sweep", str(spec), "--db", str(tmp_path / "r.db"), "-q"])
+    assert "best configurations" in result.output and " ± " in result.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -195,3 +196,15 @@ def test_batch_size_larger_than_the_training_set():
 def test_a_good_spec_passes_the_data_checks():
     spec = parse_spec(SPEC)
     check_data(spec, expand_grid(spec))
+
+
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_example_spec_is_valid(path, monkeypatch):
+    monkeypatch.chdir(ROOT)  # specs name their files relative to the repository root
+    spec = load_spec(path)
+    points = expand_grid(spec)
+    check_data(spec, points)
+    assert points

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 import numpy as np
@@ -91,6 +92,37 @@ class Lab:
         frame = _typed(frame, types)
         return _restore_nan(frame)
 
+    def configurations(self, sweep: str) -> pd.DataFrame:
+        """One row per configuration of ``sweep`` (its runs that differ only in seed), best
+        first: ``runs``, ``finished``, ``diverged``, ``failed``, mean and std of the final
+        validation loss over seeds, mean best validation loss, and the varying settings.
+
+        A configuration with any diverged or failed seed ranks after every one without, however
+        good its surviving seeds look.
+        """
+        runs = self.runs(sweep=sweep)
+        with self.store.read() as connection:
+            configs = dict(connection.execute(
+                text("SELECT r.id, r.config FROM runs r JOIN sweeps s ON s.id = r.sweep_id "
+                     "WHERE s.name = :sweep"), {"sweep": sweep}).all())  # fmt: skip
+        keys = {run_id: json.dumps({k: v for k, v in _as_dict(c).items() if k != "seed"},
+                                   sort_keys=True) for run_id, c in configs.items()}  # fmt: skip
+        runs["configuration"] = runs.run_id.map(keys)
+        grouped = runs.groupby("configuration", sort=False)
+        table = grouped.agg(
+            runs=("run_id", "size"),
+            finished=("status", lambda s: int(s.isin(FINISHED).sum())),
+            diverged=("status", lambda s: int((s == "diverged").sum())),
+            failed=("status", lambda s: int((s == "failed").sum())),
+            final_val_loss_mean=("final_val_loss", "mean"),
+            final_val_loss_std=("final_val_loss", "std"),
+            best_val_loss_mean=("best_val_loss", "mean"),
+            **{name: (name, "first") for name in HYPERPARAMETERS},
+        )
+        table["troubled"] = (table.diverged + table.failed) > 0
+        table = table.sort_values(["troubled", "final_val_loss_mean"], na_position="last")
+        return table.drop(columns="troubled").reset_index()
+
     def _frame(self, sql: str, params: dict) -> pd.DataFrame:
         with self.store.read() as connection:
             result = connection.execute(text(sql), params)
@@ -98,6 +130,13 @@ class Lab:
 
     def __repr__(self) -> str:
         return f"Lab({self.store!r})"
+
+
+FINISHED = ("completed", "converged", "early_stopped")
+
+
+def _as_dict(config) -> dict:
+    return json.loads(config) if isinstance(config, str) else dict(config)
 
 
 def connect(url: str | None = None) -> Lab:
