@@ -17,6 +17,7 @@ from contextlib import contextmanager
 
 import click
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from nnlab import __version__
@@ -279,17 +280,11 @@ def sweep(ctx, spec, db, jobs, dry_run, retry_failed, max_runs, quiet):
             points = plan(parsed, max_runs)
             _print_plan(parsed, points)
             return
-        counts = Counter()
-
-        def on_result(run_id: int, status: str) -> None:
-            counts[status] += 1
-            if not quiet:
-                click.echo(f"run {run_id}: {status}  ({sum(counts.values())} done)")
-
         try:
-            with _sigterm_as_interrupt():
+            with _sigterm_as_interrupt(), _SweepProgress(quiet) as progress:
                 result = run_sweep(parsed, db, jobs=jobs, retry_failed=retry_failed,
-                                   max_runs=max_runs, on_result=on_result)  # fmt: skip
+                                   max_runs=max_runs, on_start=progress.start,
+                                   on_result=progress.finished)  # fmt: skip
         except KeyboardInterrupt:
             click.echo("interrupted: in-flight runs are marked interrupted; run the same "
                        "command again to resume", err=True)  # fmt: skip
@@ -302,6 +297,41 @@ def sweep(ctx, spec, db, jobs, dry_run, retry_failed, max_runs, quiet):
 
 
 BEST_SHOWN = 10
+
+
+class _SweepProgress:
+    """A rich progress bar on a terminal (done/total, failed, diverged, time left); one line per
+    finished run when output is piped; nothing with --quiet."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet, self.counts, self.total = quiet, Counter(), 0
+        self.bar = None if quiet or not sys.stdout.isatty() else Progress(
+            TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[tally]}"), TimeRemainingColumn(),
+        )  # fmt: skip
+
+    def __enter__(self):
+        if self.bar is not None:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def start(self, total: int) -> None:
+        self.total = total
+        if self.bar is not None:
+            self.task = self.bar.add_task("runs", total=total, tally="")
+
+    def finished(self, run_id: int, status: str) -> None:
+        self.counts[status] += 1
+        done = sum(self.counts.values())
+        tally = ", ".join(f"{self.counts[s]} {s}" for s in ("failed", "diverged") if self.counts[s])
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done, tally=tally)
+        elif not self.quiet:
+            click.echo(f"[{done}/{self.total}] run {run_id}: {status}")
 
 
 def _print_best(best, axes: list[str]) -> None:

@@ -64,10 +64,12 @@ def run_sweep(
     retry_failed: bool = False,
     max_runs: int = DEFAULT_MAX_RUNS,
     on_result: Callable[[int, str], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> SweepResult:
     """Run (or resume) ``spec`` against the store at ``url`` with ``jobs`` worker processes.
 
-    ``on_result(run_id, status)`` is called in this process as each run finishes.
+    ``on_start(n)`` is called with the number of runs about to train, ``on_result(run_id,
+    status)`` as each run finishes, both in this process.
     """
     points = plan(spec, max_runs)
     store = open_store(url)
@@ -86,7 +88,10 @@ def run_sweep(
     set_sweep_status(store, sweep_id, "running")
     status = "interrupted"
     try:
-        for run_id, run_status in _train_all(store, sweep_id, jobs, retry_failed):
+        todo = runs_to_do(store, sweep_id, retry_failed=retry_failed)
+        if on_start is not None:
+            on_start(len(todo))
+        for run_id, run_status in _train_all(store, sweep_id, todo, jobs):
             result.statuses[run_status] += 1
             if on_result is not None:
                 on_result(run_id, run_status)
@@ -99,10 +104,9 @@ def run_sweep(
     return result
 
 
-def _train_all(store, sweep_id: int, jobs: int, retry_failed: bool):
+def _train_all(store, sweep_id: int, todo: list[tuple[int, dict]], jobs: int):
     """Train the runs to do; when a worker process dies (segfault, os._exit, OOM kill), joblib
     abandons the whole batch: mark the runs whose worker is gone, rebuild the pool, go on."""
-    todo = runs_to_do(store, sweep_id, retry_failed=retry_failed)
     while todo:
         try:
             yield from _execute(store.url, todo, jobs)
