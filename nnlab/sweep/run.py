@@ -5,6 +5,8 @@ This is the unit a sweep repeats for every point of its grid, and what ``nnlab t
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -53,9 +55,16 @@ class RunOutcome:
 def prepare_data(data: Mapping) -> tuple[Dataset, Dataset, str]:
     """Load or generate the data set named in ``data``; split it into train and validation.
 
-    Returns the two parts and the fingerprint of the whole data set as loaded.
+    Returns the two parts and the fingerprint of the whole data set as loaded. A process keeps
+    the last few data sets it prepared (a sweep's runs mostly share one); their arrays are
+    shared between runs, so they are read-only.
     """
-    params = dict(data)
+    return _prepared(json.dumps(dict(data), sort_keys=True))
+
+
+@functools.lru_cache(maxsize=4)
+def _prepared(data_json: str) -> tuple[Dataset, Dataset, str]:
+    params = json.loads(data_json)
     name = params.pop("name")
     val_fraction = params.pop("val_fraction", 0.2)
     scale = params.pop("standardize", True)
@@ -66,6 +75,8 @@ def prepare_data(data: Mapping) -> tuple[Dataset, Dataset, str]:
     train_data, val_data = split(dataset, val_fraction=val_fraction, seed=seed)
     if scale:
         train_data, val_data = standardize(train_data, val_data)
+    for array in (train_data.X, train_data.y, val_data.X, val_data.y):
+        array.flags.writeable = False  # shared by the runs of this process
     return train_data, val_data, fingerprint(dataset.X, dataset.y)
 
 
