@@ -237,3 +237,20 @@ def test_cli_prints_the_best_configurations(tmp_path):
     spec.write_text(SPEC)
     result = CliRunner().invoke(cli, ["sweep", str(spec), "--db", str(tmp_path / "r.db"), "-q"])
     assert "best configurations" in result.output and " ± " in result.output
+
+
+def test_two_runners_on_one_database_train_each_run_once(tmp_path):
+    """Each run is claimed atomically: the second runner skips what the first one holds."""
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    medium = SPEC.replace("epochs: 5", "epochs: 60").replace("n_samples: 90", "n_samples: 300")
+    first = _start_sweep(tmp_path, medium, url)
+    second = _start_sweep(tmp_path, medium, url)
+    for sweep in (first, second):
+        _, err = sweep.communicate(timeout=300)
+        assert sweep.returncode == 0, err
+    runs = nnlab.connect(url).runs()
+    assert set(runs.status) == {"completed"} and len(runs) == N_RUNS
+    assert len(nnlab.connect(url).epochs()) == N_RUNS * 60
+    with open_store(url).read() as connection:
+        attempts = {row[0] for row in connection.exec_driver_sql("SELECT attempts FROM runs")}
+    assert attempts == {1}

@@ -16,7 +16,7 @@ import pandas as pd
 from sqlalchemy import text
 
 from nnlab.store.database import Store, open_store
-from nnlab.store.models import EPOCH_METRICS
+from nnlab.store.models import EPOCH_METRICS, FINISHED_STATUSES
 
 RUN_COLUMNS = {
     "run_id": "int64",
@@ -94,8 +94,9 @@ class Lab:
 
     def configurations(self, sweep: str) -> pd.DataFrame:
         """One row per configuration of ``sweep`` (its runs that differ only in seed), best
-        first: ``runs``, ``finished``, ``diverged``, ``failed``, mean and std of the final
-        validation loss over seeds, mean best validation loss, and the varying settings.
+        first: ``runs``, ``finished`` (ended, diverged included), ``diverged``, ``failed``, mean
+        and std of the final validation loss over seeds, mean best validation loss, and the
+        varying settings.
 
         A configuration with any diverged or failed seed ranks after every one without, however
         good its surviving seeds look.
@@ -111,7 +112,7 @@ class Lab:
         grouped = runs.groupby("configuration", sort=False)
         table = grouped.agg(
             runs=("run_id", "size"),
-            finished=("status", lambda s: int(s.isin(FINISHED).sum())),
+            finished=("status", lambda s: int(s.isin(FINISHED_STATUSES).sum())),
             diverged=("status", lambda s: int((s == "diverged").sum())),
             failed=("status", lambda s: int((s == "failed").sum())),
             final_val_loss_mean=("final_val_loss", "mean"),
@@ -130,9 +131,6 @@ class Lab:
 
     def __repr__(self) -> str:
         return f"Lab({self.store!r})"
-
-
-FINISHED = ("completed", "converged", "early_stopped")
 
 
 def _as_dict(config) -> dict:

@@ -115,25 +115,12 @@ def interrupt_running(store: Store, sweep_id: int) -> int:
         return result.rowcount
 
 
-def recover_dead_runs(store: Store, sweep_id: int, hostname: str, alive, max_attempts: int = 2):
-    """Runs of the sweep left ``running`` by worker processes on ``hostname`` that no longer
-    exist: interrupted (to be trained again), or failed once they have died ``max_attempts``
-    times, so that a run that kills its worker cannot stall the sweep. ``alive(pid)`` tells
-    whether a process exists. Returns the (run id, new status) pairs."""
+def run_statuses(store: Store, run_ids: list[int]) -> dict[int, str]:
+    with store.read() as connection:
+        rows = connection.execute(select(Run.id, Run.status).where(Run.id.in_(run_ids)))
+        return dict(rows.all())
+
+
+def mark_failed(store: Store, run_id: int, error: str) -> None:
     with store.write() as connection:
-        rows = connection.execute(
-            select(Run.id, Run.pid, Run.attempts).where(
-                Run.sweep_id == sweep_id, Run.status == "running", Run.hostname == hostname
-            )
-        ).all()
-        changed = []
-        for run_id, pid, attempts in rows:
-            if pid is not None and alive(pid):
-                continue
-            status = "failed" if attempts >= max_attempts else "interrupted"
-            error = f"its worker process {pid} died (attempt {attempts})"
-            connection.execute(
-                update(Run).where(Run.id == run_id).values(status=status, error=error)
-            )
-            changed.append((run_id, status))
-        return changed
+        connection.execute(update(Run).where(Run.id == run_id).values(status="failed", error=error))

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import bindparam, delete, func, update
@@ -109,6 +110,11 @@ _START = (
     )
     .returning(_runs.c.attempts)
 )
+# the same, only if nobody else holds the run: claimable statuses, or running with a stale heartbeat
+_CLAIM = _START.where(
+    _runs.c.status.in_(bindparam("claimable", expanding=True))
+    | ((_runs.c.status == "running") & (_runs.c.heartbeat_at < bindparam("stale_before")))
+)
 _DROP_EPOCHS = delete(_epochs).where(_epochs.c.run_id == bindparam("run_id"))
 _HEARTBEAT = (
     update(_runs).where(_runs.c.id == bindparam("run_id")).values(heartbeat_at=bindparam("now"))
@@ -183,18 +189,39 @@ class RunWriter:
         self._started = time.monotonic()
         self._insert = _EpochInsert(store.engine.dialect.paramstyle)
 
-    def start(self, provenance: Provenance | None = None, data_fingerprint: str | None = None):
-        """Mark the run running, counting the attempt; drop epochs a previous attempt left."""
+    def start(
+        self,
+        provenance: Provenance | None = None,
+        data_fingerprint: str | None = None,
+        *,
+        claimable: tuple[str, ...] | None = None,
+        stale_after: float = 120.0,
+    ) -> bool:
+        """Mark the run running, counting the attempt; drop epochs a previous attempt left.
+
+        With ``claimable``, take the run only if its status is one of those, or it is running
+        with a heartbeat older than ``stale_after`` seconds, in one atomic update: of several
+        runners reaching for one run, one gets it. Returns whether the run was taken.
+        """
         provenance = provenance or Provenance.here()
-        params = {"run_id": self.run_id, "now": utcnow(), "data_fingerprint": data_fingerprint,
+        now = utcnow()
+        params = {"run_id": self.run_id, "now": now, "data_fingerprint": data_fingerprint,
                   **vars(provenance)}  # fmt: skip
+        statement = _START
+        if claimable is not None:
+            statement = _CLAIM
+            params |= {"claimable": list(claimable),
+                       "stale_before": now - timedelta(seconds=stale_after)}  # fmt: skip
         with self.store.write() as connection:
-            attempts = connection.scalar(_START, params)
+            attempts = connection.scalar(statement, params)
             if attempts is None:
+                if claimable is not None:
+                    return False
                 raise ValueError(f"no run with id {self.run_id} in {self.store!r}")
             if attempts > 1:  # a previous attempt's partial epochs are replaced, not duplicated
                 connection.execute(_DROP_EPOCHS, {"run_id": self.run_id})
         self._started = self._last_flush = time.monotonic()
+        return True
 
     def log(self, record) -> None:
         """Buffer one epoch (an ``EpochRecord`` or a mapping); commit if a second has passed."""

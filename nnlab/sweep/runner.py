@@ -11,21 +11,24 @@ running runs (and failed ones with ``retry_failed``) train.
 
 from __future__ import annotations
 
+import contextlib
 import os
-import socket
 import traceback
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import joblib
+from joblib.externals.loky import get_reusable_executor
 from joblib.externals.loky.process_executor import TerminatedWorkerError
 
 from nnlab.store import RunWriter, open_store, register_sweep
+from nnlab.store.models import FINISHED_STATUSES
 from nnlab.store.registry import (
     RunRow,
     interrupt_running,
-    recover_dead_runs,
+    mark_failed,
+    run_statuses,
     runs_to_do,
     set_sweep_status,
     sweep_spec_hash,
@@ -89,14 +92,17 @@ def run_sweep(
     status = "interrupted"
     try:
         todo = runs_to_do(store, sweep_id, retry_failed=retry_failed)
+        claimable = ("pending", "interrupted", *(("failed",) if retry_failed else ()))
         if on_start is not None:
             on_start(len(todo))
-        for run_id, run_status in _train_all(store, sweep_id, todo, jobs):
+        for run_id, run_status in _train_all(store, sweep_id, todo, jobs, claimable):
             result.statuses[run_status] += 1
             if on_result is not None:
                 on_result(run_id, run_status)
         status = "finished"
     except BaseException:  # Ctrl-C, SIGTERM (see the CLI), or a bug: in-flight runs stop here
+        if jobs > 1:
+            _stop_workers()  # first, so that no worker writes after its run is marked
         interrupt_running(store, sweep_id)
         raise
     finally:
@@ -104,46 +110,67 @@ def run_sweep(
     return result
 
 
-def _train_all(store, sweep_id: int, todo: list[tuple[int, dict]], jobs: int):
-    """Train the runs to do; when a worker process dies (segfault, os._exit, OOM kill), joblib
-    abandons the whole batch: mark the runs whose worker is gone, rebuild the pool, go on."""
-    while todo:
+def _train_all(store, sweep_id: int, todo: list[tuple[int, dict]], jobs: int, claimable):
+    """Train the runs to do, tracking which have come back. When a worker process dies
+    (segfault, os._exit, OOM kill), joblib abandons the whole batch: the runs that were in
+    flight are suspects, each trained again alone in a worker of its own, so only a run that
+    kills its worker again is failed; the rest go back to the pool."""
+    waiting = dict(todo)
+    while waiting:
         try:
-            yield from _execute(store.url, todo, jobs)
-            return
+            for run_id, status in _execute(store.url, list(waiting.items()), jobs, claimable):
+                waiting.pop(run_id, None)
+                yield run_id, status
         except TerminatedWorkerError:
-            for run_id, status in recover_dead_runs(store, sweep_id, socket.gethostname(), _alive):
-                if status == "failed":
-                    yield run_id, status
-        todo = runs_to_do(store, sweep_id)
+            for run_id, status in _quarantine(store, waiting):
+                yield run_id, status
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _stop_workers() -> None:
+    get_reusable_executor().shutdown(wait=True, kill_workers=True)
 
 
-def _execute(url: str, todo: list[tuple[int, dict]], jobs: int):
-    tasks = (joblib.delayed(train_run)(url, run_id, config) for run_id, config in todo)
+def _quarantine(store, waiting: dict[int, dict]):
+    """After a worker died: settle the runs it may have held, one by one, in isolation."""
+    statuses = run_statuses(store, list(waiting))
+    for run_id, status in statuses.items():
+        if status in FINISHED_STATUSES:  # finished before the crash, not yet reported
+            waiting.pop(run_id)
+            yield run_id, status
+    suspects = [run_id for run_id, status in statuses.items() if status == "running"]
+    for run_id in suspects:
+        config = waiting.pop(run_id)
+        try:
+            yield from _execute(store.url, [(run_id, config)], jobs=2, claimable=("running",))
+        except TerminatedWorkerError:
+            mark_failed(store, run_id, "its worker process died, twice: once beside other "
+                        "runs, once alone")  # fmt: skip
+            yield run_id, "failed"
+
+
+def _execute(url: str, todo: list[tuple[int, dict]], jobs: int, claimable):
+    tasks = (joblib.delayed(train_run)(url, run_id, config, claimable) for run_id, config in todo)
     # BLAS threads per worker, so that workers × threads ≤ cores
     threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
+    # the quarantine passes jobs=2 with one task: it runs in a worker process, never here
     with joblib.parallel_config(backend="loky", inner_max_num_threads=threads):
         yield from joblib.Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks)
 
 
-def train_run(url: str, run_id: int, config: dict) -> tuple[int, str]:
-    """Train one registered run, logging its epochs live; runs in a worker process."""
+def train_run(url: str, run_id: int, config: dict, claimable) -> tuple[int, str]:
+    """Train one registered run, logging its epochs live; runs in a worker process.
+
+    Returns ``skipped`` when another runner holds the run (its claim is atomic).
+    """
     writer = RunWriter(open_store(url), run_id)
-    writer.start()
+    if not writer.start(claimable=claimable):
+        return run_id, "skipped"
     try:
         outcome = execute(from_values(config), on_epoch=writer.log)
+        writer.finish(outcome.result.status, data_fingerprint=outcome.fingerprint)
+        return run_id, outcome.result.status
     except Exception as error:  # the run fails, the sweep goes on
-        writer.finish("failed", "".join(traceback.format_exception(error)))
+        # if the store itself fails here, the run stays running and is found stale later
+        with contextlib.suppress(Exception):
+            writer.finish("failed", "".join(traceback.format_exception(error)))
         return run_id, "failed"
-    writer.finish(outcome.result.status, data_fingerprint=outcome.fingerprint)
-    return run_id, outcome.result.status

@@ -219,6 +219,8 @@ class _Validator:
                 raise self.fail(
                     ("grid", key), f"must be a non-empty list of values, got {values!r}"
                 )
+            if key == f"{DATA_PREFIX}name" and not all(isinstance(v, str) for v in values):
+                raise self.fail(("grid", key), f"must list data set names or paths, got {values!r}")
             if key.startswith(DATA_PREFIX):
                 grid[key] = tuple(values)
             else:
