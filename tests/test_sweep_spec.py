@@ -208,3 +208,22 @@ def test_every_example_spec_is_valid(path, monkeypatch):
     points = expand_grid(spec)
     check_data(spec, points)
     assert points
+
+
+def test_patience_without_validation_data_is_refused_before_running():
+    text = SPEC.replace("val_fraction: 0.2", "val_fraction: 0").replace(
+        "train: {epochs: 40, optimizer: sgd}", "train: {epochs: 40, optimizer: sgd, patience: 3}")  # fmt: skip
+    spec = parse_spec(text, source="s.yaml")
+    with pytest.raises(
+        SpecError, match=r"s.yaml:5: train.patience: early stopping needs validation"
+    ):
+        check_data(spec, expand_grid(spec))
+
+
+def test_hash_ignores_data_spellings_and_explicit_defaults():
+    plain = RunConfig(data={"name": "spirals", "noise": 1})
+    spelled = RunConfig(data={"name": "spirals", "noise": 1.0, "val_fraction": 0.2, "seed": 0})
+    assert config_hash(plain) == config_hash(spelled)
+    assert config_hash(RunConfig(min_delta=0.5)) == config_hash(RunConfig(min_delta=0.0))
+    assert config_hash(RunConfig(patience=3, min_delta=0.5)) != config_hash(
+        RunConfig(patience=3, min_delta=0.0))  # fmt: skip

@@ -190,12 +190,14 @@ def check_schema(engine: Engine, url: str, create: bool = True) -> None:
     where = display_url(url)
     if state.current == state.head:
         return
-    if state.empty:
+    if state.empty or (create and not state.foreign and not state.newer and _unused(engine)):
+        # new, or older but holding no sweep yet (another process may be creating it right
+        # now): nothing to lose, so bring it to head; the upgrade waits for any other one
         if not create:
             raise StoreError(f"no nnlab database at {where} yet: run a sweep, or check --db")
         upgrade(engine)
-        if schema_state(engine).current != state.head:  # another process created it first
-            raise StoreError(f"{where} was created concurrently at another revision")
+        if schema_state(engine).current != state.head:
+            raise StoreError(f"{where} could not be brought to revision {state.head}")
         return
     if state.foreign:
         raise StoreError(f"{where} holds tables but no nnlab schema version: not an nnlab database")
@@ -208,6 +210,11 @@ def check_schema(engine: Engine, url: str, create: bool = True) -> None:
         f"{where} is at schema revision {state.current}, this nnlab needs {state.head}; "
         f"run `nnlab db upgrade --db {where}` (nothing was changed)"
     )
+
+
+def _unused(engine: Engine) -> bool:
+    with _translated(engine.url), engine.connect() as connection:
+        return connection.exec_driver_sql("SELECT count(*) FROM sweeps").scalar() == 0
 
 
 def upgrade_database(url: str | None = None) -> tuple[SchemaState, SchemaState]:

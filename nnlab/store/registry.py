@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from sqlalchemy import insert, select, update
 
-from nnlab.store.database import Store, lock
+from nnlab.store.database import Store, StoreError, lock
 from nnlab.store.models import Run, Sweep, utcnow
 
 # Typed run columns copied out of a run's configuration, for SQL.
@@ -36,11 +36,20 @@ def register_sweep(
     """Create sweep ``name`` with its runs as ``pending``, atomically; return the sweep id.
 
     Runs already registered under the same sweep (same config hash) are left as they are, so
-    registering again after an interruption adds only what is missing.
+    registering again after an interruption adds only what is missing. A different
+    ``spec_hash`` under an existing name is refused (checked under the same lock, so two
+    processes cannot both register different specs under one name).
     """
     with store.write() as connection:
         lock(connection, f"sweep:{name}")  # two processes registering one sweep queue up
-        sweep_id = connection.scalar(select(Sweep.id).where(Sweep.name == name))
+        sweep_id, known_hash = connection.execute(
+            select(Sweep.id, Sweep.spec_hash).where(Sweep.name == name)
+        ).first() or (None, None)
+        if sweep_id is not None and known_hash and spec_hash and known_hash != spec_hash:
+            raise StoreError(
+                f"a sweep named {name!r} already exists with a different spec; resume it with "
+                f"its original spec, or give this one a new name"
+            )
         if sweep_id is None:
             sweep_id = connection.scalar(
                 insert(Sweep)

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 
 from nnlab.checks import InputError
-from nnlab.sweep.run import RunConfig, prepare_data
+from nnlab.sweep.run import DATA_DEFAULTS, RunConfig, prepare_data
 from nnlab.sweep.spec import DATA_PREFIX, SpecError, SweepSpec
 
 DEFAULT_MAX_RUNS = 10_000
@@ -55,13 +55,24 @@ def from_values(values: dict) -> RunConfig:
     return RunConfig(**{**values, "hidden": tuple(values["hidden"])})
 
 
+def _number(value):
+    """1 and 1.0 hash alike; True stays a boolean."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def canonical(config: RunConfig) -> dict:
-    """The configuration as hashed: parameters that do not apply to it set to None."""
+    """The configuration as hashed: parameters that do not apply to it set to None, data
+    defaults filled in, whole floats written as integers."""
     values = as_values(config)
+    values["data"] = {k: _number(v) for k, v in sorted({**DATA_DEFAULTS, **values["data"]}.items())}
+    if values["patience"] is None:
+        values["min_delta"] = None
     for parameter, setting, where in CONDITIONAL:
         if values[setting] not in where:
             values[parameter] = None
-    return {key: float(v) if isinstance(v, float) else v for key, v in values.items()}
+    return values
 
 
 def config_hash(config: RunConfig) -> str:
@@ -86,15 +97,22 @@ def check_data(spec: SweepSpec, points: list[GridPoint]) -> None:
     """Load every data set the grid names (a missing file, an unknown data set or bad data is a
     SpecError) and check mini-batch sizes against the training set they will see."""
     sizes: dict[str, int] = {}
+    validation: dict[str, int] = {}
     for point in points:
         key = json.dumps(dict(point.config.data), sort_keys=True)
         if key not in sizes:
             try:
-                train_data, _, _ = prepare_data(point.config.data)
+                train_data, val_data, _ = prepare_data(point.config.data)
             except InputError as error:
                 raise spec.error(("data",), str(error)) from None
             sizes[key] = train_data.n_samples
+            validation[key] = val_data.n_samples
         config = point.config
+        if config.patience is not None and not validation[key]:
+            raise spec.error(
+                ("train", "patience"),
+                "early stopping needs validation data: set data.val_fraction above 0",
+            )
         if config.gd == "minibatch" and config.batch_size and config.batch_size > sizes[key]:
             path = ("grid", "batch_size") if "batch_size" in spec.grid else ("train", "batch_size")
             raise spec.error(

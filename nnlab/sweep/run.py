@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from nnlab.data import SYNTHETIC, Dataset, fingerprint, load_dataset, split, standardize
 from nnlab.engine import MLP, EpochRecord, TrainResult, train
 
+# data settings that are not the data set's own parameters, and their defaults
+DATA_DEFAULTS = {"val_fraction": 0.2, "standardize": True, "seed": 0}
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -66,9 +69,9 @@ def prepare_data(data: Mapping) -> tuple[Dataset, Dataset, str]:
 def _prepared(data_json: str) -> tuple[Dataset, Dataset, str]:
     params = json.loads(data_json)
     name = params.pop("name")
-    val_fraction = params.pop("val_fraction", 0.2)
-    scale = params.pop("standardize", True)
-    seed = params.get("seed", 0)
+    val_fraction = params.pop("val_fraction", DATA_DEFAULTS["val_fraction"])
+    scale = params.pop("standardize", DATA_DEFAULTS["standardize"])
+    seed = params.get("seed", DATA_DEFAULTS["seed"])
     if name not in SYNTHETIC:  # files take no seed; it still seeds the split
         params.pop("seed", None)
     dataset = load_dataset(name, **params)
