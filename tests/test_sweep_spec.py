@@ -227,3 +227,10 @@ def test_hash_ignores_data_spellings_and_explicit_defaults():
     assert config_hash(RunConfig(min_delta=0.5)) == config_hash(RunConfig(min_delta=0.0))
     assert config_hash(RunConfig(patience=3, min_delta=0.5)) != config_hash(
         RunConfig(patience=3, min_delta=0.0))  # fmt: skip
+
+
+def test_exclude_rules_see_the_defaults_a_spec_leaves_out():
+    # optimizer is neither a grid axis nor set in the spec: it is the default, sgd
+    text = SPEC.replace("train: {epochs: 40, optimizer: sgd}", "train: {epochs: 40}")
+    spec = parse_spec(text + "exclude:\n  - {optimizer: sgd, learning_rate: 1.0}\n")
+    assert {p.config.learning_rate for p in expand_grid(spec)} == {0.01, 0.1}

@@ -12,7 +12,7 @@ import hashlib
 import itertools
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 
 from nnlab.checks import InputError
 from nnlab.sweep.run import DATA_DEFAULTS, RunConfig, prepare_data
@@ -138,7 +138,12 @@ def _configs(spec: SweepSpec) -> Iterator[RunConfig]:
             yield RunConfig(data=data, seed=seed, **settings)
 
 
+# what a run gets for the settings a spec leaves out
+RUN_DEFAULTS = {f.name: f.default for f in fields(RunConfig) if f.default is not MISSING}
+
+
 def _matches(point: Mapping, base: Mapping, rule: Mapping) -> bool:
-    """Whether a grid point (with the fixed settings) has every value the rule names."""
-    merged = {**base, **point}
+    """Whether a grid point, with the fixed settings and the defaults, has every value the
+    rule names."""
+    merged = {**RUN_DEFAULTS, **base, **point}
     return all(key in merged and merged[key] == value for key, value in rule.items())
