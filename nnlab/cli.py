@@ -27,7 +27,7 @@ from nnlab.store import ENV_VAR, StoreError, connect, database
 from nnlab.store.models import RUN_STATUSES
 from nnlab.store.sql import DEFAULT_TIMEOUT_S, run_query
 from nnlab.sweep import RunConfig, execute
-from nnlab.sweep.grid import CONDITIONAL, DEFAULT_MAX_RUNS
+from nnlab.sweep.grid import DEFAULT_MAX_RUNS, axis_values, from_values
 from nnlab.sweep.runner import plan, run_sweep
 from nnlab.sweep.spec import load_spec
 
@@ -338,10 +338,8 @@ def _print_best(best, axes: list[str]) -> None:
     """The best configurations: grid settings, final validation loss mean ± std over seeds."""
     rows = []
     for row in best.itertuples():
-        config = json.loads(row.configuration)
-        unused = {name for name, setting, where in CONDITIONAL if config[setting] not in where}
-        settings = [config["data"].get(a[5:]) if a.startswith("data.") else
-                    None if a in unused else config.get(a) for a in axes]  # fmt: skip
+        # a configuration is its runs' settings without the seed
+        settings = axis_values(from_values({**json.loads(row.configuration), "seed": 0}), axes)
         loss = (
             f"{row.final_val_loss_mean:.4g} ± {0 if row.runs == 1 else row.final_val_loss_std:.2g}"
         )
@@ -369,8 +367,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 def _print_plan(spec, points) -> None:
     axes = list(spec.grid)
     click.echo(f"sweep {spec.name!r}: {len(points)} runs ({len(spec.seeds)} seeds each)")
-    rows = [(*(getattr(p.config, a) if not a.startswith("data.") else p.config.data[a[5:]]
-               for a in axes), p.config.seed) for p in points]  # fmt: skip
+    rows = [(*axis_values(p.config, axes), p.config.seed) for p in points]
     _print_rows([*axes, "seed"], rows, "table")
 
 

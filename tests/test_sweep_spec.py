@@ -234,3 +234,12 @@ def test_exclude_rules_see_the_defaults_a_spec_leaves_out():
     text = SPEC.replace("train: {epochs: 40, optimizer: sgd}", "train: {epochs: 40}")
     spec = parse_spec(text + "exclude:\n  - {optimizer: sgd, learning_rate: 1.0}\n")
     assert {p.config.learning_rate for p in expand_grid(spec)} == {0.01, 0.1}
+
+
+def test_axis_values_blank_what_does_not_apply():
+    from nnlab.sweep.grid import axis_values
+
+    batch = RunConfig(gd="batch", batch_size=16, data={"name": "spirals", "noise": 0.3})
+    assert axis_values(batch, ["gd", "batch_size", "data.noise"]) == ["batch", None, 0.3]
+    mini = RunConfig(gd="minibatch", batch_size=16)
+    assert axis_values(mini, ["batch_size"]) == [16]

@@ -75,6 +75,13 @@ def canonical(config: RunConfig) -> dict:
     return values
 
 
+def axis_values(config: RunConfig, axes: list[str]) -> list:
+    """The run's value on each grid axis; None where that parameter does not apply to it."""
+    applied = canonical(config)
+    return [config.data.get(axis[len(DATA_PREFIX):]) if axis.startswith(DATA_PREFIX)
+            else applied[axis] for axis in axes]  # fmt: skip
+
+
 def config_hash(config: RunConfig) -> str:
     text = json.dumps(canonical(config), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
