@@ -6,16 +6,18 @@ import math
 import multiprocessing
 import os
 import signal
+import socket
 import sqlite3
 import time
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 import nnlab
 from nnlab.store import RunWriter, open_store, register_sweep
-from nnlab.store.models import Run
-from nnlab.store.registry import RunRow
+from nnlab.store.models import Run, utcnow
+from nnlab.store.registry import RunRow, interrupt_running, release_dead_runs
+from nnlab.store.writer import RunLost
 
 
 def config(**overrides) -> dict:
@@ -234,3 +236,77 @@ def test_engine_epochs_land_in_the_store_as_trained(db_url):
                    "seconds"):  # fmt: skip
         assert stored[column].tolist() == [getattr(r, column) for r in result.history]
     assert nnlab.connect(db_url).runs().status.tolist() == [result.status]
+
+
+def _status(store, run_id: int) -> tuple[str, int]:
+    with store.read() as connection:
+        return connection.execute(select(Run.status, Run.attempts).where(Run.id == run_id)).one()
+
+
+def test_an_attempt_that_lost_its_run_writes_nothing_more(db_url):
+    store, (run_id,) = register(db_url)
+    writer = RunWriter(store, run_id, flush_seconds=0, heartbeat_seconds=0)
+    assert writer.start(claimable=("pending",))
+    writer.log(record(1))
+    interrupt_running(store, 1)  # its runner stops
+    with pytest.raises(RunLost, match=f"run {run_id} is no longer held"):
+        writer.log(record(2))
+    with pytest.raises(RunLost):
+        writer.finish("completed")
+    assert tuple(_status(store, run_id)) == ("interrupted", 1)
+    assert nnlab.connect(db_url).epochs().epoch.tolist() == [1]
+
+
+def test_a_reexecuted_task_takes_back_its_run_and_fences_the_old_attempt(db_url):
+    store, (run_id,) = register(db_url)
+    first = RunWriter(store, run_id, flush_seconds=0, heartbeat_seconds=0)
+    assert first.start(claimable=("pending",), lease="task-1")
+    first.log(record(1))
+    other = RunWriter(store, run_id, heartbeat_seconds=0)
+    assert not other.start(claimable=("pending",), lease="task-2")  # held, heartbeat fresh
+    again = RunWriter(store, run_id, flush_seconds=0, heartbeat_seconds=0)
+    assert again.start(claimable=("pending",), lease="task-1")  # the same task, run again
+    with pytest.raises(RunLost):  # the first attempt, were it still alive, is fenced off
+        first.log(record(2))
+    again.log(record(1))
+    again.finish("completed")
+    assert tuple(_status(store, run_id)) == ("completed", 2)
+    assert nnlab.connect(db_url).epochs().epoch.tolist() == [1]
+    finished = RunWriter(store, run_id, heartbeat_seconds=0)
+    assert not finished.start(claimable=("pending",), lease="task-1")  # finished stays finished
+
+
+def _heartbeat(store, run_id: int):
+    with store.read() as connection:
+        return connection.scalar(select(Run.heartbeat_at).where(Run.id == run_id))
+
+
+def test_a_background_heartbeat_keeps_a_long_epoch_alive(db_url):
+    store, (run_id,) = register(db_url)
+    with RunWriter(store, run_id, heartbeat_seconds=0.3) as writer:
+        writer.start()
+        first = _heartbeat(store, run_id)
+        time.sleep(1.6)  # no epoch logged meanwhile (SQLite's clock ticks in whole seconds)
+        assert _heartbeat(store, run_id) > first
+    stopped = _heartbeat(store, run_id)
+    time.sleep(1.2)
+    assert _heartbeat(store, run_id) == stopped  # closing the writer stops the heartbeat
+
+
+def test_runs_whose_local_process_died_are_released(db_url):
+    store, ids = register(db_url, n_runs=2)
+    dead = _dead_pid()
+    with store.write() as connection:
+        for run_id, pid in zip(ids, (dead, os.getpid()), strict=True):
+            connection.execute(update(Run).where(Run.id == run_id).values(
+                status="running", pid=pid, hostname=socket.gethostname(),
+                heartbeat_at=utcnow()))  # fmt: skip
+    assert release_dead_runs(store, 1) == 1
+    assert [_status(store, run_id)[0] for run_id in ids] == ["interrupted", "running"]
+
+
+def _dead_pid() -> int:
+    process = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(0,))
+    process.start()
+    process.join()
+    return process.pid

@@ -14,13 +14,14 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, select
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
@@ -53,6 +54,18 @@ def resolve_url(url: str | None = None) -> str:
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
     return url
+
+
+def portable_url(url: str) -> str:
+    """``url`` as another process, started elsewhere, must see it: an SQLite file's path made
+    absolute (a worker's working directory may differ)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return url
+    path = parsed.database
+    if path.startswith("file:"):  # a URI filename: left as written
+        return url
+    return parsed.set(database=str(Path(path).absolute())).render_as_string(hide_password=False)
 
 
 def open_engine(url: str) -> Engine:
@@ -172,6 +185,15 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         lock(connection, "schema")
         command.upgrade(_migrations_config(connection), revision)
         connection.commit()
+
+
+def database_now(connection: Connection) -> datetime:
+    """The database server's current time (UTC): the clock heartbeats are written with, so
+    that runners on machines with skewed clocks agree on which runs are stale. SQLite runs in
+    this process, so its clock is this machine's."""
+    if connection.dialect.name == "sqlite":
+        return datetime.now(UTC)
+    return connection.scalar(select(func.now())).astimezone(UTC)
 
 
 def lock(connection: Connection, name: str) -> None:

@@ -58,6 +58,12 @@ NAMING = {
 }
 
 
+# A running run writes its heartbeat every HEARTBEAT_SECONDS; one silent for STALE_AFTER
+# seconds is presumed dead, and a resumed sweep trains it again.
+HEARTBEAT_SECONDS = 10.0
+STALE_AFTER = 60.0
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -139,6 +145,7 @@ class Run(Base):
     duration_s: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None]
     attempts: Mapped[int] = mapped_column(default=0)
+    lease: Mapped[str | None] = mapped_column(String(40))  # the attempt that holds the run
     nnlab_version: Mapped[str | None] = mapped_column(String(40))
     numpy_version: Mapped[str | None] = mapped_column(String(40))
     python_version: Mapped[str | None] = mapped_column(String(40))

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 
-from nnlab.store.database import Store, StoreError, lock
-from nnlab.store.models import Run, Sweep, utcnow
+from nnlab.store.database import Store, StoreError, database_now, lock
+from nnlab.store.models import STALE_AFTER, Run, Sweep, utcnow
 
 # Typed run columns copied out of a run's configuration, for SQL.
 TYPED_COLUMNS = ("learning_rate", "batch_size", "activation", "gd", "optimizer", "epochs")
@@ -96,21 +98,59 @@ def set_sweep_status(store: Store, sweep_id: int, status: str) -> None:
 
 
 def runs_to_do(
-    store: Store, sweep_id: int, *, retry_failed: bool = False, stale_after: float = 120.0
+    store: Store, sweep_id: int, *, retry_failed: bool = False, stale_after: float = STALE_AFTER
 ) -> list[tuple[int, dict]]:
     """(run id, config) of every run a (re)started sweep must train: pending and interrupted
     ones, running ones whose heartbeat is older than ``stale_after`` seconds (their process
     died), and failed ones when ``retry_failed``."""
     statuses = ["pending", "interrupted", *(["failed"] if retry_failed else [])]
-    stale = utcnow() - timedelta(seconds=stale_after)
-    wanted = Run.status.in_(statuses) | (
-        (Run.status == "running") & ((Run.heartbeat_at < stale) | Run.heartbeat_at.is_(None))
-    )
     with store.read() as connection:
+        stale = database_now(connection) - timedelta(seconds=stale_after)
+        wanted = Run.status.in_(statuses) | (
+            (Run.status == "running") & ((Run.heartbeat_at < stale) | Run.heartbeat_at.is_(None))
+        )
         rows = connection.execute(
             select(Run.id, Run.config).where(Run.sweep_id == sweep_id, wanted).order_by(Run.id)
         )
         return [(run_id, config) for run_id, config in rows]
+
+
+def release_dead_runs(store: Store, sweep_id: int) -> int:
+    """Mark interrupted the sweep's running runs whose process, on this machine, is gone (a
+    runner killed with its workers), so that a resume need not wait out the stale window.
+    Returns how many."""
+    here = socket.gethostname()
+    with store.read() as connection:
+        held = connection.execute(
+            select(Run.id, Run.pid).where(
+                Run.sweep_id == sweep_id, Run.status == "running", Run.hostname == here
+            )
+        ).all()
+    dead = [run_id for run_id, pid in held if pid is not None and not _alive(pid)]
+    if dead:
+        with store.write() as connection:
+            connection.execute(
+                update(Run)
+                .where(Run.id.in_(dead), Run.status == "running")
+                .values(status="interrupted")
+            )
+    return len(dead)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def latest_heartbeat(store: Store, sweep_id: int):
+    """The most recent heartbeat of any of the sweep's runs (None before the first)."""
+    with store.read() as connection:
+        return connection.scalar(select(func.max(Run.heartbeat_at)).where(Run.sweep_id == sweep_id))
 
 
 def interrupt_running(store: Store, sweep_id: int) -> int:

@@ -16,15 +16,26 @@ import os
 import platform
 import socket
 import subprocess
+import threading
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import bindparam, delete, func, update
 
-from nnlab.store.database import Store
-from nnlab.store.models import EPOCH_METRICS, FINISHED_STATUSES, RUN_STATUSES, Epoch, Run, utcnow
+from nnlab.store.database import Store, database_now
+from nnlab.store.models import (
+    EPOCH_METRICS,
+    FINISHED_STATUSES,
+    HEARTBEAT_SECONDS,
+    RUN_STATUSES,
+    STALE_AFTER,
+    Epoch,
+    Run,
+    utcnow,
+)
 
 
 @dataclass(frozen=True)
@@ -93,6 +104,7 @@ def epoch_row(run_id: int, epoch: int, metrics: tuple) -> tuple:
 
 
 # Statements built once: constructing an ORM update per call costs about a millisecond.
+# Heartbeats are the database's time, so runners on machines with skewed clocks agree.
 _runs, _epochs = Run.__table__, Epoch.__table__
 _START = (
     update(_runs)
@@ -100,37 +112,51 @@ _START = (
     .values(
         status="running",
         started_at=bindparam("now"),
-        heartbeat_at=bindparam("now"),
+        heartbeat_at=func.now(),
         finished_at=None,
         duration_s=None,
         error=None,
         attempts=_runs.c.attempts + 1,
+        lease=bindparam("lease_id"),
         data_fingerprint=bindparam("data_fingerprint"),
         **{name: bindparam(name) for name in PROVENANCE_FIELDS},
     )
     .returning(_runs.c.attempts)
 )
-# the same, only if nobody else holds the run: claimable statuses, or running with a stale heartbeat
+# the same, only if nobody else holds the run: a claimable status, a stale heartbeat, or our
+# own lease (a task re-executed after its worker died)
+_RUNNING = _runs.c.status == "running"
 _CLAIM = _START.where(
     _runs.c.status.in_(bindparam("claimable", expanding=True))
-    | ((_runs.c.status == "running") & (_runs.c.heartbeat_at < bindparam("stale_before")))
+    | (_RUNNING & (_runs.c.heartbeat_at < bindparam("stale_before")))
+    | (_RUNNING & (_runs.c.lease == bindparam("lease_id")))
 )
 _DROP_EPOCHS = delete(_epochs).where(_epochs.c.run_id == bindparam("run_id"))
-_HEARTBEAT = (
-    update(_runs).where(_runs.c.id == bindparam("run_id")).values(heartbeat_at=bindparam("now"))
+# later writes of an attempt hold only while the run is still running under its lease
+_HELD = (
+    (_runs.c.id == bindparam("run_id"))
+    & _RUNNING
+    & (_runs.c.lease == bindparam("lease_id"))
+    & (_runs.c.attempts == bindparam("attempt"))
 )
+_HEARTBEAT = update(_runs).where(_HELD).values(heartbeat_at=func.now())
 _FINISH = (
     update(_runs)
-    .where(_runs.c.id == bindparam("run_id"))
+    .where(_HELD)
     .values(
         status=bindparam("status"),
         error=bindparam("error"),
-        heartbeat_at=bindparam("now"),
+        heartbeat_at=func.now(),
         finished_at=bindparam("finished_at"),
         duration_s=bindparam("duration_s"),
         data_fingerprint=func.coalesce(bindparam("data_fingerprint"), _runs.c.data_fingerprint),
     )
 )
+
+
+class RunLost(RuntimeError):
+    """This attempt no longer holds its run: the run was interrupted, or declared stale and
+    taken over by another attempt. The attempt must stop; it can write nothing more."""
 
 
 class _EpochInsert:
@@ -174,20 +200,35 @@ class _EpochInsert:
 class RunWriter:
     """Logs one run's epochs to the store from the process that trains it.
 
-    >>> writer = RunWriter(store, run_id)
-    >>> writer.start(provenance, data_fingerprint)
-    >>> train(..., on_epoch=writer.log)
-    >>> writer.finish(result.status)
+    >>> with RunWriter(store, run_id) as writer:
+    ...     writer.start()
+    ...     result = train(..., on_epoch=writer.log)
+    ...     writer.finish(result.status)
+
+    Between ``start`` and ``finish`` a background thread writes the run's heartbeat every
+    ``heartbeat_seconds``, so that an epoch longer than the stale window does not make a live
+    run look dead. Every write is conditional on this attempt still holding the run; once it
+    does not (see ``RunLost``), ``log`` raises and nothing more is written.
     """
 
-    def __init__(self, store: Store, run_id: int, flush_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        run_id: int,
+        flush_seconds: float = 1.0,
+        heartbeat_seconds: float = HEARTBEAT_SECONDS,
+    ) -> None:
         self.store = store
         self.run_id = run_id
         self.flush_seconds = flush_seconds
+        self.heartbeat_seconds = heartbeat_seconds
+        self.lease: str | None = None
+        self._attempt = 0
         self._pending: list[tuple] = []
         self._last_flush = time.monotonic()
         self._started = time.monotonic()
         self._insert = _EpochInsert(store.engine.dialect.paramstyle)
+        self._heartbeat: _Heartbeat | None = None
 
     def start(
         self,
@@ -195,24 +236,26 @@ class RunWriter:
         data_fingerprint: str | None = None,
         *,
         claimable: tuple[str, ...] | None = None,
-        stale_after: float = 120.0,
+        stale_after: float = STALE_AFTER,
+        lease: str | None = None,
     ) -> bool:
         """Mark the run running, counting the attempt; drop epochs a previous attempt left.
 
         With ``claimable``, take the run only if its status is one of those, or it is running
-        with a heartbeat older than ``stale_after`` seconds, in one atomic update: of several
+        with a heartbeat older than ``stale_after`` seconds, or it is running under ``lease``
+        (this same task, re-executed after its worker died), in one atomic update: of several
         runners reaching for one run, one gets it. Returns whether the run was taken.
         """
         provenance = provenance or Provenance.here()
-        now = utcnow()
-        params = {"run_id": self.run_id, "now": now, "data_fingerprint": data_fingerprint,
-                  **vars(provenance)}  # fmt: skip
+        self.lease = lease or uuid.uuid4().hex
+        params = {"run_id": self.run_id, "now": utcnow(), "lease_id": self.lease,
+                  "data_fingerprint": data_fingerprint, **vars(provenance)}  # fmt: skip
         statement = _START
-        if claimable is not None:
-            statement = _CLAIM
-            params |= {"claimable": list(claimable),
-                       "stale_before": now - timedelta(seconds=stale_after)}  # fmt: skip
         with self.store.write() as connection:
+            if claimable is not None:
+                statement = _CLAIM
+                stale_before = database_now(connection) - timedelta(seconds=stale_after)
+                params |= {"claimable": list(claimable), "stale_before": stale_before}
             attempts = connection.scalar(statement, params)
             if attempts is None:
                 if claimable is not None:
@@ -220,7 +263,10 @@ class RunWriter:
                 raise ValueError(f"no run with id {self.run_id} in {self.store!r}")
             if attempts > 1:  # a previous attempt's partial epochs are replaced, not duplicated
                 connection.execute(_DROP_EPOCHS, {"run_id": self.run_id})
+        self._attempt = attempts
         self._started = self._last_flush = time.monotonic()
+        if self.heartbeat_seconds:
+            self._heartbeat = _Heartbeat(self, self.heartbeat_seconds)
         return True
 
     def log(self, record) -> None:
@@ -237,12 +283,19 @@ class RunWriter:
 
     def flush(self) -> None:
         """Commit the buffered epochs and the heartbeat in one transaction."""
+        if self._heartbeat is not None and self._heartbeat.lost:
+            raise self._lost()
         with self.store.write() as connection:
+            self._hold(connection, _HEARTBEAT, {})
             if self._pending:
                 self._insert(connection, self._pending)
-            connection.execute(_HEARTBEAT, {"run_id": self.run_id, "now": utcnow()})
         self._pending = []  # only once committed: a failed write keeps the rows for the next
         self._last_flush = time.monotonic()
+
+    def beat(self) -> None:
+        """Write the heartbeat alone (the background thread calls this)."""
+        with self.store.write() as connection:
+            self._hold(connection, _HEARTBEAT, {})
 
     def finish(
         self, status: str, error: str | None = None, data_fingerprint: str | None = None
@@ -251,17 +304,69 @@ class RunWriter:
         fingerprint of the data it trained on)."""
         if status not in RUN_STATUSES:
             raise ValueError(f"unknown run status {status!r}; expected one of {RUN_STATUSES}")
+        self.close()
         now = utcnow()
         ended = status in FINISHED_STATUSES or status == "failed"
-        params = {"run_id": self.run_id, "status": status, "error": error, "now": now,
-                  "data_fingerprint": data_fingerprint,
+        params = {"status": status, "error": error, "data_fingerprint": data_fingerprint,
                   "finished_at": now if ended else None,
                   "duration_s": time.monotonic() - self._started}  # fmt: skip
         with self.store.write() as connection:
+            self._hold(connection, _FINISH, params)
             if self._pending:
                 self._insert(connection, self._pending)
-            connection.execute(_FINISH, params)
         self._pending = []
+
+    def close(self) -> None:
+        """Stop the background heartbeat (``finish`` does; call it when a run is abandoned)."""
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
+
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def _hold(self, connection, statement, params: dict) -> None:
+        """Execute a write that holds only while this attempt holds the run; if it does not,
+        raise ``RunLost`` (rolling back the whole transaction)."""
+        params |= {"run_id": self.run_id, "lease_id": self.lease, "attempt": self._attempt}
+        if connection.execute(statement, params).rowcount != 1:
+            raise self._lost()
+
+    def _lost(self) -> RunLost:
+        return RunLost(f"run {self.run_id} is no longer held by this attempt: it was "
+                       "interrupted, or presumed dead and taken over")  # fmt: skip
+
+
+class _Heartbeat:
+    """A daemon thread that calls ``writer.beat()`` every ``seconds`` until stopped, or until
+    the writer has lost its run."""
+
+    def __init__(self, writer: RunWriter, seconds: float) -> None:
+        self.lost = False
+        self._writer = writer
+        self._seconds = seconds
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"heartbeat-{writer.run_id}",
+                                        daemon=True)  # fmt: skip
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stopped.wait(self._seconds):
+            try:
+                self._writer.beat()
+            except RunLost:
+                self.lost = True
+                return
+            except Exception:  # a busy or briefly unreachable database: try at the next beat
+                continue
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
 
 
 _record_metrics = operator.attrgetter(*EPOCH_METRICS)
