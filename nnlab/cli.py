@@ -23,12 +23,13 @@ from rich.table import Table
 from nnlab import __version__
 from nnlab.checks import InputError
 from nnlab.engine import GD_VARIANTS, HIDDEN_ACTIVATIONS, LOSS_NAMES, OPTIMIZERS, EpochRecord
+from nnlab.report import METRICS, write_report
 from nnlab.store import ENV_VAR, StoreError, connect, database
-from nnlab.store.models import RUN_STATUSES
+from nnlab.store.models import RUN_STATUSES, STALE_AFTER
 from nnlab.store.sql import DEFAULT_TIMEOUT_S, run_query
 from nnlab.sweep import RunConfig, execute
 from nnlab.sweep.grid import DEFAULT_MAX_RUNS, axis_values, from_values
-from nnlab.sweep.runner import plan, run_sweep
+from nnlab.sweep.runner import BACKENDS, SweepStalled, plan, run_sweep
 from nnlab.sweep.spec import load_spec
 
 EXIT_USAGE = 2
@@ -252,7 +253,27 @@ def _epoch_cells(record: EpochRecord) -> list[str]:
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
-    help="Worker processes.",
+    help="Workers: processes (loky), threads (threading), local Dask worker processes.",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(BACKENDS),
+    default="loky",
+    show_default=True,
+    help="joblib backend that runs the runs.",
+)
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    help="Dask scheduler (tcp://HOST:PORT) for --backend dask; without it, a local cluster.",
+)
+@click.option(
+    "--stale-after",
+    type=click.FloatRange(min=1),
+    default=STALE_AFTER,
+    show_default=True,
+    metavar="SECONDS",
+    help="A run silent this long is presumed dead; the sweep stops if all runs are.",
 )
 @click.option("--dry-run", is_flag=True, help="Print the expanded grid; write nothing.")
 @click.option("--retry-failed", is_flag=True, help="Also re-run runs that failed.")
@@ -265,7 +286,8 @@ def _epoch_cells(record: EpochRecord) -> list[str]:
 )
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
 @click.pass_context
-def sweep(ctx, spec, db, jobs, dry_run, retry_failed, max_runs, quiet):
+def sweep(ctx, spec, db, jobs, backend, scheduler, stale_after, dry_run, retry_failed, max_runs,
+          quiet):  # fmt: skip
     """Run the grid of a sweep spec, logging every run and epoch to the database.
 
     Running the same spec again resumes it: only unfinished runs train.
@@ -282,13 +304,17 @@ def sweep(ctx, spec, db, jobs, dry_run, retry_failed, max_runs, quiet):
             return
         try:
             with _sigterm_as_interrupt(), _SweepProgress(quiet) as progress:
-                result = run_sweep(parsed, db, jobs=jobs, retry_failed=retry_failed,
+                result = run_sweep(parsed, db, jobs=jobs, backend=backend, scheduler=scheduler,
+                                   stale_after=stale_after, retry_failed=retry_failed,
                                    max_runs=max_runs, on_start=progress.start,
                                    on_result=progress.finished)  # fmt: skip
         except KeyboardInterrupt:
             click.echo("interrupted: in-flight runs are marked interrupted; run the same "
                        "command again to resume", err=True)  # fmt: skip
             ctx.exit(EXIT_INTERRUPTED)
+        except SweepStalled as error:
+            click.echo(f"error: {error}", err=True)
+            ctx.exit(1)
     done = ", ".join(f"{n} {status}" for status, n in sorted(result.statuses.items())) or "none"
     click.echo(f"sweep {result.name!r}: {result.total} runs, trained now: {done}")
     with user_errors(ctx):
@@ -455,6 +481,46 @@ def runs(ctx, db, sweep, status, fmt):
     with user_errors(ctx):
         frame = connect(db).runs(sweep=sweep, status=status or None)
     _print_frame(frame, fmt)
+
+
+@cli.command()
+@click.argument("sweeps", nargs=-1, required=True, metavar="SWEEP [SWEEP ...]")
+@db_option
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(),
+    help="File (or existing folder) to write [default: reports/<sweep>.html].",
+)
+@click.option(
+    "--metric",
+    type=click.Choice(METRICS),
+    default=METRICS[0],
+    show_default=True,
+    help="The loss to rank configurations by and to plot.",
+)
+@click.option(
+    "--threshold",
+    type=float,
+    help="Loss that counts as converged, for epochs and seconds to reach it "
+    "[default: the median best loss of the runs that did not diverge].",
+)
+@click.pass_context
+def report(ctx, sweeps, db, output, metric, threshold):
+    """Write an HTML convergence report on one or more sweeps and print its path.
+
+    One self-contained file that opens offline: best configurations, convergence curves,
+    learning rate × batch size heatmap, batch vs stochastic vs mini-batch GD, the effect of
+    each setting, failures and the spec. Several sweeps are compared side by side.
+
+    \b
+    Example:
+      nnlab report quickstart
+      nnlab report gd-variants learning-rates -o reports/compare.html
+    """
+    with user_errors(ctx):
+        path = write_report(connect(db), sweeps, output, metric=metric, threshold=threshold)
+    click.echo(str(path))
 
 
 def _print_frame(frame, fmt: str) -> None:

@@ -12,27 +12,37 @@ running runs (and failed ones with ``retry_failed``) train.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+import threading
+import time
 import traceback
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from queue import Empty, Queue
+from uuid import uuid4
 
 import joblib
 from joblib.externals.loky import get_reusable_executor
 from joblib.externals.loky.process_executor import TerminatedWorkerError
 
+from nnlab.checks import InputError, check_choice
 from nnlab.store import RunWriter, open_store, register_sweep
-from nnlab.store.models import FINISHED_STATUSES
+from nnlab.store.database import portable_url
+from nnlab.store.models import FINISHED_STATUSES, STALE_AFTER
 from nnlab.store.registry import (
     RunRow,
     interrupt_running,
+    latest_heartbeat,
     mark_failed,
+    release_dead_runs,
     run_statuses,
     runs_to_do,
     set_sweep_status,
     sweep_spec_hash,
 )
+from nnlab.store.writer import RunLost
 from nnlab.sweep.grid import DEFAULT_MAX_RUNS, GridPoint, check_data, expand_grid, from_values
 from nnlab.sweep.run import execute
 from nnlab.sweep.spec import SpecError, SweepSpec
@@ -59,21 +69,42 @@ def plan(spec: SweepSpec, max_runs: int = DEFAULT_MAX_RUNS) -> list[GridPoint]:
     return points
 
 
+BACKENDS = ("loky", "threading", "dask")
+
+
+class SweepStalled(RuntimeError):
+    """No run of the sweep came back or wrote a heartbeat for ``stale_after`` seconds: the
+    workers are gone (a Dask cluster that lost its workers waits for them forever)."""
+
+
 def run_sweep(
     spec: SweepSpec,
     url: str | None = None,
     *,
     jobs: int = 1,
+    backend: str = "loky",
+    scheduler: str | None = None,
     retry_failed: bool = False,
     max_runs: int = DEFAULT_MAX_RUNS,
+    stale_after: float = STALE_AFTER,
     on_result: Callable[[int, str], None] | None = None,
     on_start: Callable[[int], None] | None = None,
 ) -> SweepResult:
-    """Run (or resume) ``spec`` against the store at ``url`` with ``jobs`` worker processes.
+    """Run (or resume) ``spec`` against the store at ``url``.
+
+    ``backend`` is joblib's: ``loky`` (``jobs`` worker processes), ``threading`` (``jobs``
+    threads) or ``dask`` (the cluster at ``scheduler``, or a local one of ``jobs`` worker
+    processes; remote workers need a database they can all reach, i.e. PostgreSQL). A run that
+    writes no heartbeat for ``stale_after`` seconds is presumed dead; if no run at all makes
+    progress for that long the sweep stops with ``SweepStalled``, resumable.
 
     ``on_start(n)`` is called with the number of runs about to train, ``on_result(run_id,
     status)`` as each run finishes, both in this process.
     """
+    check_choice("backend", backend, BACKENDS)
+    if scheduler is not None and backend != "dask":
+        raise InputError(f"a scheduler address ({scheduler!r}) needs --backend dask, "
+                         f"not {backend!r}")  # fmt: skip
     points = plan(spec, max_runs)
     store = open_store(url)
     known = sweep_spec_hash(store, spec.name)
@@ -88,21 +119,23 @@ def run_sweep(
         spec_hash=spec.spec_hash,
     )  # fmt: skip
     result = SweepResult(sweep_id, spec.name, total=len(points))
+    release_dead_runs(store, sweep_id)
     set_sweep_status(store, sweep_id, "running")
+    pool = _Pool(backend, jobs, scheduler, portable_url(store.url), stale_after)
     status = "interrupted"
     try:
-        todo = runs_to_do(store, sweep_id, retry_failed=retry_failed)
+        todo = runs_to_do(store, sweep_id, retry_failed=retry_failed, stale_after=stale_after)
         claimable = ("pending", "interrupted", *(("failed",) if retry_failed else ()))
         if on_start is not None:
             on_start(len(todo))
-        for run_id, run_status in _train_all(store, sweep_id, todo, jobs, claimable):
-            result.statuses[run_status] += 1
-            if on_result is not None:
-                on_result(run_id, run_status)
+        with pool:
+            for run_id, run_status in _train_all(store, sweep_id, todo, pool, claimable):
+                result.statuses[run_status] += 1
+                if on_result is not None:
+                    on_result(run_id, run_status)
         status = "finished"
-    except BaseException:  # Ctrl-C, SIGTERM (see the CLI), or a bug: in-flight runs stop here
-        if jobs > 1:
-            _stop_workers()  # first, so that no worker writes after its run is marked
+    except BaseException:  # Ctrl-C, SIGTERM (see the CLI), a stall, or a bug
+        pool.stop()  # first, so that no worker writes after its run is marked
         interrupt_running(store, sweep_id)
         raise
     finally:
@@ -110,7 +143,7 @@ def run_sweep(
     return result
 
 
-def _train_all(store, sweep_id: int, todo: list[tuple[int, dict]], jobs: int, claimable):
+def _train_all(store, sweep_id: int, todo: list[tuple[int, dict]], pool: _Pool, claimable):
     """Train the runs to do, tracking which have come back. When a worker process dies
     (segfault, os._exit, OOM kill), joblib abandons the whole batch: the runs that were in
     flight are suspects, each trained again alone in a worker of its own, so only a run that
@@ -118,19 +151,16 @@ def _train_all(store, sweep_id: int, todo: list[tuple[int, dict]], jobs: int, cl
     waiting = dict(todo)
     while waiting:
         try:
-            for run_id, status in _execute(store.url, list(waiting.items()), jobs, claimable):
+            results = pool.map(list(waiting.items()), claimable)
+            for run_id, status in _watched(results, store, sweep_id, pool.stale_after):
                 waiting.pop(run_id, None)
                 yield run_id, status
-        except TerminatedWorkerError:
-            for run_id, status in _quarantine(store, waiting):
+        except pool.worker_died:
+            for run_id, status in _quarantine(store, waiting, pool):
                 yield run_id, status
 
 
-def _stop_workers() -> None:
-    get_reusable_executor().shutdown(wait=True, kill_workers=True)
-
-
-def _quarantine(store, waiting: dict[int, dict]):
+def _quarantine(store, waiting: dict[int, dict], pool: _Pool):
     """After a worker died: settle the runs it may have held, one by one, in isolation."""
     statuses = run_statuses(store, list(waiting))
     for run_id, status in statuses.items():
@@ -141,36 +171,156 @@ def _quarantine(store, waiting: dict[int, dict]):
     for run_id in suspects:
         config = waiting.pop(run_id)
         try:
-            yield from _execute(store.url, [(run_id, config)], jobs=2, claimable=("running",))
-        except TerminatedWorkerError:
+            yield from pool.map([(run_id, config)], claimable=("running",), alone=True)
+        except pool.worker_died:
             mark_failed(store, run_id, "its worker process died, twice: once beside other "
                         "runs, once alone")  # fmt: skip
             yield run_id, "failed"
 
 
-def _execute(url: str, todo: list[tuple[int, dict]], jobs: int, claimable):
-    tasks = (joblib.delayed(train_run)(url, run_id, config, claimable) for run_id, config in todo)
-    # BLAS threads per worker, so that workers × threads ≤ cores
-    threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
-    # the quarantine passes jobs=2 with one task: it runs in a worker process, never here
-    with joblib.parallel_config(backend="loky", inner_max_num_threads=threads):
-        yield from joblib.Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks)
+def _watched(results: Iterator, store, sweep_id: int, stale_after: float) -> Iterator:
+    """Yield from ``results``, consumed in a thread of its own, while watching for a stall:
+    neither a result nor a heartbeat of any of the sweep's runs for ``stale_after`` seconds."""
+    queue: Queue = Queue()
+    threading.Thread(target=_consume, args=(results, queue), daemon=True).start()
+    heartbeat, quiet_since = latest_heartbeat(store, sweep_id), time.monotonic()
+    while True:
+        try:
+            done, item = queue.get(timeout=min(2.0, stale_after / 4))
+        except Empty:
+            latest = latest_heartbeat(store, sweep_id)
+            if latest != heartbeat:
+                heartbeat, quiet_since = latest, time.monotonic()
+            elif time.monotonic() - quiet_since > stale_after:
+                raise SweepStalled(
+                    f"no run has finished or written a heartbeat for {stale_after:g} s: the "
+                    "workers are gone. The sweep is saved; run the same command to resume it"
+                ) from None
+            continue
+        if done and item is None:
+            return
+        if done:
+            raise item
+        quiet_since = time.monotonic()
+        yield item
 
 
-def train_run(url: str, run_id: int, config: dict, claimable) -> tuple[int, str]:
-    """Train one registered run, logging its epochs live; runs in a worker process.
-
-    Returns ``skipped`` when another runner holds the run (its claim is atomic).
-    """
-    writer = RunWriter(open_store(url), run_id)
-    if not writer.start(claimable=claimable):
-        return run_id, "skipped"
+def _consume(results: Iterator, queue: Queue) -> None:
+    """Put ``(False, result)`` for each result, then ``(True, None)``, or ``(True, error)``."""
     try:
-        outcome = execute(from_values(config), on_epoch=writer.log)
-        writer.finish(outcome.result.status, data_fingerprint=outcome.fingerprint)
-        return run_id, outcome.result.status
-    except Exception as error:  # the run fails, the sweep goes on
-        # if the store itself fails here, the run stays running and is found stale later
-        with contextlib.suppress(Exception):
-            writer.finish("failed", "".join(traceback.format_exception(error)))
-        return run_id, "failed"
+        for item in results:
+            queue.put((False, item))
+        queue.put((True, None))
+    except BaseException as error:  # handed to the watching thread, which raises it
+        queue.put((True, error))
+
+
+class _Pool:
+    """Where runs train: one of joblib's backends, set up for the length of a sweep."""
+
+    def __init__(self, backend: str, jobs: int, scheduler: str | None, url: str,
+                 stale_after: float) -> None:  # fmt: skip
+        self.backend, self.jobs, self.scheduler, self.url = backend, jobs, scheduler, url
+        self.stale_after = stale_after
+        self.worker_died: tuple[type[BaseException], ...] = (TerminatedWorkerError,)
+        self._stopping = threading.Event()
+        self._dask = contextlib.ExitStack()
+
+    def __enter__(self) -> _Pool:
+        if self.backend == "dask":
+            _start_dask(self._dask, self.scheduler, self.jobs)
+            self.worker_died += (_dask_killed_worker(),)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._dask.close()
+
+    def map(self, todo: list[tuple[int, dict]], claimable, alone: bool = False) -> Iterator:
+        """Train ``todo`` in parallel; yields (run id, status) as runs finish. ``alone``: the
+        one run given trains in a worker of its own (never in this process)."""
+        tasks = (joblib.delayed(train_run)(self.url, run_id, config, claimable, uuid4().hex)
+                 for run_id, config in todo)  # fmt: skip
+        tasks = itertools.takewhile(lambda _: not self._stopping.is_set(), tasks)
+        jobs = 2 if alone else self.jobs  # joblib runs a single job in this process
+        with self._config():
+            yield from joblib.Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks)
+
+    def _config(self):
+        if self.backend == "dask":
+            return joblib.parallel_config(backend=_DASK_BACKEND)
+        if self.backend == "threading":
+            return joblib.parallel_config(backend="threading")
+        # BLAS threads per worker, so that workers × threads ≤ cores
+        threads = max(1, (os.cpu_count() or 1) // max(1, self.jobs))
+        return joblib.parallel_config(backend="loky", inner_max_num_threads=threads)
+
+    def stop(self) -> None:
+        """Dispatch nothing more and stop the workers (loky's are killed; a thread or a Dask
+        task stops at its next write, which finds its run no longer held)."""
+        self._stopping.set()
+        if self.backend == "loky" and self.jobs > 1:
+            # reuse=True: the executor joblib is using, whatever its arguments (with other
+            # arguments loky would replace it, waiting for its runs to end)
+            get_reusable_executor(reuse=True).shutdown(wait=True, kill_workers=True)
+        self._dask.close()
+
+
+def _start_dask(stack: contextlib.ExitStack, scheduler: str | None, jobs: int):
+    """A client of the Dask cluster at ``scheduler`` (or of a local one of ``jobs`` worker
+    processes), which joblib's dask backend then uses."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise InputError("--backend dask needs Dask: pip install 'nnlab[dask]'") from None
+    _register_dask_backend()
+    if scheduler is None:
+        local = LocalCluster(n_workers=jobs, threads_per_worker=1, dashboard_address=":0")
+        return stack.enter_context(Client(stack.enter_context(local)))
+    try:
+        return stack.enter_context(Client(scheduler, timeout=10))
+    except OSError as error:
+        raise InputError(f"cannot reach the Dask scheduler at {scheduler!r}: {error}") from None
+
+
+_DASK_BACKEND = "nnlab-dask"
+
+
+def _register_dask_backend() -> None:
+    """joblib's dask backend, except that it never runs the runs in this process: with a
+    cluster of one worker thread joblib would fall back to running them one by one here."""
+    from joblib._dask import DaskDistributedBackend
+
+    class DaskBackend(DaskDistributedBackend):
+        def effective_n_jobs(self, n_jobs):
+            return max(2, super().effective_n_jobs(n_jobs))
+
+    joblib.register_parallel_backend(_DASK_BACKEND, DaskBackend)
+
+
+def _dask_killed_worker() -> type[BaseException]:
+    """What Dask raises for a task whose workers kept dying (it retries a task a few times)."""
+    from distributed import KilledWorker
+
+    return KilledWorker
+
+
+def train_run(url: str, run_id: int, config: dict, claimable, lease: str) -> tuple[int, str]:
+    """Train one registered run, logging its epochs live; runs in a worker.
+
+    Returns ``skipped`` when another runner holds the run (its claim is atomic), or when this
+    attempt lost it while training (interrupted, or presumed dead and taken over).
+    """
+    with RunWriter(open_store(url), run_id) as writer:
+        if not writer.start(claimable=claimable, lease=lease):
+            return run_id, "skipped"
+        try:
+            outcome = execute(from_values(config), on_epoch=writer.log)
+            writer.finish(outcome.result.status, data_fingerprint=outcome.fingerprint)
+            return run_id, outcome.result.status
+        except RunLost:
+            return run_id, "skipped"
+        except Exception as error:  # the run fails, the sweep goes on
+            # if the store itself fails here, the run stays running and is found stale later
+            with contextlib.suppress(Exception):
+                writer.finish("failed", "".join(traceback.format_exception(error)))
+            return run_id, "failed"

@@ -1,0 +1,75 @@
+"""A real Dask cluster for the tests: a scheduler and worker processes on loopback, started
+with Dask's own command-line tools, as a user would start them on their machines."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BLAS_THREADS = {
+    name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+}
+
+
+class DaskCluster:
+    """``workers`` single-threaded worker processes, each under a nanny (which restarts a worker
+    that dies) unless ``nanny`` is False."""
+
+    def __init__(self, workers: int = 2, nanny: bool = True) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="nnlab-dask-"))
+        self.scheduler_file = self.root / "scheduler.json"
+        env = os.environ | BLAS_THREADS
+        dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+        self._processes = [subprocess.Popen(
+            [*dask, "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+             "--scheduler-file", str(self.scheduler_file)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=self.root,
+        )]  # fmt: skip
+        self.address = self._wait_for_address()
+        worker = [sys.executable, "-m", "distributed.cli.dask_worker", self.address,
+                  "--nthreads", "1", "--no-dashboard", "--nanny" if nanny else "--no-nanny",
+                  "--local-directory", str(self.root)]  # fmt: skip
+        for _ in range(workers):
+            self._processes.append(subprocess.Popen(
+                worker, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                cwd=self.root))  # fmt: skip
+        self.wait_for_workers(workers)
+
+    def _wait_for_address(self, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.scheduler_file.exists():
+                try:
+                    return json.loads(self.scheduler_file.read_text())["address"]
+                except (ValueError, KeyError):  # still being written
+                    pass
+            time.sleep(0.1)
+        raise TimeoutError("the Dask scheduler did not start")
+
+    def client(self):
+        from distributed import Client
+
+        return Client(self.address, timeout=30)
+
+    def wait_for_workers(self, n: int) -> None:
+        with self.client() as client:
+            client.wait_for_workers(n, timeout=60)
+
+    def worker_pids(self) -> list[int]:
+        """The pids of the processes that run tasks (not their nannies)."""
+        with self.client() as client:
+            return list(client.run(os.getpid).values())
+
+    def kill_worker(self, pid: int) -> None:
+        os.kill(pid, signal.SIGKILL)
+
+    def stop(self) -> None:
+        for process in reversed(self._processes):
+            process.kill()
+            process.wait(timeout=30)

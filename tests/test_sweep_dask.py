@@ -1,0 +1,144 @@
+"""Sweeps on other joblib backends: threads, and a real Dask cluster (scheduler and worker
+processes on loopback) writing to a shared PostgreSQL database, including workers that die."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+from test_sweep_run import N_RUNS, SLOW, SPEC, curves
+
+import nnlab
+from nnlab.checks import InputError
+from nnlab.store import open_store
+from nnlab.sweep.runner import SweepStalled, run_sweep
+from nnlab.sweep.spec import parse_spec
+
+distributed = pytest.importorskip("distributed") if not os.environ.get("CI") else None
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from dask_cluster import DaskCluster
+
+    cluster = DaskCluster(workers=2)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> dict:
+    """The curves of SPEC trained with the default backend (loky, one process)."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('reference') / 'runs.db'}"
+    run_sweep(parse_spec(SPEC), url)
+    return curves(url)
+
+
+def assert_same_curves(url: str, reference: dict) -> None:
+    got = curves(url)
+    assert got.keys() == reference.keys() and len(got) == N_RUNS * 5
+    np.testing.assert_allclose([got[k] for k in got], [reference[k] for k in got], atol=1e-12)
+
+
+def test_threading_backend_gives_the_same_curves(sqlite_url, reference):
+    result = run_sweep(parse_spec(SPEC), sqlite_url, jobs=2, backend="threading")
+    assert result.statuses == {"completed": N_RUNS}
+    assert_same_curves(sqlite_url, reference)
+
+
+def test_dask_cluster_writes_to_shared_postgres(cluster, pg_server, reference):
+    url = pg_server.new_database()
+    result = run_sweep(parse_spec(SPEC), url, backend="dask", scheduler=cluster.address)
+    assert result.statuses == {"completed": N_RUNS}
+    assert_same_curves(url, reference)
+    pids = set(_pids(url))
+    assert pids and pids <= set(cluster.worker_pids())  # trained in the cluster's workers
+
+
+def _pids(url: str) -> list[int]:
+    with open_store(url).read() as connection:
+        return [pid for (pid,) in connection.exec_driver_sql("SELECT pid FROM runs")]
+
+
+def test_dask_local_cluster_without_a_scheduler(sqlite_url, reference):
+    result = run_sweep(parse_spec(SPEC), sqlite_url, jobs=2, backend="dask")
+    assert result.statuses == {"completed": N_RUNS}
+    assert_same_curves(sqlite_url, reference)
+    assert os.getpid() not in _pids(sqlite_url)
+
+
+def test_a_killed_dask_worker_costs_only_a_retry(cluster, pg_server):
+    url = pg_server.new_database()
+    killed = []
+
+    def kill_a_worker_mid_run():
+        run_id, pid = _wait_for_running(url)
+        cluster.kill_worker(pid)
+        killed.append(run_id)
+
+    killer = threading.Thread(target=kill_a_worker_mid_run, daemon=True)
+    killer.start()
+    result = run_sweep(parse_spec(SLOW), url, backend="dask", scheduler=cluster.address)
+    killer.join()
+    assert killed and result.statuses == {"completed": N_RUNS}
+    lab = nnlab.connect(url)
+    assert set(lab.runs().status) == {"completed"}
+    assert len(lab.epochs()) == N_RUNS * 400  # no duplicate (run, epoch) rows
+    with open_store(url).read() as connection:
+        attempts = connection.exec_driver_sql(f"SELECT attempts FROM runs WHERE id = {killed[0]}")
+        assert attempts.scalar() == 2  # Dask ran its task again, which took its run back
+    cluster.wait_for_workers(2)  # the nanny restarted the worker
+
+
+def test_a_cluster_that_lost_all_its_workers_stalls_instead_of_hanging(pg_server, sqlite_url):
+    from dask_cluster import DaskCluster
+
+    url = pg_server.new_database()
+    lonely = DaskCluster(workers=1, nanny=False)  # nothing restarts a killed worker
+    try:
+        threading.Thread(target=lambda: lonely.kill_worker(_wait_for_running(url)[1]),
+                         daemon=True).start()  # fmt: skip
+        started = time.monotonic()
+        with pytest.raises(SweepStalled, match="run the same command to resume"):
+            run_sweep(parse_spec(SLOW), url, backend="dask", scheduler=lonely.address,
+                      stale_after=5)  # fmt: skip
+        assert time.monotonic() - started < 60
+    finally:
+        lonely.stop()
+    lab = nnlab.connect(url)
+    assert lab.sweeps().status.tolist() == ["interrupted"]
+    statuses = lab.runs().status
+    assert "running" not in set(statuses) and "interrupted" in set(statuses)
+    resumed = run_sweep(parse_spec(SLOW), url, jobs=2)  # another backend finishes the sweep
+    assert set(lab.runs().status) == {"completed"}
+    assert resumed.ran == N_RUNS - (statuses == "completed").sum()
+    assert len(lab.epochs()) == N_RUNS * 400
+
+
+def test_bad_backend_and_scheduler_without_dask_are_user_errors(sqlite_url):
+    with pytest.raises(InputError, match=r"backend 'spark'.*loky"):
+        run_sweep(parse_spec(SPEC), sqlite_url, backend="spark")
+    with pytest.raises(InputError, match="needs --backend dask"):
+        run_sweep(parse_spec(SPEC), sqlite_url, scheduler="tcp://127.0.0.1:1")
+    with pytest.raises(InputError, match="cannot reach the Dask scheduler"):
+        run_sweep(parse_spec(SPEC), sqlite_url, backend="dask", scheduler="tcp://127.0.0.1:1")
+
+
+def _wait_for_running(url: str, timeout: float = 120) -> tuple[int, int]:
+    """(run id, pid) of the first run a worker has started."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open_store(url, create=False).read() as connection:
+                row = connection.exec_driver_sql(
+                    "SELECT id, pid FROM runs WHERE status = 'running' LIMIT 1"
+                ).first()
+        except Exception:  # the sweep may still be creating the schema
+            row = None
+        if row:
+            return row
+        time.sleep(0.05)
+    raise AssertionError("no run started")
