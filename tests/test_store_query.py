@@ -11,8 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 import nnlab
+from nnlab.checks import InputError
 from nnlab.cli import cli
-from nnlab.store import RunWriter, open_store, register_sweep
+from nnlab.store import RunWriter, StoreError, UnknownSweepError, open_store, register_sweep
 from nnlab.store.registry import RunRow
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu")
@@ -215,3 +216,69 @@ def test_sql_on_a_missing_database_is_an_error(tmp_path):
 def test_sql_refusal_names_what_was_refused(filled_sqlite):
     result = CliRunner().invoke(cli, ["sql", "DELETE FROM runs", "--db", filled_sqlite])
     assert "refused 'delete runs'" in result.output
+
+
+# --- the read API reports are built on: one sweep's details, settings, failures, curves ---
+
+
+def test_sweep_details(filled):
+    details = nnlab.connect(filled).sweep("acts")
+    assert (details.name, details.description, details.status) == ("acts", "activations", "pending")
+    assert details.statuses == {"completed": 6} and details.runs == 6
+    assert details.created_at.utcoffset().total_seconds() == 0
+    assert abs(details.last_activity - details.created_at).total_seconds() < 60  # heartbeats
+    assert details.provenance["nnlab_version"] == [nnlab.__version__]
+    assert details.provenance["data_fingerprint"] == []  # fill() records none
+
+
+def test_an_unknown_sweep_is_an_error_naming_close_matches(filled):
+    lab = nnlab.connect(filled)
+    with pytest.raises(UnknownSweepError, match=r"no sweep named 'act' .*Did you mean 'acts'\?"):
+        lab.sweep("act")
+    with pytest.raises(StoreError, match=r"no sweep named 'zzz' .*; it holds 'acts'"):
+        lab.sweep("zzz")
+
+
+def test_settings_flatten_the_configuration_with_typed_hyperparameters(sqlite_url):
+    store = open_store(sqlite_url)
+    config = {"data": {"name": "spirals", "noise": 0.1}, "hidden": [8, 4], "learning_rate": 0.1,
+              "batch_size": 32, "activation": "tanh", "optimizer": "sgd", "epochs": 3}  # fmt: skip
+    rows = [RunRow({**config, "gd": gd, "data": {**config["data"], "noise": noise}},
+                   f"{gd}-{noise}", 0)
+            for gd in ("batch", "minibatch") for noise in (0.1, 0.3)]  # fmt: skip
+    register_sweep(store, "grid", rows)
+    settings = nnlab.connect(sqlite_url).settings("grid")
+    assert settings.gd.tolist() == ["batch", "batch", "minibatch", "minibatch"]
+    assert settings.batch_size.isna().tolist() == [True, True, False, False]  # batch GD: all
+    assert settings["data.noise"].tolist() == [0.1, 0.3, 0.1, 0.3]
+    assert set(settings.hidden) == {"8,4"} and set(settings["data.name"]) == {"spirals"}
+    assert list(settings.columns[:3]) == ["run_id", "seed", "learning_rate"]
+
+
+def test_failures_carry_their_error_text(filled):
+    store = open_store(filled)
+    run_id = int(nnlab.connect(filled).runs().run_id.iloc[0])
+    writer = RunWriter(store, run_id)
+    writer.start(claimable=("completed",))
+    writer.finish("failed", "Traceback (most recent call last):\nValueError: boom")
+    failures = nnlab.connect(filled).failures("acts")
+    assert failures.run_id.tolist() == [run_id]
+    assert failures.error.iloc[0].endswith("ValueError: boom")
+    assert failures.attempts.iloc[0] == 2
+
+
+def test_curves_read_only_the_metrics_asked_for_with_nan_restored(filled):
+    store = open_store(filled)
+    register_sweep(store, "nan", [RunRow({"activation": "relu"}, "r", 0)])
+    run_id = int(nnlab.connect(filled).runs(sweep="nan").run_id.iloc[0])
+    writer = RunWriter(store, run_id)
+    writer.start()
+    writer.log({"epoch": 1, "train_loss": 1.0, "val_loss": float("nan"), "seconds": 0.5})
+    writer.log({"epoch": 2, "train_loss": float("nan"), "val_loss": 0.5, "seconds": 0.5})
+    writer.finish("diverged")
+    curves = nnlab.connect(filled).curves("nan", ["val_loss", "seconds"])
+    assert list(curves.columns) == ["run_id", "epoch", "val_loss", "seconds"]
+    assert curves.val_loss.isna().tolist() == [True, False]
+    assert len(nnlab.connect(filled).curves("acts")) == 6 * 4
+    with pytest.raises(InputError, match=r"unknown metric 'val_los'.*Did you mean 'val_loss'"):
+        nnlab.connect(filled).curves("acts", ["val_los"])

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
-from nnlab.store.database import Store, open_store
-from nnlab.store.models import EPOCH_METRICS, FINISHED_STATUSES
+from nnlab.checks import check_choice, did_you_mean
+from nnlab.store.database import Store, StoreError, display_url, open_store
+from nnlab.store.models import EPOCH_METRICS, FINISHED_STATUSES, Run, Sweep
 
 RUN_COLUMNS = {
     "run_id": "int64",
@@ -41,6 +44,33 @@ RUN_COLUMNS = {
 HYPERPARAMETERS = ("learning_rate", "batch_size", "activation", "gd", "optimizer", "hidden")
 SWEEP_COLUMNS = ("sweep_id", "name", "description", "status", "spec_hash", "created_at",
                  "finished_at", "runs")  # fmt: skip
+# Where and with what a sweep's runs trained: the runs-table columns SweepDetails summarises.
+PROVENANCE_COLUMNS = ("nnlab_version", "numpy_version", "python_version", "hostname",
+                      "git_commit", "data_fingerprint")  # fmt: skip
+
+
+class UnknownSweepError(StoreError):
+    """A sweep name the database does not hold; the message names close matches."""
+
+
+@dataclass(frozen=True)
+class SweepDetails:
+    """One sweep as recorded: its spec and times, its runs by status, where they trained."""
+
+    name: str
+    description: str
+    spec: str  # the YAML text it was registered with
+    spec_hash: str
+    status: str
+    created_at: datetime
+    finished_at: datetime | None
+    statuses: dict[str, int]  # number of runs in each status
+    provenance: dict[str, list[str]]  # PROVENANCE_COLUMNS -> the distinct values over its runs
+    last_activity: datetime | None  # the latest heartbeat of any of its runs (ends beat too)
+
+    @property
+    def runs(self) -> int:
+        return sum(self.statuses.values())
 
 
 class Lab:
@@ -92,6 +122,26 @@ class Lab:
         frame = _typed(frame, types)
         return _restore_nan(frame)
 
+    def curves(self, sweep: str, metrics: Iterable[str] | None = None) -> pd.DataFrame:
+        """One row per (run, epoch) of ``sweep`` with only ``run_id``, ``epoch`` and the
+        ``metrics`` asked for (default all, named as in ``epochs()``), NaN restored.
+
+        The lean read for plotting many runs: about 3× faster than ``epochs()``, which repeats
+        each run's settings on every row.
+        """
+        known = dict(zip(_metric_names(), EPOCH_METRICS, strict=True))
+        names = [check_choice("metric", m, known) for m in (metrics or known)]
+        sql = f"""
+            SELECT e.run_id, e.epoch, {", ".join(f"e.{known[n]} AS {n}" for n in names)},
+                   e.nan_fields
+            FROM epochs e JOIN runs r ON r.id = e.run_id JOIN sweeps s ON s.id = r.sweep_id
+            WHERE s.name = :sweep
+            ORDER BY e.run_id, e.epoch
+        """
+        frame = self._frame(sql, {"sweep": sweep})
+        types = {"run_id": "int64", "epoch": "int64", **dict.fromkeys(names, "float64")}
+        return _restore_nan(_typed(frame, types))
+
     def configurations(self, sweep: str) -> pd.DataFrame:
         """One row per configuration of ``sweep`` (its runs that differ only in seed), best
         first: ``runs``, ``finished`` (ended, diverged included), ``diverged``, ``failed``, mean
@@ -124,10 +174,88 @@ class Lab:
         table = table.sort_values(["troubled", "final_val_loss_mean"], na_position="last")
         return table.drop(columns="troubled").reset_index()
 
+    def sweep(self, name: str) -> SweepDetails:
+        """Sweep ``name``: description, spec text and hash, status and times, its runs counted
+        by status, and the distinct versions, hosts and data fingerprints they trained with.
+
+        Raises ``UnknownSweepError`` (a ``StoreError``) for a name the database does not hold.
+        """
+        with self.store.read() as connection:
+            sweep = connection.execute(select(*Sweep.__table__.c).where(Sweep.name == name)).first()
+            if sweep is None:
+                raise UnknownSweepError(self._unknown_sweep(connection, name))
+            runs = Run.sweep_id == sweep.id
+            statuses = connection.execute(
+                select(Run.status, func.count()).where(runs).group_by(Run.status)
+            ).all()
+            provenance = connection.execute(
+                select(*(getattr(Run, column) for column in PROVENANCE_COLUMNS))
+                .where(runs)
+                .distinct()
+            ).all()
+            last_activity = connection.scalar(select(func.max(Run.heartbeat_at)).where(runs))
+        return SweepDetails(
+            name=sweep.name, description=sweep.description, spec=sweep.spec,
+            spec_hash=sweep.spec_hash, status=sweep.status, created_at=sweep.created_at,
+            finished_at=sweep.finished_at, statuses=dict(sorted(statuses)),
+            provenance=_distinct(provenance), last_activity=last_activity,
+        )  # fmt: skip
+
+    def _unknown_sweep(self, connection, name: str) -> str:
+        names = list(connection.scalars(select(Sweep.name).order_by(Sweep.id)))
+        where = display_url(self.store.url)
+        hint = did_you_mean(name, names)
+        if not hint:
+            shown = ", ".join(repr(n) for n in names[:10]) + (", …" if len(names) > 10 else "")
+            hint = f"; it holds {shown}" if names else "; it holds no sweep yet"
+        return f"no sweep named {name!r} in {where}{hint}"
+
+    def settings(self, sweep: str) -> pd.DataFrame:
+        """One row per run of ``sweep``: ``run_id``, ``seed`` and every setting of its
+        configuration, data parameters as ``data.<name>``.
+
+        The hyperparameters are the typed ones of ``runs()``: ``batch_size`` is NULL for batch
+        GD (the whole training set) and 1 for stochastic GD, whatever the configuration says.
+        The columns whose values differ between runs, other than ``seed``, are the sweep's grid.
+        """
+        typed = [getattr(Run, name) for name in HYPERPARAMETERS]
+        with self.store.read() as connection:
+            rows = connection.execute(
+                select(Run.id, Run.seed, Run.config, *typed)
+                .join(Sweep, Sweep.id == Run.sweep_id)
+                .where(Sweep.name == sweep)
+                .order_by(Run.id)
+            ).all()
+        records = [
+            {**_flat(_as_dict(config)), "run_id": run_id, "seed": seed,
+             **dict(zip(HYPERPARAMETERS, values, strict=True))}
+            for run_id, seed, config, *values in rows
+        ]  # fmt: skip
+        frame = pd.DataFrame.from_records(records, columns=_settings_columns(records))
+        return _typed(frame, {k: RUN_COLUMNS[k] for k in ("run_id", "seed", *HYPERPARAMETERS)})
+
+    def failures(self, sweep: str) -> pd.DataFrame:
+        """One row per failed run of ``sweep``: ``run_id``, ``seed``, the hyperparameters,
+        ``attempts`` and ``error`` (the traceback it failed with)."""
+        columns = [Run.id.label("run_id"), Run.seed,
+                   *(getattr(Run, name) for name in HYPERPARAMETERS), Run.attempts,
+                   Run.error]  # fmt: skip
+        with self.store.read() as connection:
+            result = connection.execute(
+                select(*columns)
+                .join(Sweep, Sweep.id == Run.sweep_id)
+                .where(Sweep.name == sweep, Run.status == "failed")
+                .order_by(Run.id)
+            )
+            frame = pd.DataFrame(list(map(tuple, result.fetchall())), columns=list(result.keys()))
+        return _typed(frame, {k: RUN_COLUMNS[k] for k in ("run_id", "seed", *HYPERPARAMETERS)})
+
     def _frame(self, sql: str, params: dict) -> pd.DataFrame:
         with self.store.read() as connection:
             result = connection.execute(text(sql), params)
-            return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+            # plain tuples: pandas probes each Row's attributes, and a Row answers a missing
+            # one by raising, which cost half the time of reading 100,000 epochs
+            return pd.DataFrame(list(map(tuple, result.fetchall())), columns=list(result.keys()))
 
     def __repr__(self) -> str:
         return f"Lab({self.store!r})"
@@ -135,6 +263,35 @@ class Lab:
 
 def _as_dict(config) -> dict:
     return json.loads(config) if isinstance(config, str) else dict(config)
+
+
+def _flat(config: dict, prefix: str = "") -> dict:
+    """``{"data": {"noise": 0.2}, "hidden": [16, 16]}`` -> ``{"data.noise": 0.2, "hidden":
+    "16,16"}``: one scalar per setting."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        elif isinstance(value, list):
+            flat[f"{prefix}{key}"] = ",".join(str(v) for v in value)
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _settings_columns(records: list[dict]) -> list[str]:
+    """run_id, seed, the hyperparameters, then every other setting in first-seen order."""
+    first = ["run_id", "seed", *HYPERPARAMETERS]
+    rest = dict.fromkeys(key for record in records for key in record if key not in first)
+    return [*first, *rest]
+
+
+def _distinct(rows) -> dict[str, list[str]]:
+    """The distinct non-NULL values of each provenance column, sorted."""
+    return {
+        column: sorted({str(row[i]) for row in rows if row[i] is not None})
+        for i, column in enumerate(PROVENANCE_COLUMNS)
+    }
 
 
 def connect(url: str | None = None) -> Lab:
@@ -188,5 +345,7 @@ def _restore_nan(frame: pd.DataFrame) -> pd.DataFrame:
     flagged = frame["nan_fields"].notna()
     for index, fields in frame.loc[flagged, "nan_fields"].items():
         for name in fields.split(","):
-            frame.at[index, _EPOCH_ALIASES.get(name, name)] = np.nan
+            column = _EPOCH_ALIASES.get(name, name)
+            if column in frame:  # curves() reads only some metrics
+                frame.at[index, column] = np.nan
     return frame.drop(columns="nan_fields")
