@@ -243,3 +243,20 @@ def test_axis_values_blank_what_does_not_apply():
     assert axis_values(batch, ["gd", "batch_size", "data.noise"]) == ["batch", None, 0.3]
     mini = RunConfig(gd="minibatch", batch_size=16)
     assert axis_values(mini, ["batch_size"]) == [16]
+
+
+def test_a_loss_that_does_not_fit_the_output_is_refused_before_running():
+    text = SPEC.replace("activation: [sigmoid, tanh, relu]",
+                        "activation: [sigmoid, tanh, relu]\n  output: [softmax, identity]")  # fmt: skip
+    spec = parse_spec(text, source="s.yaml")
+    with pytest.raises(SpecError, match=r"s.yaml:\d+: grid.output: loss 'cross_entropy' does not "
+                       r"fit output activation 'identity'; cross_entropy needs output softmax"):  # fmt: skip
+        check_data(spec, expand_grid(spec))
+
+
+def test_the_spec_hash_covers_what_trains_not_how_it_is_written():
+    spec = parse_spec(SPEC)
+    relaid = parse_spec("# a comment\n" + SPEC.replace("0.01", "1e-2").replace(
+        "description: batch vs stochastic vs mini-batch on spirals", "description: other words"))  # fmt: skip
+    assert relaid.spec_hash == spec.spec_hash
+    assert parse_spec(SPEC.replace("seeds: [0, 1, 2]", "seeds: [0, 1]")).spec_hash != spec.spec_hash

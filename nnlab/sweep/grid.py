@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import MISSING, asdict, dataclass, fields
 
 from nnlab.checks import InputError
+from nnlab.engine.validation import check_loss_output
 from nnlab.sweep.run import DATA_DEFAULTS, RunConfig, prepare_data
 from nnlab.sweep.spec import DATA_PREFIX, SpecError, SweepSpec
 
@@ -115,18 +116,27 @@ def check_data(spec: SweepSpec, points: list[GridPoint]) -> None:
             sizes[key] = train_data.n_samples
             validation[key] = val_data.n_samples
         config = point.config
+        if config.loss is not None and config.output is not None:
+            try:
+                check_loss_output(config.loss, config.output)
+            except InputError as error:
+                raise spec.error(_setting_path(spec, "output", "model"), str(error)) from None
         if config.patience is not None and not validation[key]:
             raise spec.error(
                 ("train", "patience"),
                 "early stopping needs validation data: set data.val_fraction above 0",
             )
         if config.gd == "minibatch" and config.batch_size and config.batch_size > sizes[key]:
-            path = ("grid", "batch_size") if "batch_size" in spec.grid else ("train", "batch_size")
             raise spec.error(
-                path,
+                _setting_path(spec, "batch_size", "train"),
                 f"batch_size {config.batch_size} is larger than the {sizes[key]} training samples "
                 f"of {config.data.get('name')!r}",
             )
+
+
+def _setting_path(spec: SweepSpec, key: str, section: str) -> tuple[str, str]:
+    """Where a setting was written: its grid axis, or else its section."""
+    return ("grid", key) if key in spec.grid else (section, key)
 
 
 def _configs(spec: SweepSpec) -> Iterator[RunConfig]:

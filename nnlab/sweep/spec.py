@@ -18,6 +18,7 @@ anything touches a database; every error names the key path and the file's line.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -104,11 +105,21 @@ class SweepSpec:
 
     @property
     def spec_hash(self) -> str:
-        return "sha256:" + hashlib.sha256(self.text.encode()).hexdigest()
+        """A hash of what the spec trains: its data, settings, grid, seeds and exclusions as
+        parsed (so ``0.1`` and ``1e-1`` agree). The description, comments and layout of the file
+        do not count: editing them does not stop a sweep from resuming."""
+        trained = {"data": self.data, "base": self.base, "grid": self.grid, "seeds": self.seeds,
+                   "exclude": self.exclude}  # fmt: skip
+        canonical = json.dumps(trained, sort_keys=True, separators=(",", ":"), default=_plain)
+        return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
     def error(self, path: tuple, message: str) -> SpecError:
         """A SpecError for the key at ``path``, located at its line in the file."""
         return _Validator(self.source, self.lines).fail(path, message)
+
+
+def _plain(value: object) -> object:
+    return dict(value) if isinstance(value, Mapping) else list(value)
 
 
 def load_spec(path: str | Path) -> SweepSpec:
