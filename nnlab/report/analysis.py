@@ -1,0 +1,314 @@
+"""What a report says about a sweep, computed from the store's read API (``Lab``) alone.
+
+A ``SweepView`` holds one sweep's runs with their grid settings and results, and every run's
+loss curve as a (runs × epochs) array; the figures and the page are drawn from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from nnlab.checks import check_choice, check_number
+from nnlab.store import Lab, SweepDetails
+
+METRICS = ("val_loss", "train_loss")
+# finished without diverging: the runs whose losses the tables average
+CLEAN_STATUSES = ("completed", "converged", "early_stopped")
+# A diverged run's loss once it has stopped: finite, so that quantiles over runs stay defined
+# (one diverged seed of two puts the median off the chart instead of dropping out of it).
+DIVERGED = 1e300
+
+
+@dataclass(frozen=True)
+class Curves:
+    """Every run's loss after each epoch: ``loss[i, e]`` is run ``i`` after epoch ``e + 1``,
+    ``logged[i, e]`` whether that epoch was logged at all, and ``elapsed[i, e]`` the seconds of
+    training the run had done by then (the sum of its epochs' wall-clock times)."""
+
+    loss: np.ndarray  # shape (n_runs, n_epochs); NaN where not logged or NaN
+    logged: np.ndarray  # bool, same shape
+    elapsed: np.ndarray  # same shape; NaN where not logged
+
+    @property
+    def epochs(self) -> np.ndarray:
+        """1, 2, …, the longest run's last epoch."""
+        return np.arange(1, self.loss.shape[1] + 1)
+
+    def settled(self, diverged: np.ndarray) -> np.ndarray:
+        """The loss to aggregate over runs: a diverged run counts as ``DIVERGED`` after its last
+        epoch to the end (it would never have come back), and so does any non-finite loss."""
+        loss = np.where(np.isfinite(self.loss) | ~self.logged, self.loss, DIVERGED)
+        after = np.cumsum(self.logged[:, ::-1], axis=1)[:, ::-1] == 0  # past the last epoch
+        loss[diverged[:, None] & after] = DIVERGED
+        return loss
+
+
+@dataclass
+class SweepView:
+    """One sweep as the report shows it.
+
+    ``runs`` has one row per run, in the order of ``curves``: ``run_id``, ``seed``, ``status``,
+    every setting (see ``Lab.settings``), ``configuration`` (the runs that differ only in seed
+    share it), ``final`` and ``best`` (the metric at the last epoch, and its lowest),
+    ``epochs_run``, and, once a threshold is set, ``reached_epoch`` and ``reached_seconds``.
+    """
+
+    details: SweepDetails
+    metric: str
+    axes: list[str]  # the settings that differ between runs: the sweep's grid
+    runs: pd.DataFrame
+    curves: Curves
+    failures: pd.DataFrame
+    threshold: float | None = None
+    configurations: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def name(self) -> str:
+        return self.details.name
+
+    @property
+    def diverged(self) -> np.ndarray:
+        return (self.runs.status == "diverged").to_numpy()
+
+    @property
+    def clean(self) -> np.ndarray:
+        """Runs that finished without diverging."""
+        return self.runs.status.isin(CLEAN_STATUSES).to_numpy()
+
+    @property
+    def has_epochs(self) -> bool:
+        return bool(self.curves.logged.any())
+
+    def set_threshold(self, threshold: float | None) -> None:
+        """Time each run to ``threshold`` and rank the configurations."""
+        self.threshold = threshold
+        self.runs = self.runs.assign(**_time_to(self.curves, threshold))
+        self.configurations = rank_configurations(self.runs, self.axes)
+
+
+def load_sweep(lab: Lab, name: str, metric: str = "val_loss") -> SweepView:
+    """Read sweep ``name`` and its runs' curves of ``metric`` from ``lab``.
+
+    Raises ``UnknownSweepError`` for a name the store does not hold.
+    """
+    check_choice("metric", metric, METRICS)
+    details = lab.sweep(name)
+    settings = lab.settings(name)
+    statuses = lab.runs(sweep=name)[["run_id", "status", "duration_s"]]
+    runs = settings.merge(statuses, on="run_id", how="left", validate="one_to_one")
+    axes = grid_axes(settings)
+    curves = read_curves(lab, name, runs.run_id.to_numpy(), metric)
+    runs = runs.assign(configuration=_configuration_ids(runs, axes), **_results(curves))
+    return SweepView(details, metric, axes, runs, curves, lab.failures(name))
+
+
+def setting_label(setting: str, value) -> str:
+    """How a setting's value reads: ``0.03``, ``64``, ``tanh``; a NULL batch size (batch GD,
+    the whole training set per update) as ``all``."""
+    if value is None or pd.isna(value):
+        return "all" if setting == "batch_size" else "none"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def configuration_label(view: SweepView, row) -> str:
+    """``learning_rate 0.03, gd batch`` for a row of ``view.configurations``."""
+    label = ", ".join(f"{a} {setting_label(a, getattr(row, a))}" for a in view.axes)
+    return label or "the only configuration"
+
+
+def grid_axes(settings: pd.DataFrame) -> list[str]:
+    """The settings whose values differ between runs (the seed aside), in column order."""
+    candidates = [c for c in settings.columns if c not in ("run_id", "seed")]
+    return [c for c in candidates if settings[c].nunique(dropna=False) > 1]
+
+
+def read_curves(lab: Lab, name: str, run_ids: np.ndarray, metric: str) -> Curves:
+    """The (runs × epochs) arrays of ``metric`` and elapsed seconds, rows in ``run_ids`` order."""
+    epochs = lab.curves(name, [metric, "seconds"])
+    width = int(epochs.epoch.max()) if len(epochs) else 0
+    row = pd.Index(run_ids).get_indexer(epochs.run_id)
+    keep = row >= 0  # a run registered after the runs were read cannot have a row
+    row, column = row[keep], epochs.epoch.to_numpy()[keep] - 1
+    shape = (len(run_ids), width)
+    loss, seconds = np.full(shape, np.nan), np.zeros(shape)
+    logged = np.zeros(shape, dtype=bool)
+    loss[row, column] = epochs[metric].to_numpy()[keep]
+    seconds[row, column] = np.nan_to_num(epochs.seconds.to_numpy()[keep])
+    logged[row, column] = True
+    elapsed = np.where(logged, np.cumsum(seconds, axis=1), np.nan)
+    return Curves(loss, logged, elapsed)
+
+
+def _configuration_ids(runs: pd.DataFrame, axes: list[str]) -> np.ndarray:
+    """0, 1, … in grid order; runs that differ only in seed share an id."""
+    if not axes:
+        return np.zeros(len(runs), dtype=int)
+    codes = [pd.factorize(runs[axis], use_na_sentinel=False)[0] for axis in axes]
+    return pd.factorize(pd.Series(list(zip(*codes, strict=True))))[0]
+
+
+def _results(curves: Curves) -> dict[str, np.ndarray]:
+    """Each run's last logged epoch, its metric there, and its lowest finite metric."""
+    epochs_run = curves.logged.sum(axis=1)
+    final = np.full(len(epochs_run), np.nan)
+    ran = np.flatnonzero(epochs_run)
+    final[ran] = curves.loss[ran, epochs_run[ran] - 1]
+    finite = np.where(np.isfinite(curves.loss), curves.loss, np.inf)
+    best = finite.min(axis=1, initial=np.inf)
+    return {"final": final, "best": np.where(np.isfinite(best), best, np.nan),
+            "epochs_run": epochs_run}  # fmt: skip
+
+
+def _time_to(curves: Curves, threshold: float | None) -> dict[str, np.ndarray]:
+    """The first epoch at which each run's metric was at most ``threshold``, and the seconds
+    of training it took to get there (NaN for runs that never got there)."""
+    n = curves.loss.shape[0]
+    if threshold is None or curves.loss.shape[1] == 0:
+        return {"reached_epoch": np.full(n, np.nan), "reached_seconds": np.full(n, np.nan)}
+    below = curves.logged & (curves.loss <= threshold)
+    first = below.argmax(axis=1)
+    reached = below.any(axis=1)
+    rows = np.arange(n)
+    return {
+        "reached_epoch": np.where(reached, first + 1.0, np.nan),
+        "reached_seconds": np.where(reached, curves.elapsed[rows, first], np.nan),
+    }
+
+
+def default_threshold(views: list[SweepView]) -> float | None:
+    """The median over every clean run's best metric, to two significant digits: about half
+    of the runs that converge get there. None when no run finished cleanly."""
+    best = np.concatenate([view.runs.best.to_numpy()[view.clean] for view in views])
+    best = best[np.isfinite(best) & (best > 0)]
+    return float(f"{np.median(best):.2g}") if best.size else None
+
+
+def check_threshold(threshold: float | None) -> float | None:
+    return None if threshold is None else check_number("threshold", threshold, above=0)
+
+
+def rank_configurations(runs: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
+    """One row per configuration, best first: its settings; ``runs``, ``finished``,
+    ``diverged``, ``failed`` counts; mean and std over its clean seeds of the final and best
+    metric; ``reached`` (clean seeds that got to the threshold) and the mean epochs and seconds
+    they took.
+
+    A configuration with any diverged or failed seed ranks after every one without, however
+    good its other seeds look; among those, fewer troubled seeds rank first.
+    """
+    counted = runs.assign(
+        finished=runs.status.isin((*CLEAN_STATUSES, "diverged")),
+        diverged=runs.status == "diverged",
+        failed=runs.status == "failed",
+    )
+    grouped = counted.groupby("configuration", sort=False)
+    table = grouped.agg(
+        runs=("run_id", "size"),
+        finished=("finished", "sum"),
+        diverged=("diverged", "sum"),
+        failed=("failed", "sum"),
+        **{axis: (axis, "first") for axis in axes},
+    )
+    clean = counted[counted.status.isin(CLEAN_STATUSES)].groupby("configuration")
+    table = table.join(
+        clean.agg(
+            final_mean=("final", "mean"),
+            final_std=("final", "std"),
+            best_mean=("best", "mean"),
+            best_std=("best", "std"),
+            reached=("reached_epoch", "count"),
+            epochs_to_threshold=("reached_epoch", "mean"),
+            seconds_to_threshold=("reached_seconds", "mean"),
+        )
+    )
+    table["reached"] = table.reached.fillna(0).astype(int)
+    table["troubled"] = table.diverged + table.failed
+    table = table.sort_values(["troubled", "final_mean"], na_position="last", kind="stable")
+    return table.reset_index()
+
+
+def explain(view: SweepView) -> list[str]:
+    """What a reader should know before trusting the figures: a sweep still running or
+    interrupted, nothing logged or finished yet, every run diverged, too few runs to
+    aggregate, failures, a grid that does not vary."""
+    counts, total = view.details.statuses, view.details.runs
+    finished = sum(counts.get(s, 0) for s in (*CLEAN_STATUSES, "diverged"))
+    notes = [_status_note(view, finished)] if view.details.status != "finished" else []
+    if total == 0:
+        return [*notes, "This sweep has no runs."]
+    if not view.has_epochs:
+        notes.append("No epoch has been logged yet: there is nothing to plot.")
+    elif finished == 0:
+        notes.append(
+            "No run has finished yet: the tables count finished runs only; the curves show "
+            "the runs as far as they got."
+        )
+    elif not view.clean.any():
+        notes.append(
+            f"Every finished run diverged ({finished} of {finished}): no configuration "
+            "converged. A smaller learning rate is the usual cure."
+        )
+    notes.extend(_size_notes(view, total))
+    if counts.get("failed"):
+        notes.append(f"{counts['failed']} of {total} runs failed: see the failures below.")
+    return notes
+
+
+def _status_note(view: SweepView, finished: int) -> str:
+    counts, total = view.details.statuses, view.details.runs
+    if view.details.status == "interrupted":
+        return (
+            f"The sweep was interrupted with {total - finished - counts.get('failed', 0)} of "
+            f"{total} runs unfinished: run `nnlab sweep` on its spec again to resume, then "
+            "write this report again."
+        )
+    last = view.details.last_activity
+    heard = f"; last heartbeat {last:%Y-%m-%d %H:%M:%S} UTC" if last else ""
+    return (
+        f"The sweep is still {view.details.status}: {finished} of {total} runs have finished "
+        f"({counts.get('running', 0)} running, {counts.get('pending', 0)} pending{heard}). "
+        "This report shows what was logged so far; write it again when the sweep ends."
+    )
+
+
+def _size_notes(view: SweepView, total: int) -> list[str]:
+    if total == 1:
+        return ["A single run: there are no seeds to aggregate, so no bands, only its curve."]
+    notes = []
+    if not view.axes:
+        notes.append(
+            "Every run has the same settings but its seed: the heatmap, the GD comparison and "
+            "the marginal effects need a setting that varies."
+        )
+    elif view.runs.configuration.value_counts().max() == 1:
+        notes.append(
+            "One seed per configuration: the spread between seeds is unknown, so a "
+            "configuration's figures are single runs. Add seeds to see how reliable each is."
+        )
+    return notes
+
+
+def failure_groups(view: SweepView) -> list[dict]:
+    """The failed runs grouped by their error's last line (``ValueError: …``), most frequent
+    first: ``message``, ``runs`` (their ids), ``settings`` of the first, and its ``error``."""
+    failures = view.failures
+    if failures.empty:
+        return []
+    messages = failures.error.fillna("").map(_last_line)
+    runs = view.runs.set_index("run_id")
+    grouped = []
+    for message, rows in failures.groupby(messages, sort=False):
+        first = rows.iloc[0]
+        settings = runs.loc[first.run_id]
+        label = ", ".join(f"{a} {setting_label(a, settings[a])}" for a in view.axes)
+        grouped.append({"message": message, "runs": rows.run_id.tolist(),
+                        "settings": label, "error": first.error or ""})  # fmt: skip
+    return sorted(grouped, key=lambda group: -len(group["runs"]))
+
+
+def _last_line(error: str) -> str:
+    lines = [line for line in error.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "(no error recorded)"
