@@ -11,3 +11,23 @@ def connect(url: str | None = None):
     from nnlab.store import connect as _connect
 
     return _connect(url)
+
+
+def render_report(lab, sweeps, *, metric: str = "val_loss", threshold: float | None = None) -> str:
+    """The HTML convergence report on ``sweeps`` (names) in ``lab``, as one self-contained page.
+
+    See ``nnlab.report.render_report``; imported lazily (it loads matplotlib and Jinja2).
+    """
+    from nnlab.report import render_report as _render_report
+
+    return _render_report(lab, sweeps, metric=metric, threshold=threshold)
+
+
+def write_report(lab, sweeps, path=None, **options):
+    """Write the report on ``sweeps`` (default ``reports/<sweep>.html``) and return its path.
+
+    See ``nnlab.report.write_report`` for ``directory``, ``metric`` and ``threshold``.
+    """
+    from nnlab.report import write_report as _write_report
+
+    return _write_report(lab, sweeps, path, **options)

@@ -127,8 +127,9 @@ def test_the_heatmap_counts_and_the_gd_comparison_uses_seconds(real):
 
 def test_write_report_defaults_to_the_reports_folder(real, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    path = write_report(nnlab.connect(real), ["small"])
+    path = nnlab.write_report(nnlab.connect(real), ["small"])  # the top-level entry point
     assert path == Path("reports/small.html") and path.read_text().startswith("<!doctype html>")
+    assert path.read_text() == nnlab.render_report(nnlab.connect(real), ["small"])
     folder = tmp_path / "out"
     folder.mkdir()
     assert write_report(nnlab.connect(real), ["small"], folder) == folder / "small.html"
