@@ -3,8 +3,10 @@ with Dask's own command-line tools, as a user would start them on their machines
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,6 +32,7 @@ class DaskCluster:
             [*dask, "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
              "--scheduler-file", str(self.scheduler_file)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=self.root,
+            start_new_session=True,
         )]  # fmt: skip
         self.address = self._wait_for_address()
         worker = [sys.executable, "-m", "distributed.cli.dask_worker", self.address,
@@ -38,7 +41,7 @@ class DaskCluster:
         for _ in range(workers):
             self._processes.append(subprocess.Popen(
                 worker, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-                cwd=self.root))  # fmt: skip
+                cwd=self.root, start_new_session=True))  # fmt: skip
         self.wait_for_workers(workers)
 
     def _wait_for_address(self, timeout: float = 60) -> str:
@@ -70,6 +73,10 @@ class DaskCluster:
         os.kill(pid, signal.SIGKILL)
 
     def stop(self) -> None:
+        """Stop every process, the workers a nanny started included: each tool runs in a
+        session of its own, and the whole process group goes."""
         for process in reversed(self._processes):
-            process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=30)
+        shutil.rmtree(self.root, ignore_errors=True)

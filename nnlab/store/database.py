@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -333,18 +334,24 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
     url = resolve_url(url)
     key = (url, os.getpid())
     store = _stores.get(key)
-    if store is None:
-        _forget_inherited()
-        if not create:
-            _check_sqlite_file_exists(url)
-        engine = open_engine(url)
-        try:
-            check_schema(engine, url, create=create)
-        except BaseException:
-            engine.dispose()
-            raise
-        store = _stores[key] = Store(url, engine)
-    return store
+    if store is not None:
+        return store
+    with _opening:  # threads opening one URL at once share one engine
+        if key not in _stores:
+            _forget_inherited()
+            if not create:
+                _check_sqlite_file_exists(url)
+            engine = open_engine(url)
+            try:
+                check_schema(engine, url, create=create)
+            except BaseException:
+                engine.dispose()
+                raise
+            _stores[key] = Store(url, engine)
+        return _stores[key]
+
+
+_opening = threading.Lock()
 
 
 def _check_sqlite_file_exists(url: str) -> None:
