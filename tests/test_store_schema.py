@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -11,6 +14,7 @@ from sqlalchemy import inspect, text
 import nnlab
 from nnlab.cli import cli
 from nnlab.store import StoreError, database, open_store
+from nnlab.store.database import SCHEMA_REVISION, head_revision
 from nnlab.store.models import Base
 
 FIRST_REVISION = "0001"
@@ -200,3 +204,19 @@ def test_someone_elses_database_is_left_alone(tmp_path):
     with sqlite3.connect(path) as connection:
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
     assert tables == {"runs"}
+
+
+def test_schema_revision_constant_is_the_migrations_head():
+    assert head_revision() == SCHEMA_REVISION
+
+
+def test_a_worker_loads_neither_pandas_nor_alembic(sqlite_url):
+    open_store(sqlite_url)  # created at head here; a worker then only opens it and writes
+    script = (
+        "import sys; from nnlab.sweep.runner import train_run; from nnlab.store import open_store;"
+        f"open_store({sqlite_url!r});"
+        "print(sorted(m for m in ('pandas', 'alembic') if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            check=True).stdout.strip()  # fmt: skip
+    assert loaded == "[]"  # each costs a worker process about 0.4 s to import

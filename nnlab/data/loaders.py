@@ -7,9 +7,12 @@ import os
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from nnlab.data._checks import DataError, check_choice, did_you_mean, quoted
 from nnlab.data.dataset import TASKS, Dataset, make_dataset
@@ -166,6 +169,8 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
+    import pandas as pd  # only CSV files need pandas (a worker need not load it)
+
     if not path.is_file():
         raise DataError(f"CSV file not found: '{path}'")
     try:
@@ -175,6 +180,8 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 
 def _check_numeric_feature(column: pd.Series, path: object) -> None:
+    import pandas as pd
+
     if pd.api.types.is_numeric_dtype(column):
         return
     present = column.dropna()
@@ -186,6 +193,8 @@ def _check_numeric_feature(column: pd.Series, path: object) -> None:
 
 
 def _infer_csv_task(labels: pd.Series) -> str:
+    import pandas as pd
+
     if pd.api.types.is_bool_dtype(labels) or not pd.api.types.is_numeric_dtype(labels):
         return "classification"
     few = labels.nunique() <= MAX_INTEGER_CLASSES
@@ -193,6 +202,8 @@ def _infer_csv_task(labels: pd.Series) -> str:
 
 
 def _check_csv_target(labels: pd.Series, task: str, path: object) -> None:
+    import pandas as pd
+
     missing = labels.isna().to_numpy()
     if missing.any():
         raise DataError(
