@@ -230,6 +230,16 @@ def test_a_sweep_still_running_says_so_and_shows_what_it_has(sqlite_url):
     assert "1/1</td>" in html  # the unfinished column of the running and the pending run
 
 
+def test_an_interrupted_sweep_says_how_to_resume(sqlite_url):
+    write_sweep(sqlite_url, "cut", [
+        ({"learning_rate": 0.1}, 0, "completed", [1.0, 0.5, 0.3, 0.2]),
+        ({"learning_rate": 0.2}, 0, "interrupted", [1.0, 0.4]),
+    ], status="interrupted")  # fmt: skip
+    html = render_report(nnlab.connect(sqlite_url), ["cut"])
+    assert "The sweep was interrupted with 1 of 2 runs unfinished: run `nnlab sweep` on its" in html
+    assert "<dt>ended</dt><dd>20" in html and "not yet" not in html  # it stopped, at that time
+
+
 def test_a_sweep_without_epochs_explains_every_empty_section(sqlite_url):
     write_sweep(sqlite_url, "empty", [({"learning_rate": r}, 0, "pending", []) for r in (0.1, 1)],
                 status="pending")  # fmt: skip

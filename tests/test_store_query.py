@@ -239,15 +239,15 @@ def test_an_unknown_sweep_is_an_error_naming_close_matches(filled):
         lab.sweep("zzz")
 
 
-def test_settings_flatten_the_configuration_with_typed_hyperparameters(sqlite_url):
-    store = open_store(sqlite_url)
+def test_settings_flatten_the_configuration_with_typed_hyperparameters(db_url):
+    store = open_store(db_url)
     config = {"data": {"name": "spirals", "noise": 0.1}, "hidden": [8, 4], "learning_rate": 0.1,
               "batch_size": 32, "activation": "tanh", "optimizer": "sgd", "epochs": 3}  # fmt: skip
     rows = [RunRow({**config, "gd": gd, "data": {**config["data"], "noise": noise}},
                    f"{gd}-{noise}", 0)
             for gd in ("batch", "minibatch") for noise in (0.1, 0.3)]  # fmt: skip
     register_sweep(store, "grid", rows)
-    settings = nnlab.connect(sqlite_url).settings("grid")
+    settings = nnlab.connect(db_url).settings("grid")
     assert settings.gd.tolist() == ["batch", "batch", "minibatch", "minibatch"]
     assert settings.batch_size.isna().tolist() == [True, True, False, False]  # batch GD: all
     assert settings["data.noise"].tolist() == [0.1, 0.3, 0.1, 0.3]

@@ -208,7 +208,7 @@ def _summary(view: SweepView) -> list[tuple[str, str]]:
         ("runs", f"{details.runs}" + (f": {statuses}" if statuses else "")),
         ("grid", f"{grid or 'no setting varies'}; {seeds} seed{'s' * (seeds != 1)}"),
         ("created", _when(details.created_at)),
-        ("finished", _when(details.finished_at) if details.finished_at else "not yet"),
+        ("ended", _when(details.finished_at) if details.finished_at else "not yet"),
         ("duration", _sweep_duration(view)),
         ("spec hash", details.spec_hash or "not recorded"),
         ("versions", versions),
