@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from datetime import timedelta
 
@@ -263,3 +265,33 @@ def test_two_runners_on_one_database_train_each_run_once(tmp_path):
     with open_store(url).read() as connection:
         attempts = {row[0] for row in connection.exec_driver_sql("SELECT attempts FROM runs")}
     assert attempts == {1}
+
+
+def test_a_run_that_always_kills_its_worker_fails_alone(sqlite_url):
+    """Every worker that trains run 1 dies (SIGKILL, as an OOM kill would): after the second
+    death, the run alone is failed; the runs that shared the pool complete."""
+    deaths = []
+
+    def kill_whoever_trains_run_1():
+        while len(deaths) < 2:
+            with contextlib.suppress(Exception):  # the database may not exist yet
+                with open_store(sqlite_url, create=False).read() as connection:
+                    row = connection.exec_driver_sql(
+                        "SELECT pid, attempts FROM runs WHERE id = 1 AND status = 'running'"
+                    ).first()
+                if row and row.attempts > len(deaths) and row.pid != os.getpid():
+                    os.kill(row.pid, signal.SIGKILL)
+                    deaths.append(row.pid)
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_whoever_trains_run_1, daemon=True)
+    killer.start()
+    result = run_sweep(parse_spec(SLOW), sqlite_url, jobs=2)
+    killer.join(timeout=5)
+    assert len(set(deaths)) == 2
+    runs = nnlab.connect(sqlite_url).runs().set_index("run_id")
+    assert runs.status[1] == "failed" and (runs.status.drop(1) == "completed").all()
+    assert result.statuses == {"completed": N_RUNS - 1, "failed": 1}
+    with open_store(sqlite_url).read() as connection:
+        error = connection.scalar(select(Run.error).where(Run.id == 1))
+    assert "died, twice" in error

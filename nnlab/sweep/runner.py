@@ -156,11 +156,11 @@ def _train_all(store, sweep_id: int, todo: list[tuple[int, dict]], pool: _Pool, 
                 waiting.pop(run_id, None)
                 yield run_id, status
         except pool.worker_died:
-            for run_id, status in _quarantine(store, waiting, pool):
+            for run_id, status in _quarantine(store, sweep_id, waiting, pool):
                 yield run_id, status
 
 
-def _quarantine(store, waiting: dict[int, dict], pool: _Pool):
+def _quarantine(store, sweep_id: int, waiting: dict[int, dict], pool: _Pool):
     """After a worker died: settle the runs it may have held, one by one, in isolation."""
     statuses = run_statuses(store, list(waiting))
     for run_id, status in statuses.items():
@@ -171,7 +171,8 @@ def _quarantine(store, waiting: dict[int, dict], pool: _Pool):
     for run_id in suspects:
         config = waiting.pop(run_id)
         try:
-            yield from pool.map([(run_id, config)], claimable=("running",), alone=True)
+            results = pool.map([(run_id, config)], claimable=("running",), alone=True)
+            yield from _watched(results, store, sweep_id, pool.stale_after)
         except pool.worker_died:
             mark_failed(store, run_id, "its worker process died, twice: once beside other "
                         "runs, once alone")  # fmt: skip
