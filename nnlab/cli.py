@@ -285,9 +285,10 @@ def _epoch_cells(record: EpochRecord) -> list[str]:
     help="Refuse grids larger than this.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
+@click.option("--no-report", is_flag=True, help="Do not write the HTML report at the end.")
 @click.pass_context
 def sweep(ctx, spec, db, jobs, backend, scheduler, stale_after, dry_run, retry_failed, max_runs,
-          quiet):  # fmt: skip
+          quiet, no_report):  # fmt: skip
     """Run the grid of a sweep spec, logging every run and epoch to the database.
 
     Running the same spec again resumes it: only unfinished runs train.
@@ -318,8 +319,11 @@ def sweep(ctx, spec, db, jobs, backend, scheduler, stale_after, dry_run, retry_f
     done = ", ".join(f"{n} {status}" for status, n in sorted(result.statuses.items())) or "none"
     click.echo(f"sweep {result.name!r}: {result.total} runs, trained now: {done}")
     with user_errors(ctx):
-        best = connect(db).configurations(result.name).head(BEST_SHOWN)
-    _print_best(best, list(parsed.grid))
+        lab = connect(db)
+        best = lab.configurations(result.name).head(BEST_SHOWN)
+        _print_best(best, list(parsed.grid))
+        if not no_report:
+            click.echo(f"report: {write_report(lab, [result.name])}")
 
 
 BEST_SHOWN = 10

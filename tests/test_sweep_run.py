@@ -11,6 +11,7 @@ import textwrap
 import threading
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -141,7 +142,8 @@ def test_a_changed_spec_under_the_same_name_is_refused(sqlite_url):
         run_sweep(changed, sqlite_url)
 
 
-def test_cli_sweep_dry_run_and_run(tmp_path):
+def test_cli_sweep_dry_run_and_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the report goes to ./reports/
     spec = tmp_path / "small.yaml"
     spec.write_text(SPEC)
     url = f"sqlite:///{tmp_path / 'runs.db'}"
@@ -152,6 +154,12 @@ def test_cli_sweep_dry_run_and_run(tmp_path):
     run = runner.invoke(cli, ["sweep", str(spec), "--db", url, "-j", "2", "-q"])
     assert run.exit_code == 0, run.output
     assert f"{N_RUNS} completed" in run.output
+    report = tmp_path / "reports" / "small.html"
+    assert f"report: {Path('reports') / 'small.html'}" in run.output
+    assert "Best configurations" in report.read_text()
+    report.unlink()
+    again = runner.invoke(cli, ["sweep", str(spec), "--db", url, "-q", "--no-report"])
+    assert again.exit_code == 0 and "report:" not in again.output and not report.exists()
 
 
 def test_cli_bad_spec_exits_2_and_writes_nothing(tmp_path):
@@ -172,7 +180,8 @@ def _start_sweep(tmp_path, spec_text: str, url: str) -> subprocess.Popen:
     spec = tmp_path / "slow.yaml"
     spec.write_text(spec_text)
     return subprocess.Popen(
-        [sys.executable, "-m", "nnlab.cli", "sweep", str(spec), "--db", url, "-j", "2", "-q"],
+        [sys.executable, "-m", "nnlab.cli", "sweep", str(spec), "--db", url, "-j", "2", "-q",
+         "--no-report"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 
@@ -246,7 +255,8 @@ def test_configurations_aggregate_seeds_and_rank_diverged_last(sqlite_url):
 def test_cli_prints_the_best_configurations(tmp_path):
     spec = tmp_path / "small.yaml"
     spec.write_text(SPEC)
-    result = CliRunner().invoke(cli, ["sweep", str(spec), "--db", str(tmp_path / "r.db"), "-q"])
+    db = str(tmp_path / "r.db")
+    result = CliRunner().invoke(cli, ["sweep", str(spec), "--db", db, "-q", "--no-report"])
     assert "best configurations" in result.output and " ± " in result.output
 
 
