@@ -29,7 +29,7 @@ from nnlab.store.models import RUN_STATUSES, STALE_AFTER
 from nnlab.store.sql import DEFAULT_TIMEOUT_S, run_query
 from nnlab.sweep import RunConfig, execute
 from nnlab.sweep.grid import DEFAULT_MAX_RUNS, axis_values, from_values
-from nnlab.sweep.runner import BACKENDS, SweepStalled, plan, run_sweep
+from nnlab.sweep.runner import BACKENDS, SweepStopped, plan, run_sweep
 from nnlab.sweep.spec import load_spec
 
 EXIT_USAGE = 2
@@ -269,7 +269,7 @@ def _epoch_cells(record: EpochRecord) -> list[str]:
 )
 @click.option(
     "--stale-after",
-    type=click.FloatRange(min=1),
+    type=click.FloatRange(min=2),
     default=STALE_AFTER,
     show_default=True,
     metavar="SECONDS",
@@ -313,7 +313,7 @@ def sweep(ctx, spec, db, jobs, backend, scheduler, stale_after, dry_run, retry_f
             click.echo("interrupted: in-flight runs are marked interrupted; run the same "
                        "command again to resume", err=True)  # fmt: skip
             ctx.exit(EXIT_INTERRUPTED)
-        except SweepStalled as error:
+        except SweepStopped as error:
             click.echo(f"error: {error}", err=True)
             ctx.exit(1)
     done = ", ".join(f"{n} {status}" for status, n in sorted(result.statuses.items())) or "none"
@@ -382,16 +382,20 @@ def _print_best(best, axes: list[str]) -> None:
 
 @contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM stops a sweep the way Ctrl-C does."""
+    """SIGTERM stops a sweep the way Ctrl-C does; after the first, both are ignored, so that a
+    second one cannot cut short the marking of in-flight runs."""
 
     def interrupt(signum, frame):
+        for name in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(name, signal.SIG_IGN)
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {name: signal.signal(name, interrupt) for name in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for name, handler in previous.items():
+            signal.signal(name, handler)
 
 
 def _print_plan(spec, points) -> None:

@@ -9,6 +9,7 @@ import signal
 import socket
 import sqlite3
 import time
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select, update
@@ -294,14 +295,24 @@ def test_a_background_heartbeat_keeps_a_long_epoch_alive(db_url):
 
 
 def test_runs_whose_local_process_died_are_released(db_url):
-    store, ids = register(db_url, n_runs=2)
-    dead = _dead_pid()
+    store, ids = register(db_url, n_runs=3)
+    dead, a_minute_ago = _dead_pid(), utcnow() - timedelta(minutes=1)
+    held = [(dead, a_minute_ago), (os.getpid(), a_minute_ago), (dead, utcnow())]
     with store.write() as connection:
-        for run_id, pid in zip(ids, (dead, os.getpid()), strict=True):
+        for run_id, (pid, heartbeat) in zip(ids, held, strict=True):
             connection.execute(update(Run).where(Run.id == run_id).values(
                 status="running", pid=pid, hostname=socket.gethostname(),
-                heartbeat_at=utcnow()))  # fmt: skip
+                heartbeat_at=heartbeat))  # fmt: skip
     assert release_dead_runs(store, 1) == 1
+    # a live process keeps its run; so does one that beat just now (pids can be another's)
+    assert [_status(store, run_id)[0] for run_id in ids] == ["interrupted", "running", "running"]
+
+
+def test_a_stopping_runner_interrupts_only_its_own_runs(db_url):
+    store, ids = register(db_url, n_runs=2)
+    for run_id, lease in zip(ids, ("mine-1", "theirs-1"), strict=True):
+        RunWriter(store, run_id, heartbeat_seconds=0).start(lease=lease)
+    assert interrupt_running(store, 1, lease_prefix="mine") == 1
     assert [_status(store, run_id)[0] for run_id in ids] == ["interrupted", "running"]
 
 

@@ -118,13 +118,20 @@ def test_a_cluster_that_lost_all_its_workers_stalls_instead_of_hanging(pg_server
     assert len(lab.epochs()) == N_RUNS * 400
 
 
-def test_bad_backend_and_scheduler_without_dask_are_user_errors(sqlite_url):
+def test_bad_backend_and_scheduler_settings_are_refused_before_anything_is_written(
+    sqlite_url, pg_server
+):
     with pytest.raises(InputError, match=r"backend 'spark'.*loky"):
         run_sweep(parse_spec(SPEC), sqlite_url, backend="spark")
     with pytest.raises(InputError, match="needs --backend dask"):
         run_sweep(parse_spec(SPEC), sqlite_url, scheduler="tcp://127.0.0.1:1")
-    with pytest.raises(InputError, match="cannot reach the Dask scheduler"):
+    with pytest.raises(InputError, match="cannot share an SQLite file"):
         run_sweep(parse_spec(SPEC), sqlite_url, backend="dask", scheduler="tcp://127.0.0.1:1")
+    url = pg_server.new_database()
+    with pytest.raises(InputError, match="cannot reach the Dask scheduler"):
+        run_sweep(parse_spec(SPEC), url, backend="dask", scheduler="tcp://127.0.0.1:1")
+    for database in (sqlite_url, url):
+        assert nnlab.connect(database).sweeps().empty  # no sweep registered
 
 
 def _wait_for_running(url: str, timeout: float = 120) -> tuple[int, int]:

@@ -22,7 +22,7 @@ import nnlab
 from nnlab.cli import cli
 from nnlab.store import open_store
 from nnlab.store.models import Epoch, Run, utcnow
-from nnlab.sweep.runner import run_sweep
+from nnlab.sweep.runner import SweepStopped, run_sweep
 from nnlab.sweep.spec import SpecError, parse_spec
 
 SPEC = textwrap.dedent("""\
@@ -305,3 +305,45 @@ def test_a_run_that_always_kills_its_worker_fails_alone(sqlite_url):
     with open_store(sqlite_url).read() as connection:
         error = connection.scalar(select(Run.error).where(Run.id == 1))
     assert "died, twice" in error
+
+
+def test_stale_after_decides_which_running_runs_are_taken_over(sqlite_url):
+    spec = parse_spec(SPEC)
+    run_sweep(spec, sqlite_url)
+    with open_store(sqlite_url).write() as connection:  # silent for 30 s, its process unknown
+        silent = utcnow() - timedelta(seconds=30)
+        connection.execute(update(Run).where(Run.id == 1).values(
+            status="running", heartbeat_at=silent, hostname="elsewhere"))  # fmt: skip
+    assert run_sweep(spec, sqlite_url).ran == 0  # within the default 60 s: presumed alive
+    result = run_sweep(spec, sqlite_url, stale_after=20)
+    assert result.statuses == {"completed": 1}
+
+
+def _kill_loky_workers(stop: threading.Event) -> None:
+    """SIGKILL every loky worker process of this one as soon as it appears."""
+    me = str(os.getpid())
+    while not stop.is_set():
+        for status in Path("/proc").glob("[0-9]*/status"):
+            with contextlib.suppress(OSError):
+                fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines()
+                              if ":\t" in line)  # fmt: skip
+                command = (status.parent / "cmdline").read_bytes()
+                if fields.get("PPid", "").strip() == me and b"popen_loky" in command:
+                    os.kill(int(status.parent.name), signal.SIGKILL)
+        time.sleep(0.01)
+
+
+def test_workers_that_keep_dying_before_any_run_stop_the_sweep(sqlite_url):
+    stop = threading.Event()
+    killer = threading.Thread(target=_kill_loky_workers, args=(stop,), daemon=True)
+    killer.start()
+    try:
+        with pytest.raises(SweepStopped, match="died before settling any run"):
+            run_sweep(parse_spec(SPEC), sqlite_url, jobs=2)
+    finally:
+        stop.set()
+        killer.join()
+    lab = nnlab.connect(sqlite_url)
+    assert lab.sweeps().status.tolist() == ["interrupted"]
+    assert set(lab.runs().status) == {"pending"}  # resumable, nothing lost
+    assert run_sweep(parse_spec(SPEC), sqlite_url, jobs=2).statuses == {"completed": N_RUNS}

@@ -11,7 +11,7 @@ from datetime import timedelta
 from sqlalchemy import func, insert, select, update
 
 from nnlab.store.database import Store, StoreError, database_now, lock
-from nnlab.store.models import STALE_AFTER, Run, Sweep, utcnow
+from nnlab.store.models import HEARTBEAT_SECONDS, STALE_AFTER, Run, Sweep, utcnow
 
 # Typed run columns copied out of a run's configuration, for SQL.
 TYPED_COLUMNS = ("learning_rate", "batch_size", "activation", "gd", "optimizer", "epochs")
@@ -118,22 +118,26 @@ def runs_to_do(
 def release_dead_runs(store: Store, sweep_id: int) -> int:
     """Mark interrupted the sweep's running runs whose process, on this machine, is gone (a
     runner killed with its workers), so that a resume need not wait out the stale window.
-    Returns how many."""
+    A run whose heartbeat is younger than two beats is left alone, whatever its pid says (a
+    container sharing this host name has pids of its own). Returns how many."""
     here = socket.gethostname()
     with store.read() as connection:
+        quiet = database_now(connection) - timedelta(seconds=2 * HEARTBEAT_SECONDS)
         held = connection.execute(
-            select(Run.id, Run.pid).where(
-                Run.sweep_id == sweep_id, Run.status == "running", Run.hostname == here
+            select(Run.id, Run.pid, Run.lease).where(
+                Run.sweep_id == sweep_id, Run.status == "running", Run.hostname == here,
+                Run.heartbeat_at < quiet,
             )
-        ).all()
-    dead = [run_id for run_id, pid in held if pid is not None and not _alive(pid)]
-    if dead:
-        with store.write() as connection:
+        ).all()  # fmt: skip
+    dead = [(run_id, pid, lease) for run_id, pid, lease in held if pid and not _alive(pid)]
+    with store.write() as connection:
+        for run_id, pid, lease in dead:  # only if still held by that same dead attempt
             connection.execute(
                 update(Run)
-                .where(Run.id.in_(dead), Run.status == "running")
+                .where(Run.id == run_id, Run.status == "running", Run.pid == pid,
+                       Run.lease.is_not_distinct_from(lease))
                 .values(status="interrupted")
-            )
+            )  # fmt: skip
     return len(dead)
 
 
@@ -153,13 +157,16 @@ def latest_heartbeat(store: Store, sweep_id: int):
         return connection.scalar(select(func.max(Run.heartbeat_at)).where(Run.sweep_id == sweep_id))
 
 
-def interrupt_running(store: Store, sweep_id: int) -> int:
-    """Mark the sweep's running runs interrupted (its runner is stopping); returns how many."""
+def interrupt_running(store: Store, sweep_id: int, lease_prefix: str | None = None) -> int:
+    """Mark the sweep's running runs interrupted (their runner is stopping): all of them, or
+    only those held under leases starting with ``lease_prefix`` (one runner's, when several
+    share the sweep). Returns how many."""
+    held = Run.status == "running"
+    if lease_prefix is not None:
+        held &= Run.lease.startswith(f"{lease_prefix}-", autoescape=True)
     with store.write() as connection:
         result = connection.execute(
-            update(Run)
-            .where(Run.sweep_id == sweep_id, Run.status == "running")
-            .values(status="interrupted")
+            update(Run).where(Run.sweep_id == sweep_id, held).values(status="interrupted")
         )
         return result.rowcount
 

@@ -129,6 +129,7 @@ _RUNNING = _runs.c.status == "running"
 _CLAIM = _START.where(
     _runs.c.status.in_(bindparam("claimable", expanding=True))
     | (_RUNNING & (_runs.c.heartbeat_at < bindparam("stale_before")))
+    | (_RUNNING & _runs.c.heartbeat_at.is_(None))
     | (_RUNNING & (_runs.c.lease == bindparam("lease_id")))
 )
 _DROP_EPOCHS = delete(_epochs).where(_epochs.c.run_id == bindparam("run_id"))

@@ -26,11 +26,12 @@ from uuid import uuid4
 import joblib
 from joblib.externals.loky import get_reusable_executor
 from joblib.externals.loky.process_executor import TerminatedWorkerError
+from sqlalchemy.exc import DBAPIError
 
 from nnlab.checks import InputError, check_choice
 from nnlab.store import RunWriter, open_store, register_sweep
 from nnlab.store.database import portable_url
-from nnlab.store.models import FINISHED_STATUSES, STALE_AFTER
+from nnlab.store.models import FINISHED_STATUSES, HEARTBEAT_SECONDS, STALE_AFTER
 from nnlab.store.registry import (
     RunRow,
     interrupt_running,
@@ -70,9 +71,14 @@ def plan(spec: SweepSpec, max_runs: int = DEFAULT_MAX_RUNS) -> list[GridPoint]:
 
 
 BACKENDS = ("loky", "threading", "dask")
+FRUITLESS_DEATHS = 3  # workers dying one after another without settling any run: give up
 
 
-class SweepStalled(RuntimeError):
+class SweepStopped(RuntimeError):
+    """The sweep cannot go on (its workers are gone, or keep dying); it is saved, resumable."""
+
+
+class SweepStalled(SweepStopped):
     """No run of the sweep came back or wrote a heartbeat for ``stale_after`` seconds: the
     workers are gone (a Dask cluster that lost its workers waits for them forever)."""
 
@@ -93,8 +99,8 @@ def run_sweep(
     """Run (or resume) ``spec`` against the store at ``url``.
 
     ``backend`` is joblib's: ``loky`` (``jobs`` worker processes), ``threading`` (``jobs``
-    threads) or ``dask`` (the cluster at ``scheduler``, or a local one of ``jobs`` worker
-    processes; remote workers need a database they can all reach, i.e. PostgreSQL). A run that
+    threads) or ``dask`` (the cluster at ``scheduler``, whose workers need a database they can
+    all reach, i.e. PostgreSQL; or a local cluster of ``jobs`` worker processes). A run that
     writes no heartbeat for ``stale_after`` seconds is presumed dead; if no run at all makes
     progress for that long the sweep stops with ``SweepStalled``, resumable.
 
@@ -102,76 +108,90 @@ def run_sweep(
     status)`` as each run finishes, both in this process.
     """
     check_choice("backend", backend, BACKENDS)
-    if scheduler is not None and backend != "dask":
-        raise InputError(f"a scheduler address ({scheduler!r}) needs --backend dask, "
-                         f"not {backend!r}")  # fmt: skip
     points = plan(spec, max_runs)
     store = open_store(url)
-    known = sweep_spec_hash(store, spec.name)
-    if known is not None and known != spec.spec_hash:
-        raise SpecError(
-            f"{spec.source}: a sweep named {spec.name!r} already exists with a different spec; "
-            f"resume it with its original spec, or give this one a new name (name: {spec.name}-2)"
-        )
-    rows = [RunRow(p.values, p.config_hash, p.config.seed) for p in points]
-    sweep_id = register_sweep(
-        store, spec.name, rows, description=spec.description, spec=spec.text,
-        spec_hash=spec.spec_hash,
-    )  # fmt: skip
-    result = SweepResult(sweep_id, spec.name, total=len(points))
-    release_dead_runs(store, sweep_id)
-    set_sweep_status(store, sweep_id, "running")
-    pool = _Pool(backend, jobs, scheduler, portable_url(store.url), stale_after)
-    status = "interrupted"
-    try:
-        todo = runs_to_do(store, sweep_id, retry_failed=retry_failed, stale_after=stale_after)
-        claimable = ("pending", "interrupted", *(("failed",) if retry_failed else ()))
-        if on_start is not None:
-            on_start(len(todo))
-        with pool:
+    _check_resumable(store, spec)
+    url = portable_url(store.url)
+    with _Pool(backend, jobs, scheduler, url, stale_after) as pool:  # Dask checked here
+        rows = [RunRow(p.values, p.config_hash, p.config.seed) for p in points]
+        sweep_id = register_sweep(
+            store, spec.name, rows, description=spec.description, spec=spec.text,
+            spec_hash=spec.spec_hash,
+        )  # fmt: skip
+        result = SweepResult(sweep_id, spec.name, total=len(points))
+        release_dead_runs(store, sweep_id)
+        set_sweep_status(store, sweep_id, "running")
+        status = "interrupted"
+        try:
+            todo = runs_to_do(store, sweep_id, retry_failed=retry_failed, stale_after=stale_after)
+            claimable = ("pending", "interrupted", *(("failed",) if retry_failed else ()))
+            if on_start is not None:
+                on_start(len(todo))
             for run_id, run_status in _train_all(store, sweep_id, todo, pool, claimable):
                 result.statuses[run_status] += 1
                 if on_result is not None:
                     on_result(run_id, run_status)
-        status = "finished"
-    except BaseException:  # Ctrl-C, SIGTERM (see the CLI), a stall, or a bug
-        pool.stop()  # first, so that no worker writes after its run is marked
-        interrupt_running(store, sweep_id)
-        raise
-    finally:
-        set_sweep_status(store, sweep_id, status)
+            status = "finished"
+        except BaseException:  # Ctrl-C, SIGTERM (see the CLI), a stall, or a bug
+            pool.stop()  # first, so that no worker writes after its run is marked
+            interrupt_running(store, sweep_id, lease_prefix=pool.lease_prefix)
+            raise
+        finally:
+            set_sweep_status(store, sweep_id, status)
     return result
+
+
+def _check_resumable(store, spec: SweepSpec) -> None:
+    known = sweep_spec_hash(store, spec.name)
+    if known is not None and known not in (spec.spec_hash, spec.text_hash):
+        raise SpecError(
+            f"{spec.source}: a sweep named {spec.name!r} already exists with a different spec; "
+            f"resume it with its original spec, or give this one a new name (name: {spec.name}-2)"
+        )
 
 
 def _train_all(store, sweep_id: int, todo: list[tuple[int, dict]], pool: _Pool, claimable):
     """Train the runs to do, tracking which have come back. When a worker process dies
     (segfault, os._exit, OOM kill), joblib abandons the whole batch: the runs that were in
     flight are suspects, each trained again alone in a worker of its own, so only a run that
-    kills its worker again is failed; the rest go back to the pool."""
+    kills its worker again is failed; the rest go back to the pool. Workers that die again and
+    again before settling any run stop the sweep."""
     waiting = dict(todo)
+    fruitless = 0
     while waiting:
         try:
             results = pool.map(list(waiting.items()), claimable)
             for run_id, status in _watched(results, store, sweep_id, pool.stale_after):
                 waiting.pop(run_id, None)
+                fruitless = 0
                 yield run_id, status
         except pool.worker_died:
+            settled = 0
             for run_id, status in _quarantine(store, sweep_id, waiting, pool):
+                settled += 1
                 yield run_id, status
+            fruitless = 0 if settled else fruitless + 1
+            if fruitless >= FRUITLESS_DEATHS:
+                raise SweepStopped(
+                    f"{fruitless} worker processes in a row died before settling any run: "
+                    "something kills them at start-up (memory? a broken install?). The sweep "
+                    "is saved; run the same command to resume it"
+                ) from None
 
 
 def _quarantine(store, sweep_id: int, waiting: dict[int, dict], pool: _Pool):
     """After a worker died: settle the runs it may have held, one by one, in isolation."""
     statuses = run_statuses(store, list(waiting))
     for run_id, status in statuses.items():
-        if status in FINISHED_STATUSES:  # finished before the crash, not yet reported
+        if status in FINISHED_STATUSES or status == "failed":  # before the crash, not reported
             waiting.pop(run_id)
             yield run_id, status
     suspects = [run_id for run_id, status in statuses.items() if status == "running"]
     for run_id in suspects:
         config = waiting.pop(run_id)
         try:
-            results = pool.map([(run_id, config)], claimable=("running",), alone=True)
+            # under its own lease: a run another runner has meanwhile taken is not taken back
+            results = pool.map([(run_id, config)], claimable=(), alone=True)
             yield from _watched(results, store, sweep_id, pool.stale_after)
         except pool.worker_died:
             mark_failed(store, run_id, "its worker process died, twice: once beside other "
@@ -217,14 +237,28 @@ def _consume(results: Iterator, queue: Queue) -> None:
 
 
 class _Pool:
-    """Where runs train: one of joblib's backends, set up for the length of a sweep."""
+    """Where runs train: one of joblib's backends, set up for the length of a sweep.
+
+    Every dispatch of a run carries a lease, ``<this pool's prefix>-<random>``; a run is sent
+    again (after its worker died) under the same lease, and stopping interrupts only the runs
+    held under this pool's prefix, never those of another runner on the same sweep."""
 
     def __init__(self, backend: str, jobs: int, scheduler: str | None, url: str,
                  stale_after: float) -> None:  # fmt: skip
+        if scheduler is not None and backend != "dask":
+            raise InputError(f"a scheduler address ({scheduler!r}) needs --backend dask, "
+                             f"not {backend!r}")  # fmt: skip
+        if scheduler is not None and url.startswith("sqlite"):
+            raise InputError("the workers of a Dask cluster cannot share an SQLite file: use "
+                             "a PostgreSQL URL (--db postgresql://...), or drop --scheduler "
+                             "to run a local cluster")  # fmt: skip
         self.backend, self.jobs, self.scheduler, self.url = backend, jobs, scheduler, url
         self.stale_after = stale_after
         self.worker_died: tuple[type[BaseException], ...] = (TerminatedWorkerError,)
+        self.lease_prefix = uuid4().hex[:16]
+        self._leases: dict[int, str] = {}
         self._stopping = threading.Event()
+        self._dispatched = False
         self._dask = contextlib.ExitStack()
 
     def __enter__(self) -> _Pool:
@@ -239,12 +273,19 @@ class _Pool:
     def map(self, todo: list[tuple[int, dict]], claimable, alone: bool = False) -> Iterator:
         """Train ``todo`` in parallel; yields (run id, status) as runs finish. ``alone``: the
         one run given trains in a worker of its own (never in this process)."""
-        tasks = (joblib.delayed(train_run)(self.url, run_id, config, claimable, uuid4().hex)
+        tasks = (joblib.delayed(train_run)(self.url, run_id, config, claimable,
+                                           self._lease(run_id), self.stale_after)
                  for run_id, config in todo)  # fmt: skip
         tasks = itertools.takewhile(lambda _: not self._stopping.is_set(), tasks)
         jobs = 2 if alone else self.jobs  # joblib runs a single job in this process
+        self._dispatched = True
         with self._config():
             yield from joblib.Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks)
+
+    def _lease(self, run_id: int) -> str:
+        if run_id not in self._leases:
+            self._leases[run_id] = f"{self.lease_prefix}-{uuid4().hex[:16]}"
+        return self._leases[run_id]
 
     def _config(self):
         if self.backend == "dask":
@@ -259,7 +300,7 @@ class _Pool:
         """Dispatch nothing more and stop the workers (loky's are killed; a thread or a Dask
         task stops at its next write, which finds its run no longer held)."""
         self._stopping.set()
-        if self.backend == "loky" and self.jobs > 1:
+        if self.backend == "loky" and self.jobs > 1 and self._dispatched:
             # reuse=True: the executor joblib is using, whatever its arguments (with other
             # arguments loky would replace it, waiting for its runs to end)
             get_reusable_executor(reuse=True).shutdown(wait=True, kill_workers=True)
@@ -305,14 +346,22 @@ def _dask_killed_worker() -> type[BaseException]:
     return KilledWorker
 
 
-def train_run(url: str, run_id: int, config: dict, claimable, lease: str) -> tuple[int, str]:
+def train_run(url: str, run_id: int, config: dict, claimable, lease: str,
+              stale_after: float = STALE_AFTER) -> tuple[int, str]:  # fmt: skip
     """Train one registered run, logging its epochs live; runs in a worker.
 
-    Returns ``skipped`` when another runner holds the run (its claim is atomic), or when this
-    attempt lost it while training (interrupted, or presumed dead and taken over).
+    Returns ``skipped`` when the run is not this task's to train: another runner holds it (the
+    claim is atomic), the database refused the claim (the run stays as it was, for a resume),
+    or this attempt lost the run while training (interrupted, or presumed dead and taken over).
     """
-    with RunWriter(open_store(url), run_id) as writer:
-        if not writer.start(claimable=claimable, lease=lease):
+    store = open_store(url, create=False)  # a worker never creates a database: the parent did
+    heartbeat = min(HEARTBEAT_SECONDS, stale_after / 4)
+    with RunWriter(store, run_id, heartbeat_seconds=heartbeat) as writer:
+        try:
+            claimed = writer.start(claimable=claimable, lease=lease, stale_after=stale_after)
+        except DBAPIError:  # e.g. SQLite still locked after its busy timeout
+            return run_id, "skipped"
+        if not claimed:
             return run_id, "skipped"
         try:
             outcome = execute(from_values(config), on_epoch=writer.log)

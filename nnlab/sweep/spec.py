@@ -113,6 +113,12 @@ class SweepSpec:
         canonical = json.dumps(trained, sort_keys=True, separators=(",", ":"), default=_plain)
         return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
+    @property
+    def text_hash(self) -> str:
+        """The hash of the file's text, which nnlab 0.1 stored as the spec hash: a sweep
+        registered so still resumes."""
+        return "sha256:" + hashlib.sha256(self.text.encode()).hexdigest()
+
     def error(self, path: tuple, message: str) -> SpecError:
         """A SpecError for the key at ``path``, located at its line in the file."""
         return _Validator(self.source, self.lines).fail(path, message)
