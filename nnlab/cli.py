@@ -370,14 +370,19 @@ def _print_best(best, axes: list[str]) -> None:
     for row in best.itertuples():
         # a configuration is its runs' settings without the seed
         settings = axis_values(from_values({**json.loads(row.configuration), "seed": 0}), axes)
-        loss = (
-            f"{row.final_val_loss_mean:.4g} ± {0 if row.runs == 1 else row.final_val_loss_std:.2g}"
-        )
+        loss = _mean_std(row.final_val_loss_mean, row.final_val_loss_std)
         trouble = f"{row.diverged}/{row.runs}" if row.diverged else ""
         failed = f"{row.failed}/{row.runs}" if row.failed else ""
         rows.append((*settings, loss, trouble, failed))
     click.echo(f"best configurations (of {len(best)} shown), mean ± std over seeds:")
     _print_rows([*axes, "final_val_loss", "diverged", "failed"], rows, "table")
+
+
+def _mean_std(mean: float, std: float) -> str:
+    """``mean ± std``; a lone clean seed has no std, and none at all shows a dash."""
+    if math.isnan(mean):
+        return "–"
+    return f"{mean:.4g} ± {0 if math.isnan(std) else std:.2g}"
 
 
 @contextmanager

@@ -26,23 +26,29 @@ class DaskCluster:
     def __init__(self, workers: int = 2, nanny: bool = True) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="nnlab-dask-"))
         self.scheduler_file = self.root / "scheduler.json"
-        env = os.environ | BLAS_THREADS
-        dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
-        self._processes = [subprocess.Popen(
-            [*dask, "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-             "--scheduler-file", str(self.scheduler_file)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=self.root,
-            start_new_session=True,
-        )]  # fmt: skip
+        self._processes: list[subprocess.Popen] = []
+        try:
+            self._start(workers, nanny)
+        except BaseException:  # leave no process behind
+            self.stop()
+            raise
+
+    def _start(self, workers: int, nanny: bool) -> None:
+        self._spawn("distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
+                    "--no-dashboard", "--scheduler-file", str(self.scheduler_file))  # fmt: skip
         self.address = self._wait_for_address()
-        worker = [sys.executable, "-m", "distributed.cli.dask_worker", self.address,
-                  "--nthreads", "1", "--no-dashboard", "--nanny" if nanny else "--no-nanny",
-                  "--local-directory", str(self.root)]  # fmt: skip
         for _ in range(workers):
-            self._processes.append(subprocess.Popen(
-                worker, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-                cwd=self.root, start_new_session=True))  # fmt: skip
+            self._spawn("distributed.cli.dask_worker", self.address, "--nthreads", "1",
+                        "--no-dashboard", "--nanny" if nanny else "--no-nanny",
+                        "--local-directory", str(self.root))  # fmt: skip
         self.wait_for_workers(workers)
+
+    def _spawn(self, module: str, *arguments: str) -> None:
+        """Start one of Dask's tools in a session of its own (see ``stop``)."""
+        self._processes.append(subprocess.Popen(
+            [sys.executable, "-m", module, *arguments], stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, env=os.environ | BLAS_THREADS, cwd=self.root,
+            start_new_session=True))  # fmt: skip
 
     def _wait_for_address(self, timeout: float = 60) -> str:
         deadline = time.monotonic() + timeout

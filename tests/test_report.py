@@ -213,6 +213,10 @@ def test_a_configuration_with_a_diverged_seed_never_ranks_first(sqlite_url):
     rows = re.findall(r"<tr( class=\"troubled\")?><td>(0\.5|0\.05)</td>", html)
     assert rows[:2] == [("", "0.05"), (' class="troubled"', "0.5")]
     assert "1/3</td>" in html  # diverged k/n
+    # the table `nnlab sweep` prints at the end ranks and scores the same way
+    summary = lab.configurations("rank")
+    assert summary.learning_rate.tolist() == [0.05, 0.5]
+    assert summary.final_val_loss_mean.tolist() == pytest.approx(table.final_mean.tolist())
 
 
 # --- partial data ---------------------------------------------------------------------------

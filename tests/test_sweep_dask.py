@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from test_sweep_run import N_RUNS, SLOW, SPEC, curves
+from test_sweep_run import N_RUNS, SLOW, SPEC, curves, wait_for_running
 
 import nnlab
 from nnlab.checks import InputError
@@ -75,7 +75,7 @@ def test_a_killed_dask_worker_costs_only_a_retry(cluster, pg_server):
     killed = []
 
     def kill_a_worker_mid_run():
-        run_id, pid = _wait_for_running(url)
+        run_id, pid = wait_for_running(url)
         cluster.kill_worker(pid)
         killed.append(run_id)
 
@@ -99,7 +99,7 @@ def test_a_cluster_that_lost_all_its_workers_stalls_instead_of_hanging(pg_server
     url = pg_server.new_database()
     lonely = DaskCluster(workers=1, nanny=False)  # nothing restarts a killed worker
     try:
-        threading.Thread(target=lambda: lonely.kill_worker(_wait_for_running(url)[1]),
+        threading.Thread(target=lambda: lonely.kill_worker(wait_for_running(url)[1]),
                          daemon=True).start()  # fmt: skip
         started = time.monotonic()
         with pytest.raises(SweepStalled, match="run the same command to resume"):
@@ -132,20 +132,3 @@ def test_bad_backend_and_scheduler_settings_are_refused_before_anything_is_writt
         run_sweep(parse_spec(SPEC), url, backend="dask", scheduler="tcp://127.0.0.1:1")
     for database in (sqlite_url, url):
         assert nnlab.connect(database).sweeps().empty  # no sweep registered
-
-
-def _wait_for_running(url: str, timeout: float = 120) -> tuple[int, int]:
-    """(run id, pid) of the first run a worker has started."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with open_store(url, create=False).read() as connection:
-                row = connection.exec_driver_sql(
-                    "SELECT id, pid FROM runs WHERE status = 'running' LIMIT 1"
-                ).first()
-        except Exception:  # the sweep may still be creating the schema
-            row = None
-        if row:
-            return row
-        time.sleep(0.05)
-    raise AssertionError("no run started")

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 import nnlab
 from nnlab.cli import cli
@@ -186,19 +186,18 @@ def _start_sweep(tmp_path, spec_text: str, url: str) -> subprocess.Popen:
     )  # fmt: skip
 
 
-def _wait_for_running(url: str, not_pid: int, timeout: float = 60) -> tuple[int, int]:
+def wait_for_running(url: str, not_pid: int = -1, timeout: float = 120) -> tuple[int, int]:
+    """(run id, pid) of the first run that a process other than ``not_pid`` is training."""
+    query = text("SELECT id, pid FROM runs WHERE status = 'running' AND pid != :pid LIMIT 1")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with open_store(url).read() as connection:
-                row = connection.exec_driver_sql(
-                    "SELECT id, pid FROM runs WHERE status = 'running' AND pid != ? LIMIT 1",
-                    (not_pid,),
-                ).first()
+            with open_store(url, create=False).read() as connection:
+                row = connection.execute(query, {"pid": not_pid}).first()
         except Exception:  # the sweep may still be creating the database
             row = None
         if row:
-            return row
+            return tuple(row)
         time.sleep(0.05)
     raise AssertionError("no run started")
 
@@ -206,7 +205,7 @@ def _wait_for_running(url: str, not_pid: int, timeout: float = 60) -> tuple[int,
 def test_a_killed_worker_costs_only_its_run(tmp_path):
     url = f"sqlite:///{tmp_path / 'runs.db'}"
     sweep = _start_sweep(tmp_path, SLOW, url)
-    run_id, pid = _wait_for_running(url, sweep.pid)
+    run_id, pid = wait_for_running(url, sweep.pid)
     os.kill(pid, signal.SIGKILL)
     _, err = sweep.communicate(timeout=300)
     assert sweep.returncode == 0, err
@@ -222,7 +221,7 @@ def test_a_killed_worker_costs_only_its_run(tmp_path):
 def test_sigterm_interrupts_and_the_sweep_resumes(tmp_path):
     url = f"sqlite:///{tmp_path / 'runs.db'}"
     sweep = _start_sweep(tmp_path, SLOW, url)
-    _wait_for_running(url, sweep.pid)
+    wait_for_running(url, sweep.pid)
     sweep.send_signal(signal.SIGTERM)
     _, err = sweep.communicate(timeout=120)
     assert sweep.returncode == 130, err

@@ -42,7 +42,6 @@ from nnlab.report.figures import (
     marginal_chart,
 )
 from nnlab.store import Lab
-from nnlab.store.database import display_url
 
 DEFAULT_DIRECTORY = "reports"
 ROWS_SHOWN = 20  # best configurations listed before the rest fold away
@@ -75,7 +74,7 @@ def render_report(
         metric=metric,
         threshold="none" if level is None else f"{level:g}",
         threshold_note=_threshold_note(given, level, metric),
-        store=display_url(lab.store.url),
+        store=lab.location,
         version=__version__,
         sweeps=sections,
         comparison=comparison,
@@ -127,7 +126,7 @@ def file_stem(name: str) -> str:
     """A file-name-safe stem for a sweep name: lowercase ASCII letters, digits and hyphens.
 
     A name that is not already one gets a short hash of itself appended, so distinct names
-    never share a file: ``quickstart`` -> ``quickstart``, ``../../x`` -> ``x-1f0d2a9c``.
+    never share a file: ``quickstart`` -> ``quickstart``, ``../../x`` -> ``x-9cdf6a50``.
     """
     ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:80].rstrip("-")

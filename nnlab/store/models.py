@@ -36,6 +36,7 @@ RUN_STATUSES = (
     "interrupted",
 )
 FINISHED_STATUSES = ("completed", "converged", "early_stopped", "diverged")
+CLEAN_STATUSES = ("completed", "converged", "early_stopped")  # finished without diverging
 SWEEP_STATUSES = ("pending", "running", "finished", "interrupted")
 
 # Metrics of an epoch row, in order; a NaN among them is stored as NULL and named in nan_fields.

@@ -19,7 +19,7 @@ from sqlalchemy import func, select, text
 
 from nnlab.checks import check_choice, did_you_mean
 from nnlab.store.database import Store, StoreError, display_url, open_store
-from nnlab.store.models import EPOCH_METRICS, FINISHED_STATUSES, Run, Sweep
+from nnlab.store.models import CLEAN_STATUSES, EPOCH_METRICS, FINISHED_STATUSES, Run, Sweep
 
 RUN_COLUMNS = {
     "run_id": "int64",
@@ -145,11 +145,12 @@ class Lab:
     def configurations(self, sweep: str) -> pd.DataFrame:
         """One row per configuration of ``sweep`` (its runs that differ only in seed), best
         first: ``runs``, ``finished`` (ended, diverged included), ``diverged``, ``failed``, mean
-        and std of the final validation loss over seeds, mean best validation loss, and the
-        varying settings.
+        and std of the final validation loss and mean of the best one over the seeds that
+        finished without diverging, and the varying settings.
 
         A configuration with any diverged or failed seed ranks after every one without, however
-        good its surviving seeds look.
+        good its other seeds look; among those, fewer troubled seeds rank first. (The report's
+        table ranks the same way.)
         """
         runs = self.runs(sweep=sweep)
         with self.store.read() as connection:
@@ -158,20 +159,25 @@ class Lab:
                      "WHERE s.name = :sweep"), {"sweep": sweep}).all())  # fmt: skip
         keys = {run_id: json.dumps({k: v for k, v in _as_dict(c).items() if k != "seed"},
                                    sort_keys=True) for run_id, c in configs.items()}  # fmt: skip
-        runs["configuration"] = runs.run_id.map(keys)
-        grouped = runs.groupby("configuration", sort=False)
-        table = grouped.agg(
+        clean = runs.status.isin(CLEAN_STATUSES)
+        runs = runs.assign(
+            configuration=runs.run_id.map(keys),
+            clean_final=runs.final_val_loss.where(clean),
+            clean_best=runs.best_val_loss.where(clean),
+        )
+        table = runs.groupby("configuration", sort=False).agg(
             runs=("run_id", "size"),
             finished=("status", lambda s: int(s.isin(FINISHED_STATUSES).sum())),
             diverged=("status", lambda s: int((s == "diverged").sum())),
             failed=("status", lambda s: int((s == "failed").sum())),
-            final_val_loss_mean=("final_val_loss", "mean"),
-            final_val_loss_std=("final_val_loss", "std"),
-            best_val_loss_mean=("best_val_loss", "mean"),
+            final_val_loss_mean=("clean_final", "mean"),
+            final_val_loss_std=("clean_final", "std"),
+            best_val_loss_mean=("clean_best", "mean"),
             **{name: (name, "first") for name in HYPERPARAMETERS},
         )
-        table["troubled"] = (table.diverged + table.failed) > 0
-        table = table.sort_values(["troubled", "final_val_loss_mean"], na_position="last")
+        table["troubled"] = table.diverged + table.failed
+        order = ["troubled", "final_val_loss_mean"]
+        table = table.sort_values(order, na_position="last", kind="stable")
         return table.drop(columns="troubled").reset_index()
 
     def sweep(self, name: str) -> SweepDetails:
@@ -256,6 +262,11 @@ class Lab:
             # plain tuples: pandas probes each Row's attributes, and a Row answers a missing
             # one by raising, which cost half the time of reading 100,000 epochs
             return pd.DataFrame(list(map(tuple, result.fetchall())), columns=list(result.keys()))
+
+    @property
+    def location(self) -> str:
+        """The database's URL with any password hidden, for display."""
+        return display_url(self.store.url)
 
     def __repr__(self) -> str:
         return f"Lab({self.store!r})"
