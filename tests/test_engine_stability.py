@@ -71,3 +71,12 @@ def test_loss_and_grads_at_saturated_logits(output, loss, logits, target, value,
     assert result == pytest.approx(value, rel=tolerance, abs=tolerance)
     np.testing.assert_allclose(gW, [dz], rtol=tolerance, atol=tolerance)
     np.testing.assert_allclose(gb, dz, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_sigmoid_is_accurate_to_a_few_ulps_relative_everywhere(dtype):
+    z = np.concatenate([-np.logspace(-12, np.log10(80), 500), np.logspace(-12, 1.6, 500)])
+    exact = 1 / (1 + np.exp(-z.astype(np.longdouble)))
+    got = ACTIVATIONS["sigmoid"](z.astype(dtype))
+    relative = np.abs(got - exact) / exact
+    assert relative.max() < 4 * np.finfo(dtype).eps
