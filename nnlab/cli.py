@@ -304,7 +304,8 @@ def sweep(ctx, spec, db, jobs, backend, scheduler, stale_after, dry_run, retry_f
             _print_plan(parsed, points)
             return
         try:
-            with _sigterm_as_interrupt(), _SweepProgress(quiet) as progress:
+            workers = None if scheduler else jobs  # a cluster's size is its own
+            with _sigterm_as_interrupt(), _SweepProgress(quiet, workers) as progress:
                 result = run_sweep(parsed, db, jobs=jobs, backend=backend, scheduler=scheduler,
                                    stale_after=stale_after, retry_failed=retry_failed,
                                    max_runs=max_runs, on_start=progress.start,
@@ -330,11 +331,12 @@ BEST_SHOWN = 10
 
 
 class _SweepProgress:
-    """A rich progress bar on a terminal (done/total, failed, diverged, time left); one line per
-    finished run when output is piped; nothing with --quiet."""
+    """A rich progress bar on a terminal (done/total, running, failed, diverged, time left);
+    one line per finished run when output is piped; nothing with --quiet. ``workers``: how
+    many runs train at once (None when unknown, on a Dask cluster)."""
 
-    def __init__(self, quiet: bool) -> None:
-        self.quiet, self.counts, self.total = quiet, Counter(), 0
+    def __init__(self, quiet: bool, workers: int | None) -> None:
+        self.quiet, self.workers, self.counts, self.total = quiet, workers, Counter(), 0
         self.bar = None if quiet or not sys.stdout.isatty() else Progress(
             TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[tally]}"), TimeRemainingColumn(),
@@ -352,12 +354,18 @@ class _SweepProgress:
     def start(self, total: int) -> None:
         self.total = total
         if self.bar is not None:
-            self.task = self.bar.add_task("runs", total=total, tally="")
+            self.task = self.bar.add_task("runs", total=total, tally=self._tally(0))
+
+    def _tally(self, done: int) -> str:
+        counts = Counter(self.counts)
+        if self.workers is not None:
+            counts["running"] = min(self.workers, self.total - done)
+        return ", ".join(f"{counts[s]} {s}" for s in ("running", "failed", "diverged") if counts[s])
 
     def finished(self, run_id: int, status: str) -> None:
         self.counts[status] += 1
         done = sum(self.counts.values())
-        tally = ", ".join(f"{self.counts[s]} {s}" for s in ("failed", "diverged") if self.counts[s])
+        tally = self._tally(done)
         if self.bar is not None:
             self.bar.update(self.task, completed=done, tally=tally)
         elif not self.quiet:
