@@ -114,7 +114,28 @@ def test_a_real_sweep_gets_every_section_in_one_offline_file(real):
 
 def test_the_report_is_a_pure_function_of_the_store(real):
     lab = nnlab.connect(real)
-    assert render_report(lab, ["small"]) == render_report(lab, ["small"])
+    html = render_report(lab, ["small"])
+    assert render_report(lab, ["small"]) == html
+    script = ("import sys, nnlab; sys.stdout.write(nnlab.render_report(nnlab.connect(sys.argv[1]), "
+              "['small']))")  # fmt: skip
+    fresh = subprocess.run([sys.executable, "-c", script, real], capture_output=True, text=True,
+                           check=True)  # fmt: skip
+    assert fresh.stdout == html  # another process, same store: the same page
+
+
+def test_a_report_from_postgresql_matches_the_one_from_sqlite(real, pg_server):
+    url = pg_server.new_database()
+    run_sweep(parse_spec(SPEC), url)
+    html = render_report(nnlab.connect(url), ["small"])
+    assert parts(html) == list(PARTS) and "Best configurations" in html
+    columns = ["learning_rate", "gd", "activation", "final_mean", "best_mean"]
+    tables = []
+    for database in (url, real):
+        view = load_sweep(nnlab.connect(database), "small")
+        view.set_threshold(0.5)
+        tables.append(view.configurations[columns])
+    on_postgres, on_sqlite = tables
+    assert on_postgres.to_dict("records") == on_sqlite.to_dict("records")  # same runs, same curves
 
 
 def test_the_heatmap_counts_and_the_gd_comparison_uses_seconds(real):
