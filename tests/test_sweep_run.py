@@ -176,13 +176,13 @@ def test_cli_bad_spec_exits_2_and_writes_nothing(tmp_path):
 SLOW = SPEC.replace("epochs: 5", "epochs: 400").replace("n_samples: 90", "n_samples: 300")
 
 
-def _start_sweep(tmp_path, spec_text: str, url: str) -> subprocess.Popen:
+def _start_sweep(tmp_path, spec_text: str, url: str, *options: str) -> subprocess.Popen:
     spec = tmp_path / "slow.yaml"
     spec.write_text(spec_text)
     return subprocess.Popen(
         [sys.executable, "-m", "nnlab.cli", "sweep", str(spec), "--db", url, "-j", "2", "-q",
-         "--no-report"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+         "--no-report", *options],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip
 
 
@@ -346,3 +346,24 @@ def test_workers_that_keep_dying_before_any_run_stop_the_sweep(sqlite_url):
     assert lab.sweeps().status.tolist() == ["interrupted"]
     assert set(lab.runs().status) == {"pending"}  # resumable, nothing lost
     assert run_sweep(parse_spec(SPEC), sqlite_url, jobs=2).statuses == {"completed": N_RUNS}
+
+
+def test_a_sweep_killed_outright_resumes_to_the_same_results(tmp_path):
+    """SIGKILL to the runner and its workers at once (an OOM kill of the job, a lost machine):
+    nothing gets to mark anything. Resuming releases the runs whose processes are gone, and
+    the sweep ends as if it had never been stopped."""
+    reference = f"sqlite:///{tmp_path / 'reference.db'}"
+    run_sweep(parse_spec(SLOW), reference, jobs=2)
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    sweep = _start_sweep(tmp_path, SLOW, url, "--stale-after", "4")
+    wait_for_running(url, sweep.pid)
+    os.killpg(sweep.pid, signal.SIGKILL)  # the runner and its loky workers
+    sweep.communicate(timeout=30)  # reaps it and closes its pipes
+    assert "running" in set(nnlab.connect(url).runs().status)  # left as they were
+    time.sleep(2.5)  # two heartbeat intervals at --stale-after 4: their silence is now telling
+    resumed = _start_sweep(tmp_path, SLOW, url, "--stale-after", "4")
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert set(nnlab.connect(url).runs().status) == {"completed"}
+    assert len(nnlab.connect(url).epochs()) == N_RUNS * 400  # no duplicate (run, epoch) rows
+    assert curves(url) == curves(reference)

@@ -115,14 +115,16 @@ def runs_to_do(
         return [(run_id, config) for run_id, config in rows]
 
 
-def release_dead_runs(store: Store, sweep_id: int) -> int:
+def release_dead_runs(store: Store, sweep_id: int, stale_after: float = STALE_AFTER) -> int:
     """Mark interrupted the sweep's running runs whose process, on this machine, is gone (a
     runner killed with its workers), so that a resume need not wait out the stale window.
-    A run whose heartbeat is younger than two beats is left alone, whatever its pid says (a
-    container sharing this host name has pids of its own). Returns how many."""
+    A run whose heartbeat is younger than two beats (see ``heartbeat_interval``) is left
+    alone, whatever its pid says (a container sharing this host name has pids of its own).
+    Returns how many."""
     here = socket.gethostname()
     with store.read() as connection:
-        quiet = database_now(connection) - timedelta(seconds=2 * HEARTBEAT_SECONDS)
+        beats = timedelta(seconds=2 * heartbeat_interval(stale_after))
+        quiet = database_now(connection) - beats
         held = connection.execute(
             select(Run.id, Run.pid, Run.lease).where(
                 Run.sweep_id == sweep_id, Run.status == "running", Run.hostname == here,
@@ -139,6 +141,11 @@ def release_dead_runs(store: Store, sweep_id: int) -> int:
                 .values(status="interrupted")
             )  # fmt: skip
     return len(dead)
+
+
+def heartbeat_interval(stale_after: float = STALE_AFTER) -> float:
+    """Seconds between a running run's heartbeats: at least four fit in the stale window."""
+    return min(HEARTBEAT_SECONDS, stale_after / 4)
 
 
 def _alive(pid: int) -> bool:

@@ -31,9 +31,10 @@ from sqlalchemy.exc import DBAPIError
 from nnlab.checks import InputError, check_choice
 from nnlab.store import RunWriter, open_store, register_sweep
 from nnlab.store.database import portable_url
-from nnlab.store.models import FINISHED_STATUSES, HEARTBEAT_SECONDS, STALE_AFTER
+from nnlab.store.models import FINISHED_STATUSES, STALE_AFTER
 from nnlab.store.registry import (
     RunRow,
+    heartbeat_interval,
     interrupt_running,
     latest_heartbeat,
     mark_failed,
@@ -119,7 +120,7 @@ def run_sweep(
             spec_hash=spec.spec_hash,
         )  # fmt: skip
         result = SweepResult(sweep_id, spec.name, total=len(points))
-        release_dead_runs(store, sweep_id)
+        release_dead_runs(store, sweep_id, stale_after)
         set_sweep_status(store, sweep_id, "running")
         status = "interrupted"
         try:
@@ -355,8 +356,7 @@ def train_run(url: str, run_id: int, config: dict, claimable, lease: str,
     or this attempt lost the run while training (interrupted, or presumed dead and taken over).
     """
     store = open_store(url, create=False)  # a worker never creates a database: the parent did
-    heartbeat = min(HEARTBEAT_SECONDS, stale_after / 4)
-    with RunWriter(store, run_id, heartbeat_seconds=heartbeat) as writer:
+    with RunWriter(store, run_id, heartbeat_seconds=heartbeat_interval(stale_after)) as writer:
         try:
             claimed = writer.start(claimable=claimable, lease=lease, stale_after=stale_after)
         except DBAPIError:  # e.g. SQLite still locked after its busy timeout
