@@ -65,6 +65,11 @@ HEARTBEAT_SECONDS = 10.0
 STALE_AFTER = 60.0
 
 
+def heartbeat_interval(stale_after: float = STALE_AFTER) -> float:
+    """Seconds between a running run's heartbeats: at least four fit in the stale window."""
+    return min(HEARTBEAT_SECONDS, stale_after / 4)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

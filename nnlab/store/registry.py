@@ -11,7 +11,7 @@ from datetime import timedelta
 from sqlalchemy import func, insert, select, update
 
 from nnlab.store.database import Store, StoreError, database_now, lock
-from nnlab.store.models import HEARTBEAT_SECONDS, STALE_AFTER, Run, Sweep, utcnow
+from nnlab.store.models import STALE_AFTER, Run, Sweep, heartbeat_interval, utcnow
 
 # Typed run columns copied out of a run's configuration, for SQL.
 TYPED_COLUMNS = ("learning_rate", "batch_size", "activation", "gd", "optimizer", "epochs")
@@ -141,11 +141,6 @@ def release_dead_runs(store: Store, sweep_id: int, stale_after: float = STALE_AF
                 .values(status="interrupted")
             )  # fmt: skip
     return len(dead)
-
-
-def heartbeat_interval(stale_after: float = STALE_AFTER) -> float:
-    """Seconds between a running run's heartbeats: at least four fit in the stale window."""
-    return min(HEARTBEAT_SECONDS, stale_after / 4)
 
 
 def _alive(pid: int) -> bool:

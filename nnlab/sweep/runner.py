@@ -1,12 +1,14 @@
 """Running a sweep: register every run as pending, then train them in parallel with joblib.
 
-Each run trains in a worker that opens its own store engine and logs its epochs live; results
-stream back as they finish (``return_as="generator_unordered"``), so the parent holds no
-histories. An exception in a run marks that run ``failed`` with its traceback and the sweep
-goes on; a worker process that dies costs only the runs it held (they are trained again, and a
-run whose worker dies twice is failed). Interrupting the sweep marks its in-flight runs
-``interrupted``. Running the same spec again resumes: only pending, interrupted and stale
-running runs (and failed ones with ``retry_failed``) train.
+Runs train in joblib workers (loky processes, threads, or a Dask cluster); each opens its own
+store engine and logs its epochs live, and results stream back as they finish
+(``return_as="generator_unordered"``), so the parent holds no histories. An exception in a run
+marks that run ``failed`` with its traceback and the sweep goes on; a worker process that dies
+costs only the runs it held (they are trained again, and a run whose worker dies twice is
+failed). The parent watches the runs' heartbeats: if none beats and no result comes for the
+stale window, the sweep stops instead of waiting forever. Interrupting the sweep marks its
+in-flight runs ``interrupted``. Running the same spec again resumes: only pending,
+interrupted and stale running runs (and failed ones with ``retry_failed``) train.
 """
 
 from __future__ import annotations
@@ -31,10 +33,9 @@ from sqlalchemy.exc import DBAPIError
 from nnlab.checks import InputError, check_choice
 from nnlab.store import RunWriter, open_store, register_sweep
 from nnlab.store.database import portable_url
-from nnlab.store.models import FINISHED_STATUSES, STALE_AFTER
+from nnlab.store.models import FINISHED_STATUSES, STALE_AFTER, heartbeat_interval
 from nnlab.store.registry import (
     RunRow,
-    heartbeat_interval,
     interrupt_running,
     latest_heartbeat,
     mark_failed,
