@@ -7,7 +7,7 @@ stored; the largest learning rate diverges for some seeds, a few runs fail. Then
 ``render_report`` (after one untimed call) and its parts, and measures the file
 ``write_report`` writes.
 
-    python benchmarks/report.py [--runs-per-seed 200] [--seeds 5] [--epochs 100] [--repeat 3]
+    python benchmarks/report.py [--configurations 200] [--seeds 5] [--epochs 100] [--repeat 3]
 """
 
 from __future__ import annotations

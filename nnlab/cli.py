@@ -323,8 +323,8 @@ def sweep(ctx, spec, db, jobs, backend, scheduler, stale_after, dry_run, retry_f
         lab = connect(db)
         best = lab.configurations(result.name).head(BEST_SHOWN)
         _print_best(best, list(parsed.grid))
-        if not no_report:
-            click.echo(f"report: {write_report(lab, [result.name])}")
+    if not no_report:
+        _write_sweep_report(lab, result.name)
 
 
 BEST_SHOWN = 10
@@ -384,6 +384,16 @@ def _print_best(best, axes: list[str]) -> None:
         rows.append((*settings, loss, trouble, failed))
     click.echo(f"best configurations (of {len(best)} shown), mean ± std over seeds:")
     _print_rows([*axes, "final_val_loss", "diverged", "failed"], rows, "table")
+
+
+def _write_sweep_report(lab, name: str) -> None:
+    """The report at the end of a sweep: a failure to write it is a warning, not the sweep's
+    failure (its runs are stored; `nnlab report` can try again)."""
+    try:
+        click.echo(f"report: {write_report(lab, [name])}")
+    except Exception as error:  # the sweep itself succeeded
+        click.echo(f"warning: no report written ({type(error).__name__}: {error}); "
+                   f"try again with: nnlab report {name}", err=True)  # fmt: skip
 
 
 def _mean_std(mean: float, std: float) -> str:

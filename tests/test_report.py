@@ -12,14 +12,17 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import matplotlib.image
+import numpy as np
 import pytest
 from click.testing import CliRunner
+from matplotlib.figure import Figure
 
 import nnlab
 from nnlab.checks import InputError
 from nnlab.cli import cli
 from nnlab.report import file_stem, render_report, write_report
 from nnlab.report.analysis import load_sweep
+from nnlab.report.figures import _show_short_curves
 from nnlab.store import RunWriter, UnknownSweepError, open_store, register_sweep
 from nnlab.store.registry import RunRow, set_sweep_status
 from nnlab.sweep.runner import run_sweep
@@ -327,12 +330,16 @@ def test_several_sweeps_side_by_side(real, tmp_path):
 
 
 def test_every_user_string_is_escaped(sqlite_url):
-    write_sweep(sqlite_url, HOSTILE, [({"activation": "<b>x</b>"}, 0, "completed", [1, 0.5])],
-                description="</p><script>alert(1)</script>")  # fmt: skip
+    runs = [({"activation": activation}, 0, "completed", [1, 0.5])
+            for activation in ("<b>x</b>", "tanh")]  # fmt: skip
+    write_sweep(sqlite_url, HOSTILE, runs, description="</p><script>alert(1)</script>")
     html = render_report(nnlab.connect(sqlite_url), [HOSTILE])
     assert "<script" not in html and "<img src=x" not in html and "<b>x</b>" not in html
     assert "&lt;img src=x onerror=&#34;document.body.dataset.pwned=1&#34;&gt;" in html
     assert "&lt;/p&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&lt;b&gt;x&lt;/b&gt;" in html  # the setting, in the tables
+    drawn = [svg_text(data) for mime, data in images(html) if mime == "svg+xml"]  # parses
+    assert any("<b>x</b>" in text for text in drawn)  # the figures show it as written
 
 
 def test_math_text_in_names_and_settings_is_drawn_as_written(sqlite_url):
@@ -362,3 +369,55 @@ def test_file_names_are_safe_and_distinct():
     assert re.fullmatch(r"sweep-[0-9a-f]{8}", file_stem(".."))
     assert file_stem("a b") != file_stem("a-b") != file_stem("A B")
     assert file_stem("Réglages rapides").startswith("reglages-rapides-")
+
+
+# --- review cases: data axes, runs that end early, no validation data, one epoch -------------
+
+
+def test_a_grid_over_a_data_parameter_reports(sqlite_url):
+    spec = SPEC.replace("activation: [tanh, relu]", "activation: [tanh]\n  data.noise: [0.1, 0.3]")
+    run_sweep(parse_spec(spec), sqlite_url)
+    html = render_report(nnlab.connect(sqlite_url), ["small"])
+    assert "data.noise" in html and parts(html) == list(PARTS)
+
+
+def test_runs_that_stopped_early_keep_their_last_loss_in_the_medians(sqlite_url):
+    # two seeds converge and stop after 2 epochs, two run on to 6 and end higher
+    write_sweep(sqlite_url, "early", [
+        ({"learning_rate": 0.1}, 0, "converged", [1.0, 0.1]),
+        ({"learning_rate": 0.1}, 1, "converged", [1.0, 0.1]),
+        ({"learning_rate": 0.1}, 2, "completed", [1.0, 0.8, 0.6, 0.5, 0.4, 0.3]),
+        ({"learning_rate": 0.2}, 0, "completed", [1.0, 0.8, 0.6, 0.5, 0.4, 0.3]),
+    ])  # fmt: skip
+    view = load_sweep(nnlab.connect(sqlite_url), "early")
+    settled = view.settled()
+    assert settled[0].tolist() == [1.0, 0.1, 0.1, 0.1, 0.1, 0.1]  # carried to the end
+    assert np.median(settled[:3, -1]) == pytest.approx(0.1)  # not 0.3: the stopped runs count
+
+
+def test_without_validation_data_the_report_shows_the_training_loss(sqlite_url):
+    spec = SPEC.replace("val_fraction: 0.2", "val_fraction: 0.0")
+    run_sweep(parse_spec(spec), sqlite_url)
+    html = render_report(nnlab.connect(sqlite_url), ["small"])
+    assert "Metric <b>train_loss</b> (no validation data: the training loss instead)" in html
+    assert "no run has finished without diverging" not in html
+
+
+def test_a_single_epoch_sweep_draws_its_points(sqlite_url):
+    write_sweep(sqlite_url, "one", [({"learning_rate": r}, 0, "completed", [0.5 + r])
+                                    for r in (0.1, 0.2)])  # fmt: skip
+    html = render_report(nnlab.connect(sqlite_url), ["one"])
+    assert parts(html) == list(PARTS)
+    fig = Figure()
+    ax = fig.add_subplot()
+    (point,) = ax.plot([1], [0.5])
+    ax.set_xlabel("epoch")
+    _show_short_curves(fig)  # what every figure goes through before it is encoded
+    assert point.get_marker() == "o" and ax.get_xlim() == (0.5, 1.5)
+
+
+def test_output_with_a_trailing_slash_is_a_folder(sqlite_url, tmp_path):
+    write_sweep(sqlite_url, "s", [({}, 0, "completed", [1.0, 0.5])])
+    path = write_report(nnlab.connect(sqlite_url), ["s"], f"{tmp_path / 'new'}/")
+    assert path == tmp_path / "new" / "s.html" and path.is_file()
+    assert [p.name for p in (tmp_path / "new").iterdir()] == ["s.html"]  # no partial file left

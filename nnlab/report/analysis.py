@@ -16,7 +16,7 @@ from nnlab.store import Lab, SweepDetails
 from nnlab.store.models import CLEAN_STATUSES
 
 METRICS = ("val_loss", "train_loss")
-# finished without diverging: the runs whose losses the tables average
+
 # A diverged run's loss once it has stopped: finite, so that quantiles over runs stay defined
 # (one diverged seed of two puts the median off the chart instead of dropping out of it).
 DIVERGED = 1e300
@@ -37,12 +37,21 @@ class Curves:
         """1, 2, …, the longest run's last epoch."""
         return np.arange(1, self.loss.shape[1] + 1)
 
-    def settled(self, diverged: np.ndarray) -> np.ndarray:
-        """The loss to aggregate over runs: a diverged run counts as ``DIVERGED`` after its last
-        epoch to the end (it would never have come back), and so does any non-finite loss."""
-        loss = np.where(np.isfinite(self.loss) | ~self.logged, self.loss, DIVERGED)
+    def settled(self, diverged: np.ndarray, ended: np.ndarray) -> np.ndarray:
+        """The loss to aggregate over runs, as long as the longest run. A ``diverged`` run
+        counts as ``DIVERGED`` from a non-finite loss on and after its last epoch (it would
+        never have come back); a run that ``ended`` cleanly before the longest keeps its last
+        loss (it had converged, or stopped early); a run still going is unknown (NaN) past its
+        last epoch, and a metric never logged stays NaN."""
+        loss = self.loss.copy()
+        diverged = diverged[:, None]
+        loss[diverged & self.logged & ~np.isfinite(loss)] = DIVERGED
         after = np.cumsum(self.logged[:, ::-1], axis=1)[:, ::-1] == 0  # past the last epoch
-        loss[diverged[:, None] & after] = DIVERGED
+        loss[diverged & after] = DIVERGED
+        last = np.maximum(self.logged.sum(axis=1) - 1, 0)
+        final = loss[np.arange(len(loss)), last] if loss.size else np.zeros(len(loss))
+        carried = ended[:, None] & after
+        loss[carried] = np.broadcast_to(final[:, None], loss.shape)[carried]
         return loss
 
 
@@ -82,6 +91,16 @@ class SweepView:
     def has_epochs(self) -> bool:
         return bool(self.curves.logged.any())
 
+    @property
+    def has_metric(self) -> bool:
+        """Whether any logged epoch has a finite value of the metric (no validation split:
+        val_loss has none)."""
+        return bool(np.isfinite(self.curves.loss).any())
+
+    def settled(self) -> np.ndarray:
+        """The curves to aggregate over runs (see ``Curves.settled``)."""
+        return self.curves.settled(self.diverged, self.clean)
+
     def set_threshold(self, threshold: float | None) -> None:
         """Time each run to ``threshold`` and rank the configurations."""
         self.threshold = threshold
@@ -115,7 +134,9 @@ def setting_label(setting: str, value) -> str:
 
 def configuration_label(view: SweepView, row) -> str:
     """``learning_rate 0.03, gd batch`` for a row of ``view.configurations``."""
-    label = ", ".join(f"{a} {setting_label(a, getattr(row, a))}" for a in view.axes)
+    # by label, not attribute: itertuples renames settings such as data.noise
+    label = ", ".join(f"{a} {setting_label(a, view.configurations.at[row.Index, a])}"
+                      for a in view.axes)  # fmt: skip
     return label or "the only configuration"
 
 

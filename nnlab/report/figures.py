@@ -110,7 +110,7 @@ def convergence_chart(view: SweepView) -> Chart:
     if not view.has_epochs:
         return Chart("No curves yet: no epoch has been logged.")
     facets = view.axes or [None]
-    settled = view.curves.settled(view.diverged)
+    settled = view.settled()
     limits = loss_limits(settled, view.diverged)
     fig, axes = _panels(len(facets), columns=2, height=3.2)
     curves = sum(
@@ -311,7 +311,7 @@ def gd_chart(view: SweepView) -> Chart:
         )
     if not view.has_epochs:
         return Chart("No curves yet: no epoch has been logged.")
-    settled = view.curves.settled(view.diverged)
+    settled = view.settled()
     limits = loss_limits(settled, view.diverged)
     fig, (by_epoch, by_time) = _panels(2, columns=2, height=3.2)
     for color, (label, rows) in zip(itertools.cycle(COLORS), groups(view.runs, "gd")):
@@ -378,7 +378,7 @@ def marginal_chart(view: SweepView) -> Chart:
 
 def comparison_chart(views: list[SweepView], top: int = 3) -> Chart:
     """Each sweep's best configurations' curves, one panel per sweep, on a shared axis."""
-    settled = [view.curves.settled(view.diverged) for view in views]
+    settled = [view.settled() for view in views]
     limits = loss_limits(
         np.concatenate([loss.ravel() for loss in settled]),
         np.concatenate(
@@ -423,10 +423,23 @@ def _panels(n: int, columns: int, height: float, sharey: bool = False):
     return fig, list(axes[:n])
 
 
+def _show_short_curves(fig: Figure) -> None:
+    """A curve of one or two points gets markers (a lone point draws no line), and an epoch
+    axis spanning a single epoch gets room around it."""
+    for ax in fig.axes:
+        for line in ax.lines:
+            if len(line.get_xdata()) <= 2 and line.get_marker() in ("None", "", None):
+                line.set_marker("o")
+        low, high = ax.get_xlim()
+        if ax.get_xlabel() == "epoch" and high - low < 1:
+            ax.set_xlim(0.5, 1.5)
+
+
 def _encode(fig: Figure, dense: bool) -> str:
     """The figure as a ``data:`` URI, PNG when ``dense`` else SVG. The caller draws and encodes
     inside ``matplotlib.rc_context(STYLE)``, so no text is parsed as math, tick labels
     included (they are made while saving)."""
+    _show_short_curves(fig)
     buffer = io.BytesIO()
     if dense:
         fig.savefig(buffer, format="png", dpi=PNG_DPI, metadata={"Software": None})

@@ -62,6 +62,14 @@ def render_report(
     """
     names = _sweep_names(sweeps)
     views = [load_sweep(lab, name, metric) for name in names]
+    metric_note = ""
+    if (
+        metric == "val_loss"
+        and any(v.has_epochs for v in views)
+        and not any(v.has_metric for v in views)
+    ):  # no validation split anywhere: the training loss is all there is
+        metric, metric_note = "train_loss", " (no validation data: the training loss instead)"
+        views = [load_sweep(lab, name, metric) for name in names]
     given = check_threshold(threshold)
     level = given if given is not None else default_threshold(views)
     for view in views:
@@ -72,6 +80,7 @@ def render_report(
     return _template().render(
         title=", ".join(names),
         metric=metric,
+        metric_note=metric_note,
         threshold="none" if level is None else f"{level:g}",
         threshold_note=_threshold_note(given, level, metric),
         store=lab.location,
@@ -99,15 +108,18 @@ def write_report(
     html = render_report(lab, sweeps, metric=metric, threshold=threshold)  # fails before writing
     if path is None:
         target = report_path(sweeps, directory)
-    elif Path(path).is_dir():
+    elif Path(path).is_dir() or str(path).endswith(("/", os.sep)):  # an existing or new folder
         target = report_path(sweeps, path)
     else:
         target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-        partial.write_text(html, encoding="utf-8")
-        os.replace(partial, target)
+        try:
+            partial.write_text(html, encoding="utf-8")
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
     except OSError as error:
         raise InputError(f"cannot write the report to {str(target)!r}: {error.strerror}") from None
     return target
@@ -255,7 +267,8 @@ def _extra_counts(configurations) -> dict:
 
 
 def _best_cells(view: SweepView, row, extra: list[int]) -> list[str]:
-    settings = [setting_label(axis, getattr(row, axis)) for axis in view.axes] or ["the only one"]
+    at = view.configurations.at  # by label: itertuples renames settings such as data.noise
+    settings = [setting_label(axis, at[row.Index, axis]) for axis in view.axes] or ["the only one"]
     reached = view.threshold is not None and row.reached > 0
     return [
         *settings,
