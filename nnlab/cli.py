@@ -321,8 +321,12 @@ def sweep(ctx, spec, db, jobs, backend, scheduler, stale_after, dry_run, retry_f
     click.echo(f"sweep {result.name!r}: {result.total} runs, trained now: {done}")
     with user_errors(ctx):
         lab = connect(db)
-        best = lab.configurations(result.name).head(BEST_SHOWN)
-        _print_best(best, list(parsed.grid))
+        metric = "val_loss"
+        best = lab.configurations(result.name, metric)
+        if len(best) and best[f"final_{metric}_mean"].isna().all():  # no validation data
+            metric = "train_loss"
+            best = lab.configurations(result.name, metric)
+        _print_best(best.head(BEST_SHOWN), list(parsed.grid), metric)
     if not no_report:
         _write_sweep_report(lab, result.name)
 
@@ -372,18 +376,18 @@ class _SweepProgress:
             click.echo(f"[{done}/{self.total}] run {run_id}: {status}")
 
 
-def _print_best(best, axes: list[str]) -> None:
-    """The best configurations: grid settings, final validation loss mean ± std over seeds."""
+def _print_best(best, axes: list[str], metric: str) -> None:
+    """The best configurations: grid settings, final ``metric`` mean ± std over seeds."""
     rows = []
     for row in best.itertuples():
         # a configuration is its runs' settings without the seed
         settings = axis_values(from_values({**json.loads(row.configuration), "seed": 0}), axes)
-        loss = _mean_std(row.final_val_loss_mean, row.final_val_loss_std)
+        loss = _mean_std(getattr(row, f"final_{metric}_mean"), getattr(row, f"final_{metric}_std"))
         trouble = f"{row.diverged}/{row.runs}" if row.diverged else ""
         failed = f"{row.failed}/{row.runs}" if row.failed else ""
         rows.append((*settings, loss, trouble, failed))
     click.echo(f"best configurations (of {len(best)} shown), mean ± std over seeds:")
-    _print_rows([*axes, "final_val_loss", "diverged", "failed"], rows, "table")
+    _print_rows([*axes, f"final_{metric}", "diverged", "failed"], rows, "table")
 
 
 def _write_sweep_report(lab, name: str) -> None:

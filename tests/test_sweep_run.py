@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from sqlalchemy import select, text, update
 
 import nnlab
+from nnlab.checks import InputError
 from nnlab.cli import cli
 from nnlab.store import open_store
 from nnlab.store.models import Epoch, Run, utcnow
@@ -257,6 +258,20 @@ def test_cli_prints_the_best_configurations(tmp_path):
     db = str(tmp_path / "r.db")
     result = CliRunner().invoke(cli, ["sweep", str(spec), "--db", db, "-q", "--no-report"])
     assert "best configurations" in result.output and " ± " in result.output
+    assert "final_val_loss" in result.output
+
+
+def test_without_validation_data_the_summary_ranks_by_training_loss(tmp_path):
+    spec = tmp_path / "small.yaml"
+    spec.write_text(SPEC.replace("val_fraction: 0.2", "val_fraction: 0.0"))
+    db = str(tmp_path / "r.db")
+    result = CliRunner().invoke(cli, ["sweep", str(spec), "--db", db, "-q", "--no-report"])
+    assert result.exit_code == 0 and "final_train_loss" in result.output and " ± " in result.output
+    table = nnlab.connect(db).configurations("small", "train_loss")
+    assert table.final_train_loss_mean.notna().all()
+    assert table.final_train_loss_mean.is_monotonic_increasing  # no seed diverged here
+    with pytest.raises(InputError, match="metric 'loss'"):
+        nnlab.connect(db).configurations("small", "loss")
 
 
 def test_two_runners_on_one_database_train_each_run_once(tmp_path):

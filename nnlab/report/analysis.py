@@ -14,8 +14,7 @@ import pandas as pd
 from nnlab.checks import check_choice, check_number
 from nnlab.store import Lab, SweepDetails
 from nnlab.store.models import CLEAN_STATUSES
-
-METRICS = ("val_loss", "train_loss")
+from nnlab.store.query import METRICS
 
 # A diverged run's loss once it has stopped: finite, so that quantiles over runs stay defined
 # (one diverged seed of two puts the median off the chart instead of dropping out of it).

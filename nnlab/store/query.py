@@ -41,6 +41,7 @@ RUN_COLUMNS = {
     "epochs_run": "int64",
     "duration_s": "float64",
 }
+METRICS = ("val_loss", "train_loss")  # what configurations can be ranked by
 HYPERPARAMETERS = ("learning_rate", "batch_size", "activation", "gd", "optimizer", "hidden")
 SWEEP_COLUMNS = ("sweep_id", "name", "description", "status", "spec_hash", "created_at",
                  "finished_at", "runs")  # fmt: skip
@@ -142,11 +143,12 @@ class Lab:
         types = {"run_id": "int64", "epoch": "int64", **dict.fromkeys(names, "float64")}
         return _restore_nan(_typed(frame, types))
 
-    def configurations(self, sweep: str) -> pd.DataFrame:
+    def configurations(self, sweep: str, metric: str = "val_loss") -> pd.DataFrame:
         """One row per configuration of ``sweep`` (its runs that differ only in seed), best
         first: ``runs``, ``finished`` (ended, diverged included), ``diverged``, ``failed``, mean
-        and std of the final validation loss and mean of the best one over the seeds that
-        finished without diverging, and the varying settings.
+        and std of the final ``metric`` (``val_loss`` or ``train_loss``; columns
+        ``final_<metric>_mean`` and ``_std``) over the seeds that finished without diverging,
+        the mean best validation loss, and the varying settings.
 
         A configuration with any diverged or failed seed ranks after every one without, however
         good its other seeds look; among those, fewer troubled seeds rank first. (The report's
@@ -162,7 +164,7 @@ class Lab:
         clean = runs.status.isin(CLEAN_STATUSES)
         runs = runs.assign(
             configuration=runs.run_id.map(keys),
-            clean_final=runs.final_val_loss.where(clean),
+            clean_final=runs[f"final_{check_choice('metric', metric, METRICS)}"].where(clean),
             clean_best=runs.best_val_loss.where(clean),
         )
         table = runs.groupby("configuration", sort=False).agg(
@@ -170,13 +172,15 @@ class Lab:
             finished=("status", lambda s: int(s.isin(FINISHED_STATUSES).sum())),
             diverged=("status", lambda s: int((s == "diverged").sum())),
             failed=("status", lambda s: int((s == "failed").sum())),
-            final_val_loss_mean=("clean_final", "mean"),
-            final_val_loss_std=("clean_final", "std"),
+            **{
+                f"final_{metric}_mean": ("clean_final", "mean"),
+                f"final_{metric}_std": ("clean_final", "std"),
+            },
             best_val_loss_mean=("clean_best", "mean"),
             **{name: (name, "first") for name in HYPERPARAMETERS},
         )
         table["troubled"] = table.diverged + table.failed
-        order = ["troubled", "final_val_loss_mean"]
+        order = ["troubled", f"final_{metric}_mean"]
         table = table.sort_values(order, na_position="last", kind="stable")
         return table.drop(columns="troubled").reset_index()
 
