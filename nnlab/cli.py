@@ -321,11 +321,8 @@ def sweep(ctx, spec, db, jobs, backend, scheduler, stale_after, dry_run, retry_f
     click.echo(f"sweep {result.name!r}: {result.total} runs, trained now: {done}")
     with user_errors(ctx):
         lab = connect(db)
-        metric = "val_loss"
+        metric = lab.default_metric([result.name])
         best = lab.configurations(result.name, metric)
-        if len(best) and best[f"final_{metric}_mean"].isna().all():  # no validation data
-            metric = "train_loss"
-            best = lab.configurations(result.name, metric)
         _print_best(best.head(BEST_SHOWN), list(parsed.grid), metric)
     if not no_report:
         _write_sweep_report(lab, result.name)

@@ -90,12 +90,6 @@ class SweepView:
     def has_epochs(self) -> bool:
         return bool(self.curves.logged.any())
 
-    @property
-    def has_metric(self) -> bool:
-        """Whether any logged epoch has a finite value of the metric (no validation split:
-        val_loss has none)."""
-        return bool(np.isfinite(self.curves.loss).any())
-
     def settled(self) -> np.ndarray:
         """The curves to aggregate over runs (see ``Curves.settled``)."""
         return self.curves.settled(self.diverged, self.clean)

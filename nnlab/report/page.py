@@ -61,15 +61,10 @@ def render_report(
     ``InputError`` for a bad ``metric`` or ``threshold`` or no sweep at all.
     """
     names = _sweep_names(sweeps)
-    views = [load_sweep(lab, name, metric) for name in names]
     metric_note = ""
-    if (
-        metric == "val_loss"
-        and any(v.has_epochs for v in views)
-        and not any(v.has_metric for v in views)
-    ):  # no validation split anywhere: the training loss is all there is
+    if metric == "val_loss" and lab.default_metric(names) == "train_loss":
         metric, metric_note = "train_loss", " (no validation data: the training loss instead)"
-        views = [load_sweep(lab, name, metric) for name in names]
+    views = [load_sweep(lab, name, metric) for name in names]
     given = check_threshold(threshold)
     level = given if given is not None else default_threshold(views)
     for view in views:

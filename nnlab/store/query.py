@@ -19,7 +19,7 @@ from sqlalchemy import func, select, text
 
 from nnlab.checks import check_choice, did_you_mean
 from nnlab.store.database import Store, StoreError, display_url, open_store
-from nnlab.store.models import CLEAN_STATUSES, EPOCH_METRICS, FINISHED_STATUSES, Run, Sweep
+from nnlab.store.models import CLEAN_STATUSES, EPOCH_METRICS, FINISHED_STATUSES, Epoch, Run, Sweep
 
 RUN_COLUMNS = {
     "run_id": "int64",
@@ -243,6 +243,18 @@ class Lab:
         ]  # fmt: skip
         frame = pd.DataFrame.from_records(records, columns=_settings_columns(records))
         return _typed(frame, {k: RUN_COLUMNS[k] for k in ("run_id", "seed", *HYPERPARAMETERS)})
+
+    def default_metric(self, sweeps: Iterable[str]) -> str:
+        """What to rank and plot ``sweeps`` by: ``val_loss``, unless they have logged epochs
+        and none of them a validation loss (no validation split), then ``train_loss``."""
+        epochs = select(Epoch.val_loss).join(Run, Run.id == Epoch.run_id).join(
+            Sweep, Sweep.id == Run.sweep_id).where(Sweep.name.in_(list(sweeps)))  # fmt: skip
+        with self.store.read() as connection:
+            logged = connection.execute(epochs.limit(1)).first() is not None
+            validated = connection.execute(
+                epochs.where(Epoch.val_loss.is_not(None)).limit(1)
+            ).first()
+        return "train_loss" if logged and validated is None else "val_loss"
 
     def failures(self, sweep: str) -> pd.DataFrame:
         """One row per failed run of ``sweep``: ``run_id``, ``seed``, the hyperparameters,
