@@ -33,7 +33,8 @@ from nnlab.report import figures as charts  # noqa: E402
 from nnlab.report import render_report, write_report  # noqa: E402
 from nnlab.report.analysis import default_threshold, load_sweep  # noqa: E402
 from nnlab.store import RunWriter, open_store, register_sweep  # noqa: E402
-from nnlab.store.registry import RunRow, set_sweep_status  # noqa: E402
+from nnlab.store.queue import RunQueue  # noqa: E402
+from nnlab.store.registry import RunRow  # noqa: E402
 
 RATES = (0.003, 0.01, 0.03, 0.1, 0.3)
 VARIANTS = (("batch", None), ("stochastic", None), ("minibatch", 16), ("minibatch", 64))
@@ -89,7 +90,7 @@ def build(url: str, configs: int, seeds: int, epochs: int) -> None:
                         "train_accuracy": 0.8, "val_accuracy": 0.7, "grad_norm": 1.0,
                         "learning_rate": config["learning_rate"], "seconds": seconds})  # fmt: skip
         writer.finish(status)
-    set_sweep_status(store, sweep_id, "finished")
+    RunQueue(store, sweep_id).settle_sweep()
 
 
 def _run_ids(url: str) -> list[int]:

@@ -59,7 +59,8 @@ from joblib.externals.loky import get_reusable_executor  # noqa: E402
 import nnlab  # noqa: E402
 from nnlab.data import Dataset  # noqa: E402
 from nnlab.store import RunWriter, open_store, register_sweep  # noqa: E402
-from nnlab.store.registry import RunRow, runs_to_do  # noqa: E402
+from nnlab.store.queue import RunQueue  # noqa: E402
+from nnlab.store.registry import RunRow  # noqa: E402
 from nnlab.store.sql import run_query  # noqa: E402
 from nnlab.sweep.run import execute, prepare_data  # noqa: E402
 from nnlab.sweep.runner import plan, run_sweep  # noqa: E402
@@ -190,7 +191,7 @@ def tracking_overhead(folder: Path, npz: Path, w: Workload) -> dict:
     epochs = []
     execute(points[0].config, on_epoch=epochs.append)  # a real run's records
     start = time.perf_counter()
-    for run_id, _ in runs_to_do(store, 1):
+    for run_id, _ in RunQueue(store, 1).todo():
         with RunWriter(store, run_id) as writer:
             writer.start(claimable=("pending",), lease=uuid.uuid4().hex)
             for record in epochs:

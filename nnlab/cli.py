@@ -25,6 +25,7 @@ from nnlab.checks import InputError
 from nnlab.engine import GD_VARIANTS, HIDDEN_ACTIVATIONS, LOSS_NAMES, OPTIMIZERS, EpochRecord
 from nnlab.report import METRICS, write_report
 from nnlab.store import ENV_VAR, StoreError, connect, database
+from nnlab.store.database import StoreFault
 from nnlab.store.models import RUN_STATUSES, STALE_AFTER
 from nnlab.store.sql import DEFAULT_TIMEOUT_S, run_query
 from nnlab.sweep import RunConfig, execute
@@ -305,20 +306,24 @@ def sweep(ctx, spec, db, jobs, backend, scheduler, stale_after, dry_run, retry_f
             return
         try:
             workers = None if scheduler else jobs  # a cluster's size is its own
-            with _sigterm_as_interrupt(), _SweepProgress(quiet, workers) as progress:
+            with _stop_signals_as_interrupt(), _SweepProgress(quiet, workers) as progress:
                 result = run_sweep(parsed, db, jobs=jobs, backend=backend, scheduler=scheduler,
                                    stale_after=stale_after, retry_failed=retry_failed,
                                    max_runs=max_runs, on_start=progress.start,
-                                   on_result=progress.finished)  # fmt: skip
+                                   on_result=progress.finished,
+                                   on_wait=progress.waiting)  # fmt: skip
         except KeyboardInterrupt:
             click.echo("interrupted: in-flight runs are marked interrupted; run the same "
                        "command again to resume", err=True)  # fmt: skip
             ctx.exit(EXIT_INTERRUPTED)
-        except SweepStopped as error:
+        except (SweepStopped, StoreFault) as error:
             click.echo(f"error: {error}", err=True)
             ctx.exit(1)
-    done = ", ".join(f"{n} {status}" for status, n in sorted(result.statuses.items())) or "none"
-    click.echo(f"sweep {result.name!r}: {result.total} runs, trained now: {done}")
+    click.echo(_accounting(result))
+    if result.unfinished:  # only if the database could not be brought to an end
+        left = ", ".join(f"{n} {status}" for status, n in sorted(result.left.items()))
+        click.echo(f"error: {left} runs are not final; run the same command to resume", err=True)
+        ctx.exit(1)
     with user_errors(ctx):
         lab = connect(db)
         metric = lab.default_metric([result.name])
@@ -326,6 +331,17 @@ def sweep(ctx, spec, db, jobs, backend, scheduler, stale_after, dry_run, retry_f
         _print_best(best.head(BEST_SHOWN), list(parsed.grid), metric)
     if not no_report:
         _write_sweep_report(lab, result.name)
+
+
+def _accounting(result) -> str:
+    """Where every run of the sweep stands: trained now, final before, by another runner."""
+    done = ", ".join(f"{n} {status}" for status, n in sorted(result.statuses.items())) or "none"
+    parts = [f"trained now: {done}", f"final before: {result.before}"]
+    if result.elsewhere:
+        parts.append(f"finished by another runner: {result.elsewhere}")
+    if result.failed:
+        parts.append(f"failed in all: {result.failed}")
+    return f"sweep {result.name!r}: {result.total} runs; " + "; ".join(parts)
 
 
 BEST_SHOWN = 10
@@ -352,16 +368,30 @@ class _SweepProgress:
         if self.bar is not None:
             self.bar.stop()
 
-    def start(self, total: int) -> None:
-        self.total = total
-        if self.bar is not None:
-            self.task = self.bar.add_task("runs", total=total, tally=self._tally(0))
+    def start(self, more: int) -> None:
+        """``more`` runs are about to train (a sweep may add some later: runs taken over)."""
+        self.total += more
+        if self.bar is None:
+            return
+        if not hasattr(self, "task"):
+            self.task = self.bar.add_task("runs", total=self.total, tally=self._tally(0))
+        else:
+            self.bar.update(self.task, total=self.total)
 
     def _tally(self, done: int) -> str:
         counts = Counter(self.counts)
         if self.workers is not None:
             counts["running"] = min(self.workers, self.total - done)
         return ", ".join(f"{counts[s]} {s}" for s in ("running", "failed", "diverged") if counts[s])
+
+    def waiting(self, held) -> None:
+        """Runs another runner holds: say which, and that they are waited for."""
+        holders = sorted({run.holder for run in held})
+        message = (f"waiting for {len(held)} runs held by another runner ({', '.join(holders)}); "
+                   "they are trained here if it stops beating")  # fmt: skip
+        if message != getattr(self, "_waiting", None) and not self.quiet:
+            self._waiting = message
+            (self.bar.console.print if self.bar is not None else click.echo)(message)
 
     def finished(self, run_id: int, status: str) -> None:
         self.counts[status] += 1
@@ -404,17 +434,20 @@ def _mean_std(mean: float, std: float) -> str:
     return f"{mean:.4g} ± {0 if math.isnan(std) else std:.2g}"
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # Ctrl-C, kill, a closed terminal
+
+
 @contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM stops a sweep the way Ctrl-C does; after the first, both are ignored, so that a
-    second one cannot cut short the marking of in-flight runs."""
+def _stop_signals_as_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP stop a sweep the way Ctrl-C does; after the first, all three are
+    ignored, so that a second one cannot cut short the marking of in-flight runs."""
 
     def interrupt(signum, frame):
-        for name in (signal.SIGINT, signal.SIGTERM):
+        for name in STOP_SIGNALS:
             signal.signal(name, signal.SIG_IGN)
         raise KeyboardInterrupt
 
-    previous = {name: signal.signal(name, interrupt) for name in (signal.SIGINT, signal.SIGTERM)}
+    previous = {name: signal.signal(name, interrupt) for name in STOP_SIGNALS}
     try:
         yield
     finally:

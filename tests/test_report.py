@@ -24,7 +24,8 @@ from nnlab.report import file_stem, render_report, write_report
 from nnlab.report.analysis import load_sweep
 from nnlab.report.figures import _show_short_curves
 from nnlab.store import RunWriter, UnknownSweepError, open_store, register_sweep
-from nnlab.store.registry import RunRow, set_sweep_status
+from nnlab.store.queue import RunQueue
+from nnlab.store.registry import RunRow
 from nnlab.sweep.runner import run_sweep
 from nnlab.sweep.spec import parse_spec
 
@@ -78,7 +79,8 @@ def write_sweep(url: str, name: str, runs: list, *, status="finished", descripti
                     run_status == "failed"
                 )
                 writer.finish(run_status, error or None)
-    set_sweep_status(store, sweep_id, status)
+    RunQueue(store, sweep_id).settle_sweep(ran=False)  # the status its runs give it
+    assert nnlab.connect(url).sweep(name).status == status
 
 
 def parts(html: str) -> list[str]:

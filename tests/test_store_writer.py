@@ -6,10 +6,11 @@ import math
 import multiprocessing
 import os
 import signal
-import socket
 import sqlite3
+import subprocess
+import sys
 import time
-from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
@@ -17,7 +18,9 @@ from sqlalchemy import select, update
 import nnlab
 from nnlab.store import RunWriter, open_store, register_sweep
 from nnlab.store.models import Run, utcnow
-from nnlab.store.registry import RunRow, interrupt_running, release_dead_runs
+from nnlab.store.process import ProcessIdentity
+from nnlab.store.queue import RunQueue
+from nnlab.store.registry import RunRow
 from nnlab.store.writer import RunLost
 
 
@@ -249,7 +252,7 @@ def test_an_attempt_that_lost_its_run_writes_nothing_more(db_url):
     writer = RunWriter(store, run_id, flush_seconds=0, heartbeat_seconds=0)
     assert writer.start(claimable=("pending",))
     writer.log(record(1))
-    interrupt_running(store, 1)  # its runner stops
+    RunQueue(store, 1).interrupt()  # its runner stops
     with pytest.raises(RunLost, match=f"run {run_id} is no longer held"):
         writer.log(record(2))
     with pytest.raises(RunLost):
@@ -294,25 +297,49 @@ def test_a_background_heartbeat_keeps_a_long_epoch_alive(db_url):
     assert _heartbeat(store, run_id) == stopped  # closing the writer stops the heartbeat
 
 
-def test_runs_whose_local_process_died_are_released(db_url):
-    store, ids = register(db_url, n_runs=3)
-    dead, a_minute_ago = _dead_pid(), utcnow() - timedelta(minutes=1)
-    held = [(dead, a_minute_ago), (os.getpid(), a_minute_ago), (dead, utcnow())]
+def test_runs_whose_holder_is_provably_gone_are_taken_over_at_once(db_url):
+    store, ids = register(db_url, n_runs=5)
+    here, dead = ProcessIdentity.here(), _dead_pid()
+    holders = [
+        {"pid": dead},  # a process of this boot and pid namespace that has exited
+        {},  # this very process: alive
+        {"process_start": here.process_start + 1},  # pid reused by a later process
+        {"pid": dead, "pid_namespace": "pid:[1]"},  # another container: cannot be proved dead
+        {"pid": dead, "boot_id": "another-boot"},  # another boot or machine: likewise
+    ]
     with store.write() as connection:
-        for run_id, (pid, heartbeat) in zip(ids, held, strict=True):
+        for run_id, holder in zip(ids, holders, strict=True):
             connection.execute(update(Run).where(Run.id == run_id).values(
-                status="running", pid=pid, hostname=socket.gethostname(),
-                heartbeat_at=heartbeat))  # fmt: skip
-    assert release_dead_runs(store, 1) == 1
-    # a live process keeps its run; so does one that beat just now (pids can be another's)
-    assert [_status(store, run_id)[0] for run_id in ids] == ["interrupted", "running", "running"]
+                status="running", heartbeat_at=utcnow(), lease=f"lease-{run_id}",
+                **{**vars(here), **holder}))  # fmt: skip
+    assert RunQueue(store, 1).take_over_dead() == 2  # without waiting for a stale heartbeat
+    statuses = [_status(store, run_id)[0] for run_id in ids]
+    assert statuses == ["interrupted", "running", "interrupted", "running", "running"]
+
+
+def _proc_stat(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name: state first, start time 20th."""
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+
+
+def test_an_exited_but_unreaped_holder_is_gone():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])  # a zombie until we wait()
+    deadline = time.monotonic() + 10
+    while _proc_stat(child.pid)[0] != "Z":
+        assert time.monotonic() < deadline, "the child never exited"
+        time.sleep(0.01)
+    here = ProcessIdentity.here()
+    zombie = ProcessIdentity(**{**vars(here), "pid": child.pid,
+                                "process_start": int(_proc_stat(child.pid)[19])})  # fmt: skip
+    assert zombie.is_gone() and not here.is_gone()
+    child.wait()
 
 
 def test_a_stopping_runner_interrupts_only_its_own_runs(db_url):
     store, ids = register(db_url, n_runs=2)
     for run_id, lease in zip(ids, ("mine-1", "theirs-1"), strict=True):
         RunWriter(store, run_id, heartbeat_seconds=0).start(lease=lease)
-    assert interrupt_running(store, 1, lease_prefix="mine") == 1
+    assert RunQueue(store, 1).interrupt(lease_prefix="mine") == 1
     assert [_status(store, run_id)[0] for run_id in ids] == ["interrupted", "running"]
 
 

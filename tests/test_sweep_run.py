@@ -23,6 +23,7 @@ from nnlab.checks import InputError
 from nnlab.cli import cli
 from nnlab.store import open_store
 from nnlab.store.models import Epoch, Run, utcnow
+from nnlab.store.process import ProcessIdentity
 from nnlab.sweep.runner import SweepStopped, run_sweep
 from nnlab.sweep.spec import SpecError, parse_spec
 
@@ -117,14 +118,56 @@ def test_resume_runs_only_what_is_unfinished(sqlite_url, tmp_path):
     assert curves(sqlite_url) == reference
 
 
-def test_a_live_running_run_is_left_to_its_worker(sqlite_url):
+def _hold(url: str, run_id: int, **holder) -> None:
+    """Make ``run_id`` look held by another runner: running, with a fresh heartbeat unless
+    ``heartbeat_at`` says otherwise."""
+    with open_store(url).write() as connection:
+        held = {"status": "running", "lease": "theirs-1", "heartbeat_at": utcnow(), **holder}
+        connection.execute(update(Run).where(Run.id == run_id).values(**held))
+
+
+def _all_final(url: str) -> bool:
+    lab = nnlab.connect(url)
+    return set(lab.runs().status) <= {"completed", "diverged"} and lab.sweeps().status.tolist() == [
+        "finished"
+    ]
+
+
+def test_a_run_held_elsewhere_is_waited_for_then_taken_over_when_silent(sqlite_url):
     spec = parse_spec(SPEC)
     run_sweep(spec, sqlite_url)
-    with open_store(sqlite_url).write() as connection:
-        connection.execute(
-            update(Run).where(Run.id == 1).values(status="running", heartbeat_at=utcnow())
-        )
-    assert run_sweep(spec, sqlite_url).ran == 0
+    _hold(sqlite_url, 1, hostname="elsewhere", pid=4242, boot_id="their-boot",
+          heartbeat_at=utcnow() - timedelta(seconds=57))  # fmt: skip
+    waits, started = [], time.monotonic()
+    result = run_sweep(spec, sqlite_url, on_wait=waits.append)  # stale after the default 60 s
+    waited = time.monotonic() - started
+    assert [run.holder for run in waits[0]] == ["elsewhere pid 4242"]
+    assert 2 < waited < 30, waited  # it waited for the holder to go silent, then trained it
+    assert result.statuses == {"completed": 1} and result.before == N_RUNS - 1
+    assert _all_final(sqlite_url)
+
+
+def test_a_run_whose_local_holder_dies_is_taken_over_at_once(sqlite_url):
+    spec = parse_spec(SPEC)
+    run_sweep(spec, sqlite_url)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    start = Path(f"/proc/{holder.pid}/stat").read_text().rpartition(")")[2].split()[19]
+    here = ProcessIdentity.here()
+    _hold(sqlite_url, 1, **{**vars(here), "pid": holder.pid, "process_start": int(start)})
+    waits: list = []
+    resumed = threading.Thread(target=lambda: waits.append(
+        run_sweep(spec, sqlite_url, on_wait=waits.append)))  # fmt: skip
+    resumed.start()
+    deadline = time.monotonic() + 30
+    while not waits:  # the resume waits for the live holder...
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert waits[0][0].pid == holder.pid and resumed.is_alive()
+    holder.kill()  # ...which dies: its run is trained at once, not after the 60 s window
+    holder.wait()
+    resumed.join(timeout=20)
+    assert not resumed.is_alive()
+    assert waits[-1].statuses == {"completed": 1} and _all_final(sqlite_url)
 
 
 def test_failed_runs_rerun_only_when_asked(sqlite_url):
@@ -324,13 +367,11 @@ def test_a_run_that_always_kills_its_worker_fails_alone(sqlite_url):
 def test_stale_after_decides_which_running_runs_are_taken_over(sqlite_url):
     spec = parse_spec(SPEC)
     run_sweep(spec, sqlite_url)
-    with open_store(sqlite_url).write() as connection:  # silent for 30 s, its process unknown
-        silent = utcnow() - timedelta(seconds=30)
-        connection.execute(update(Run).where(Run.id == 1).values(
-            status="running", heartbeat_at=silent, hostname="elsewhere"))  # fmt: skip
-    assert run_sweep(spec, sqlite_url).ran == 0  # within the default 60 s: presumed alive
-    result = run_sweep(spec, sqlite_url, stale_after=20)
-    assert result.statuses == {"completed": 1}
+    # silent for 30 s, its process unknown here: stale for a 20 s window, so trained at once
+    _hold(sqlite_url, 1, hostname="elsewhere", heartbeat_at=utcnow() - timedelta(seconds=30))
+    waits: list = []
+    result = run_sweep(spec, sqlite_url, stale_after=20, on_wait=waits.append)
+    assert result.statuses == {"completed": 1} and waits == []
 
 
 def _kill_loky_workers(stop: threading.Event) -> None:
@@ -370,15 +411,16 @@ def test_a_sweep_killed_outright_resumes_to_the_same_results(tmp_path):
     reference = f"sqlite:///{tmp_path / 'reference.db'}"
     run_sweep(parse_spec(SLOW), reference, jobs=2)
     url = f"sqlite:///{tmp_path / 'runs.db'}"
-    sweep = _start_sweep(tmp_path, SLOW, url, "--stale-after", "4")
+    sweep = _start_sweep(tmp_path, SLOW, url)
     wait_for_running(url, sweep.pid)
     os.killpg(sweep.pid, signal.SIGKILL)  # the runner and its loky workers
     sweep.communicate(timeout=30)  # reaps it and closes its pipes
     assert "running" in set(nnlab.connect(url).runs().status)  # left as they were
-    time.sleep(2.5)  # two heartbeat intervals at --stale-after 4: their silence is now telling
-    resumed = _start_sweep(tmp_path, SLOW, url, "--stale-after", "4")
-    _, err = resumed.communicate(timeout=300)
+    # at once, with the default 60 s stale window: the dead holders are known to be dead
+    resumed = _start_sweep(tmp_path, SLOW, url)
+    out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
-    assert set(nnlab.connect(url).runs().status) == {"completed"}
+    assert _all_final(url)
+    assert f"sweep 'small': {N_RUNS} runs; trained now: " in out
     assert len(nnlab.connect(url).epochs()) == N_RUNS * 400  # no duplicate (run, epoch) rows
     assert curves(url) == curves(reference)

@@ -37,6 +37,19 @@ class StoreError(Exception):
     """A problem with the database the user named: bad URL, wrong schema version, locked, ..."""
 
 
+class StoreFault(Exception):
+    """The database failed under a running sweep: the disk is full, the file was deleted or
+    replaced, an I/O error. Not the user's mistake (exit status 1): what was committed stays,
+    and the sweep resumes once the cause is fixed."""
+
+
+def store_fault(error: DBAPIError, store: Store | None = None) -> StoreFault:
+    """A database error as a one-line ``StoreFault``."""
+    detail = (str(error.orig).strip().splitlines() or [type(error.orig).__name__])[0]
+    where = f" ({display_url(store.url)})" if store is not None else ""
+    return StoreFault(f"the database failed{where}: {detail}")
+
+
 def resolve_url(url: str | None = None) -> str:
     """The URL given, else ``$NNLAB_DB``, else ``sqlite:///nnlab.db`` in the working directory.
 
@@ -216,7 +229,7 @@ def lock(connection: Connection, name: str) -> None:
 
 # The head of migrations/ (a test keeps them equal): a database found at it is used without
 # loading Alembic, which would cost every worker process ~0.4 s of imports.
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 
 
 def _at_schema_revision(engine: Engine) -> bool:
@@ -311,6 +324,32 @@ class Store:
     def __init__(self, url: str, engine: Engine) -> None:
         self.url = url
         self.engine = engine
+        self.path = _sqlite_path(url)
+        opened = _file_identity(self.path)
+        self._file = None if opened == _GONE else opened  # e.g. a "file:" URI: not checked
+
+    def check_file(self) -> None:
+        """Raise ``StoreFault`` if an SQLite file's path no longer names the file that was
+        opened (deleted, or replaced by another): writes would go to an unlinked file and be
+        lost, and reads would see another database. A ``stat``: about 2 µs."""
+        if self._file is not None and _file_identity(self.path) != self._file:
+            raise StoreFault(
+                f"the database file {self.path} was deleted or replaced while in use; what was "
+                "written to it since is lost. Restore the file (or start anew) and run the same "
+                "command to resume"
+            )
+
+    @contextmanager
+    def guard(self) -> Iterator[None]:
+        """Around work that must not outlive its database: check the file is still the one
+        opened (before and after), and turn a failing database (disk full, I/O error) into a
+        one-line ``StoreFault`` instead of the driver's traceback."""
+        self.check_file()
+        try:
+            yield
+        except DBAPIError as error:
+            raise store_fault(error, self) from error
+        self.check_file()
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -328,6 +367,26 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store({display_url(self.url)!r})"
+
+
+def _sqlite_path(url: str) -> str | None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return parsed.database
+
+
+def _file_identity(path: str | None) -> tuple[int, int] | None:
+    if path is None:
+        return None
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return _GONE
+    return stat.st_dev, stat.st_ino
+
+
+_GONE = (-1, -1)
 
 
 _stores: dict[tuple[str, int], Store] = {}

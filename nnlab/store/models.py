@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     CheckConstraint,
     DateTime,
     Float,
@@ -157,6 +158,10 @@ class Run(Base):
     python_version: Mapped[str | None] = mapped_column(String(40))
     hostname: Mapped[str | None] = mapped_column(String(255))
     pid: Mapped[int | None]
+    # with hostname and pid, what tells the holding process from any other (see store.process)
+    boot_id: Mapped[str | None] = mapped_column(String(40))
+    pid_namespace: Mapped[str | None] = mapped_column(String(40))
+    process_start: Mapped[int | None] = mapped_column(BigInteger)
     git_commit: Mapped[str | None] = mapped_column(String(64))
     data_fingerprint: Mapped[str | None] = mapped_column(String(80))
 

@@ -14,33 +14,28 @@ import math
 import operator
 import os
 import platform
-import socket
 import subprocess
 import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import bindparam, delete, func, update
-
-from nnlab.store.database import Store, database_now
+from nnlab.store.database import Store
 from nnlab.store.models import (
     EPOCH_METRICS,
-    FINISHED_STATUSES,
     HEARTBEAT_SECONDS,
     RUN_STATUSES,
     STALE_AFTER,
-    Epoch,
-    Run,
-    utcnow,
 )
+from nnlab.store.process import ProcessIdentity
+from nnlab.store.queue import HOLDER_FIELDS, Attempt, RunLost, RunQueue
 
 
 @dataclass(frozen=True)
 class Provenance:
-    """Where and with what a run was trained (columns of the runs table)."""
+    """Where and with what a run was trained (columns of the runs table), and which process
+    trains it (see ``nnlab.store.process``)."""
 
     nnlab_version: str
     numpy_version: str
@@ -48,15 +43,14 @@ class Provenance:
     hostname: str
     pid: int
     git_commit: str | None
+    boot_id: str | None = None
+    pid_namespace: str | None = None
+    process_start: int | None = None
 
     @classmethod
     def here(cls) -> Provenance:
         """This process's provenance (computed once per process: git is a subprocess)."""
         return _process_provenance(os.getpid(), Path.cwd())
-
-
-PROVENANCE_FIELDS = ("nnlab_version", "numpy_version", "python_version", "hostname", "pid",
-                     "git_commit")  # fmt: skip
 
 
 @functools.cache
@@ -65,13 +59,13 @@ def _process_provenance(pid: int, cwd: Path) -> Provenance:
 
     from nnlab import __version__
 
+    process = ProcessIdentity.here()
     return Provenance(
         nnlab_version=__version__,
         numpy_version=numpy.__version__,
         python_version=platform.python_version(),
-        hostname=socket.gethostname(),
-        pid=pid,
         git_commit=git_commit(cwd),
+        **{name: getattr(process, name) for name in HOLDER_FIELDS},
     )
 
 
@@ -101,63 +95,6 @@ def epoch_row(run_id: int, epoch: int, metrics: tuple) -> tuple:
     nan = [name for name, value in zip(EPOCH_METRICS, metrics, strict=True) if value != value]
     cleaned = tuple(None if value != value else value for value in metrics)
     return (run_id, epoch, *cleaned, ",".join(nan))
-
-
-# Statements built once: constructing an ORM update per call costs about a millisecond.
-# Heartbeats are the database's time, so runners on machines with skewed clocks agree.
-_runs, _epochs = Run.__table__, Epoch.__table__
-_START = (
-    update(_runs)
-    .where(_runs.c.id == bindparam("run_id"))
-    .values(
-        status="running",
-        started_at=bindparam("now"),
-        heartbeat_at=func.now(),
-        finished_at=None,
-        duration_s=None,
-        error=None,
-        attempts=_runs.c.attempts + 1,
-        lease=bindparam("lease_id"),
-        data_fingerprint=bindparam("data_fingerprint"),
-        **{name: bindparam(name) for name in PROVENANCE_FIELDS},
-    )
-    .returning(_runs.c.attempts)
-)
-# the same, only if nobody else holds the run: a claimable status, a stale heartbeat, or our
-# own lease (a task re-executed after its worker died)
-_RUNNING = _runs.c.status == "running"
-_CLAIM = _START.where(
-    _runs.c.status.in_(bindparam("claimable", expanding=True))
-    | (_RUNNING & (_runs.c.heartbeat_at < bindparam("stale_before")))
-    | (_RUNNING & _runs.c.heartbeat_at.is_(None))
-    | (_RUNNING & (_runs.c.lease == bindparam("lease_id")))
-)
-_DROP_EPOCHS = delete(_epochs).where(_epochs.c.run_id == bindparam("run_id"))
-# later writes of an attempt hold only while the run is still running under its lease
-_HELD = (
-    (_runs.c.id == bindparam("run_id"))
-    & _RUNNING
-    & (_runs.c.lease == bindparam("lease_id"))
-    & (_runs.c.attempts == bindparam("attempt"))
-)
-_HEARTBEAT = update(_runs).where(_HELD).values(heartbeat_at=func.now())
-_FINISH = (
-    update(_runs)
-    .where(_HELD)
-    .values(
-        status=bindparam("status"),
-        error=bindparam("error"),
-        heartbeat_at=func.now(),
-        finished_at=bindparam("finished_at"),
-        duration_s=bindparam("duration_s"),
-        data_fingerprint=func.coalesce(bindparam("data_fingerprint"), _runs.c.data_fingerprint),
-    )
-)
-
-
-class RunLost(RuntimeError):
-    """This attempt no longer holds its run: the run was interrupted, or declared stale and
-    taken over by another attempt. The attempt must stop; it can write nothing more."""
 
 
 class _EpochInsert:
@@ -206,10 +143,12 @@ class RunWriter:
     ...     result = train(..., on_epoch=writer.log)
     ...     writer.finish(result.status)
 
-    Between ``start`` and ``finish`` a background thread writes the run's heartbeat every
-    ``heartbeat_seconds``, so that an epoch longer than the stale window does not make a live
-    run look dead. Every write is conditional on this attempt still holding the run; once it
-    does not (see ``RunLost``), ``log`` raises and nothing more is written.
+    The run's status changes go through ``RunQueue``. Between ``start`` and ``finish`` a
+    background thread writes the run's heartbeat every ``heartbeat_seconds``, so that an epoch
+    longer than the stale window does not make a live run look dead. Every write is
+    conditional on this attempt still holding the run; once it does not (see ``RunLost``),
+    ``log`` raises and nothing more is written. A database that fails (disk full, file deleted
+    or replaced) raises ``StoreFault``: the buffered epochs are kept, nothing is half-written.
     """
 
     def __init__(
@@ -224,7 +163,8 @@ class RunWriter:
         self.flush_seconds = flush_seconds
         self.heartbeat_seconds = heartbeat_seconds
         self.lease: str | None = None
-        self._attempt = 0
+        self._attempt: Attempt | None = None
+        self._queue = RunQueue(store)
         self._pending: list[tuple] = []
         self._last_flush = time.monotonic()
         self._started = time.monotonic()
@@ -245,26 +185,22 @@ class RunWriter:
         With ``claimable``, take the run only if its status is one of those, or it is running
         with a heartbeat older than ``stale_after`` seconds, or it is running under ``lease``
         (this same task, re-executed after its worker died), in one atomic update: of several
-        runners reaching for one run, one gets it. Returns whether the run was taken.
+        runners reaching for one run, one gets it. Without, take it whatever its status.
+        Returns whether the run was taken.
         """
         provenance = provenance or Provenance.here()
         self.lease = lease or uuid.uuid4().hex
-        params = {"run_id": self.run_id, "now": utcnow(), "lease_id": self.lease,
-                  "data_fingerprint": data_fingerprint, **vars(provenance)}  # fmt: skip
-        statement = _START
-        with self.store.write() as connection:
+        self._queue.stale_after = stale_after
+        with self.store.guard():
+            claimed = self._queue.claim(
+                {self.run_id: self.lease}, vars(provenance),
+                RUN_STATUSES if claimable is None else claimable, data_fingerprint,
+            )  # fmt: skip
+        if not claimed:
             if claimable is not None:
-                statement = _CLAIM
-                stale_before = database_now(connection) - timedelta(seconds=stale_after)
-                params |= {"claimable": list(claimable), "stale_before": stale_before}
-            attempts = connection.scalar(statement, params)
-            if attempts is None:
-                if claimable is not None:
-                    return False
-                raise ValueError(f"no run with id {self.run_id} in {self.store!r}")
-            if attempts > 1:  # a previous attempt's partial epochs are replaced, not duplicated
-                connection.execute(_DROP_EPOCHS, {"run_id": self.run_id})
-        self._attempt = attempts
+                return False
+            raise ValueError(f"no run with id {self.run_id} in {self.store!r}")
+        self._attempt = claimed[0]
         self._started = self._last_flush = time.monotonic()
         if self.heartbeat_seconds:
             self._heartbeat = _Heartbeat(self, self.heartbeat_seconds)
@@ -285,9 +221,9 @@ class RunWriter:
     def flush(self) -> None:
         """Commit the buffered epochs and the heartbeat in one transaction."""
         if self._heartbeat is not None and self._heartbeat.lost:
-            raise self._lost()
-        with self.store.write() as connection:
-            self._hold(connection, _HEARTBEAT, {})
+            raise self._heartbeat.lost
+        with self.store.guard(), self.store.write() as connection:
+            self._queue.beat(connection, self._held())
             if self._pending:
                 self._insert(connection, self._pending)
         self._pending = []  # only once committed: a failed write keeps the rows for the next
@@ -295,8 +231,8 @@ class RunWriter:
 
     def beat(self) -> None:
         """Write the heartbeat alone (the background thread calls this)."""
-        with self.store.write() as connection:
-            self._hold(connection, _HEARTBEAT, {})
+        with self.store.guard(), self.store.write() as connection:
+            self._queue.beat(connection, self._held())
 
     def finish(
         self, status: str, error: str | None = None, data_fingerprint: str | None = None
@@ -306,13 +242,10 @@ class RunWriter:
         if status not in RUN_STATUSES:
             raise ValueError(f"unknown run status {status!r}; expected one of {RUN_STATUSES}")
         self.close()
-        now = utcnow()
-        ended = status in FINISHED_STATUSES or status == "failed"
-        params = {"status": status, "error": error, "data_fingerprint": data_fingerprint,
-                  "finished_at": now if ended else None,
-                  "duration_s": time.monotonic() - self._started}  # fmt: skip
-        with self.store.write() as connection:
-            self._hold(connection, _FINISH, params)
+        duration = time.monotonic() - self._started
+        with self.store.guard(), self.store.write() as connection:
+            self._queue.finish(connection, self._held(), status, error, duration,
+                               data_fingerprint)  # fmt: skip
             if self._pending:
                 self._insert(connection, self._pending)
         self._pending = []
@@ -329,16 +262,10 @@ class RunWriter:
     def __exit__(self, *exc_info) -> None:
         self.close()
 
-    def _hold(self, connection, statement, params: dict) -> None:
-        """Execute a write that holds only while this attempt holds the run; if it does not,
-        raise ``RunLost`` (rolling back the whole transaction)."""
-        params |= {"run_id": self.run_id, "lease_id": self.lease, "attempt": self._attempt}
-        if connection.execute(statement, params).rowcount != 1:
-            raise self._lost()
-
-    def _lost(self) -> RunLost:
-        return RunLost(f"run {self.run_id} is no longer held by this attempt: it was "
-                       "interrupted, or presumed dead and taken over")  # fmt: skip
+    def _held(self) -> Attempt:
+        if self._attempt is None:
+            raise RunLost(f"run {self.run_id} was never claimed by this writer: call start()")
+        return self._attempt
 
 
 class _Heartbeat:
@@ -346,7 +273,7 @@ class _Heartbeat:
     the writer has lost its run."""
 
     def __init__(self, writer: RunWriter, seconds: float) -> None:
-        self.lost = False
+        self.lost: RunLost | None = None
         self._writer = writer
         self._seconds = seconds
         self._stopped = threading.Event()
@@ -358,8 +285,8 @@ class _Heartbeat:
         while not self._stopped.wait(self._seconds):
             try:
                 self._writer.beat()
-            except RunLost:
-                self.lost = True
+            except RunLost as lost:  # the next flush raises it in the training thread
+                self.lost = lost
                 return
             except Exception:  # a busy or briefly unreachable database: try at the next beat
                 continue

@@ -28,24 +28,14 @@ from uuid import uuid4
 import joblib
 from joblib.externals.loky import get_reusable_executor
 from joblib.externals.loky.process_executor import TerminatedWorkerError
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from nnlab.checks import InputError, check_choice
 from nnlab.store import RunWriter, open_store, register_sweep
-from nnlab.store.database import portable_url
-from nnlab.store.models import FINISHED_STATUSES, STALE_AFTER, heartbeat_interval
-from nnlab.store.registry import (
-    RunRow,
-    interrupt_running,
-    latest_heartbeat,
-    mark_failed,
-    release_dead_runs,
-    run_statuses,
-    runs_to_do,
-    set_sweep_status,
-    sweep_spec_hash,
-)
-from nnlab.store.writer import RunLost
+from nnlab.store.database import StoreFault, portable_url
+from nnlab.store.models import STALE_AFTER, heartbeat_interval
+from nnlab.store.queue import FINAL_STATUSES, RESUMABLE_STATUSES, Holding, RunLost, RunQueue
+from nnlab.store.registry import RunRow, sweep_spec_hash
 from nnlab.sweep.grid import DEFAULT_MAX_RUNS, GridPoint, check_data, expand_grid, from_values
 from nnlab.sweep.run import execute
 from nnlab.sweep.spec import SpecError, SweepSpec
@@ -53,16 +43,25 @@ from nnlab.sweep.spec import SpecError, SweepSpec
 
 @dataclass
 class SweepResult:
-    """What a call of ``run_sweep`` did: the sweep's id, its size, what ran and how it ended."""
+    """What a call of ``run_sweep`` did, accounting for every run of the sweep: ``total`` is
+    ``ran + before + elsewhere + unfinished``."""
 
     sweep_id: int
     name: str
     total: int
-    statuses: Counter = field(default_factory=Counter)
+    statuses: Counter = field(default_factory=Counter)  # trained by this call, by outcome
+    before: int = 0  # final before this call began (and not retried)
+    elsewhere: int = 0  # finished meanwhile by another runner on the same sweep
+    left: Counter = field(default_factory=Counter)  # not final when it returned, by status
+    failed: int = 0  # failed runs of the sweep at the end, whoever trained them
 
     @property
     def ran(self) -> int:
         return sum(self.statuses.values())
+
+    @property
+    def unfinished(self) -> int:
+        return sum(self.left.values())
 
 
 def plan(spec: SweepSpec, max_runs: int = DEFAULT_MAX_RUNS) -> list[GridPoint]:
@@ -97,50 +96,127 @@ def run_sweep(
     stale_after: float = STALE_AFTER,
     on_result: Callable[[int, str], None] | None = None,
     on_start: Callable[[int], None] | None = None,
+    on_wait: Callable[[list[Holding]], None] | None = None,
 ) -> SweepResult:
-    """Run (or resume) ``spec`` against the store at ``url``.
+    """Run (or resume) ``spec`` against the store at ``url``, until every run of the sweep is
+    final; return what happened to each.
 
     ``backend`` is joblib's: ``loky`` (``jobs`` worker processes), ``threading`` (``jobs``
     threads) or ``dask`` (the cluster at ``scheduler``, whose workers need a database they can
     all reach, i.e. PostgreSQL; or a local cluster of ``jobs`` worker processes). A run that
-    writes no heartbeat for ``stale_after`` seconds is presumed dead; if no run at all makes
-    progress for that long the sweep stops with ``SweepStalled``, resumable.
+    writes no heartbeat for ``stale_after`` seconds is presumed dead, and so is at once one
+    whose holding process is provably gone; either is trained again. Runs that a live runner
+    elsewhere holds are waited for. If no run at all makes progress for ``stale_after`` the
+    sweep stops with ``SweepStalled``; if the database fails, with ``StoreFault``; both leave
+    it resumable.
 
-    ``on_start(n)`` is called with the number of runs about to train, ``on_result(run_id,
-    status)`` as each run finishes, both in this process.
+    ``on_start(n)`` is called with the number of runs about to train (again for each later
+    batch, e.g. runs taken over from a runner that died), ``on_result(run_id, status)`` as
+    each run this call trains finishes, ``on_wait(holdings)`` when it starts waiting for runs
+    held elsewhere; all in this process.
     """
     check_choice("backend", backend, BACKENDS)
     points = plan(spec, max_runs)
     store = open_store(url)
     _check_resumable(store, spec)
     url = portable_url(store.url)
-    with _Pool(backend, jobs, scheduler, url, stale_after) as pool:  # Dask checked here
+    with _Pool(backend, jobs, scheduler, url, stale_after) as pool, store.guard():
         rows = [RunRow(p.values, p.config_hash, p.config.seed) for p in points]
         sweep_id = register_sweep(
             store, spec.name, rows, description=spec.description, spec=spec.text,
             spec_hash=spec.spec_hash,
         )  # fmt: skip
+        queue = RunQueue(store, sweep_id, stale_after)
         result = SweepResult(sweep_id, spec.name, total=len(points))
-        release_dead_runs(store, sweep_id, stale_after)
-        set_sweep_status(store, sweep_id, "running")
-        status = "interrupted"
+        result.before = _final(queue.tally(), retry_failed)
+        queue.start_sweep()
         try:
-            todo = runs_to_do(store, sweep_id, retry_failed=retry_failed, stale_after=stale_after)
-            claimable = ("pending", "interrupted", *(("failed",) if retry_failed else ()))
-            if on_start is not None:
-                on_start(len(todo))
-            for run_id, run_status in _train_all(store, sweep_id, todo, pool, claimable):
-                result.statuses[run_status] += 1
+            for run_id, status in _settle_all(queue, pool, retry_failed, on_start, on_wait):
+                result.statuses[status] += 1
                 if on_result is not None:
-                    on_result(run_id, run_status)
-            status = "finished"
-        except BaseException:  # Ctrl-C, SIGTERM (see the CLI), a stall, or a bug
+                    on_result(run_id, status)
+        except BaseException:  # Ctrl-C, SIGTERM (see the CLI), a stall, a store fault, a bug
             pool.stop()  # first, so that no worker writes after its run is marked
-            interrupt_running(store, sweep_id, lease_prefix=pool.lease_prefix)
+            with contextlib.suppress(DBAPIError, StoreFault):  # what can be marked is marked
+                store.check_file()
+                queue.interrupt(lease_prefix=pool.lease_prefix)
             raise
         finally:
-            set_sweep_status(store, sweep_id, status)
+            with contextlib.suppress(DBAPIError, StoreFault):
+                store.check_file()  # a replaced file is not written to
+                _account(result, queue)
     return result
+
+
+def _final(tally: Counter, retry_failed: bool) -> int:
+    """How many runs are final and stay so (failed ones are trained again if retried)."""
+    kept = [s for s in FINAL_STATUSES if not (retry_failed and s == "failed")]
+    return sum(tally[status] for status in kept)
+
+
+def _account(result: SweepResult, queue: RunQueue) -> None:
+    """Fill in the end of ``result`` from the database, and the sweep's status from its runs."""
+    result.left = queue.settle_sweep()
+    tally = queue.tally()
+    result.failed = tally["failed"]
+    result.elsewhere = result.total - result.before - result.ran - result.unfinished
+
+
+NOT_CLAIMED = "not_claimed"  # another runner holds the run, or the database refused the claim
+LOST = "lost"  # the attempt lost its run while training (interrupted, or taken over)
+FRUITLESS_ROUNDS = 3  # rounds in a row that could claim no run at all: the database is stuck
+
+
+def _settle_all(queue: RunQueue, pool: _Pool, retry_failed: bool, on_start, on_wait):
+    """Train every run of the sweep that is not final, in rounds, until none is left: each
+    round takes over runs whose holder is gone, then trains what can be claimed; runs that a
+    live runner elsewhere holds are waited for (and taken over if that runner goes silent).
+    Yields (run id, status) of each run this call trains to its end."""
+    claimable = (*RESUMABLE_STATUSES, *(("failed",) if retry_failed else ()))
+    fruitless = 0
+    while True:
+        queue.take_over_dead()
+        todo = queue.todo(claimable)
+        if todo:
+            if on_start is not None:
+                on_start(len(todo))
+            settled = 0
+            for run_id, status in _train_all(queue, todo, pool, claimable):
+                if status in FINAL_STATUSES:
+                    settled += 1
+                    yield run_id, status
+            claimable = RESUMABLE_STATUSES  # a failed run is retried once per call
+            fruitless = 0 if settled else fruitless + 1
+            if fruitless >= FRUITLESS_ROUNDS:
+                raise SweepStopped(
+                    f"{fruitless} rounds in a row could claim none of the {len(todo)} runs left "
+                    "(is the database locked by another program?). The sweep is saved; run "
+                    "the same command to resume it"
+                )
+            continue
+        held = [run for run in queue.unfinished() if run.status == "running"]
+        if not held and not queue.unfinished():
+            return
+        if held:
+            if on_wait is not None:
+                on_wait(held)
+            _wait_for(queue, held)
+
+
+def _wait_for(queue: RunQueue, held: list[Holding]) -> None:
+    """Return once any of the ``held`` runs has changed hands or ended, or some other run of
+    the sweep can be claimed; the holders' heartbeats are what say they are still alive (a
+    silent one is taken over after the stale window, a provably dead one at once)."""
+    before = {run.run_id: run.heartbeat_at for run in held}
+    pause = min(1.0, queue.stale_after / 8)
+    while True:
+        time.sleep(pause)
+        queue.store.check_file()
+        if queue.take_over_dead() or queue.todo():
+            return
+        now = {run.run_id for run in queue.unfinished() if run.status == "running"}
+        if now != set(before):
+            return
 
 
 def _check_resumable(store, spec: SweepSpec) -> None:
@@ -152,7 +228,7 @@ def _check_resumable(store, spec: SweepSpec) -> None:
         )
 
 
-def _train_all(store, sweep_id: int, todo: list[tuple[int, dict]], pool: _Pool, claimable):
+def _train_all(queue: RunQueue, todo: list[tuple[int, dict]], pool: _Pool, claimable):
     """Train the runs to do, tracking which have come back. When a worker process dies
     (segfault, os._exit, OOM kill), joblib abandons the whole batch: the runs that were in
     flight are suspects, each trained again alone in a worker of its own, so only a run that
@@ -163,13 +239,13 @@ def _train_all(store, sweep_id: int, todo: list[tuple[int, dict]], pool: _Pool, 
     while waiting:
         try:
             results = pool.map(list(waiting.items()), claimable)
-            for run_id, status in _watched(results, store, sweep_id, pool.stale_after):
+            for run_id, status in _watched(results, queue):
                 waiting.pop(run_id, None)
                 fruitless = 0
                 yield run_id, status
         except pool.worker_died:
             settled = 0
-            for run_id, status in _quarantine(store, sweep_id, waiting, pool):
+            for run_id, status in _quarantine(queue, waiting, pool):
                 settled += 1
                 yield run_id, status
             fruitless = 0 if settled else fruitless + 1
@@ -181,11 +257,11 @@ def _train_all(store, sweep_id: int, todo: list[tuple[int, dict]], pool: _Pool, 
                 ) from None
 
 
-def _quarantine(store, sweep_id: int, waiting: dict[int, dict], pool: _Pool):
+def _quarantine(queue: RunQueue, waiting: dict[int, dict], pool: _Pool):
     """After a worker died: settle the runs it may have held, one by one, in isolation."""
-    statuses = run_statuses(store, list(waiting))
+    statuses = queue.statuses(list(waiting))
     for run_id, status in statuses.items():
-        if status in FINISHED_STATUSES or status == "failed":  # before the crash, not reported
+        if status in FINAL_STATUSES:  # finished before the crash, not reported
             waiting.pop(run_id)
             yield run_id, status
     suspects = [run_id for run_id, status in statuses.items() if status == "running"]
@@ -194,24 +270,27 @@ def _quarantine(store, sweep_id: int, waiting: dict[int, dict], pool: _Pool):
         try:
             # under its own lease: a run another runner has meanwhile taken is not taken back
             results = pool.map([(run_id, config)], claimable=(), alone=True)
-            yield from _watched(results, store, sweep_id, pool.stale_after)
+            yield from _watched(results, queue)
         except pool.worker_died:
-            mark_failed(store, run_id, "its worker process died, twice: once beside other "
-                        "runs, once alone")  # fmt: skip
+            queue.fail(run_id, "its worker process died, twice: once beside other runs, "
+                       "once alone")  # fmt: skip
             yield run_id, "failed"
 
 
-def _watched(results: Iterator, store, sweep_id: int, stale_after: float) -> Iterator:
-    """Yield from ``results``, consumed in a thread of its own, while watching for a stall:
-    neither a result nor a heartbeat of any of the sweep's runs for ``stale_after`` seconds."""
-    queue: Queue = Queue()
-    threading.Thread(target=_consume, args=(results, queue), daemon=True).start()
-    heartbeat, quiet_since = latest_heartbeat(store, sweep_id), time.monotonic()
+def _watched(results: Iterator, queue: RunQueue) -> Iterator:
+    """Yield from ``results``, consumed in a thread of its own, while watching the database
+    file and for a stall: neither a result nor a heartbeat of any of the sweep's runs for the
+    stale window."""
+    stale_after = queue.stale_after
+    items: Queue = Queue()
+    threading.Thread(target=_consume, args=(results, items), daemon=True).start()
+    heartbeat, quiet_since = queue.latest_heartbeat(), time.monotonic()
     while True:
         try:
-            done, item = queue.get(timeout=min(2.0, stale_after / 4))
+            done, item = items.get(timeout=min(2.0, stale_after / 4))
         except Empty:
-            latest = latest_heartbeat(store, sweep_id)
+            queue.store.check_file()
+            latest = queue.latest_heartbeat()
             if latest != heartbeat:
                 heartbeat, quiet_since = latest, time.monotonic()
             elif time.monotonic() - quiet_since > stale_after:
@@ -224,6 +303,7 @@ def _watched(results: Iterator, store, sweep_id: int, stale_after: float) -> Ite
             return
         if done:
             raise item
+        queue.store.check_file()
         quiet_since = time.monotonic()
         yield item
 
@@ -352,26 +432,34 @@ def train_run(url: str, run_id: int, config: dict, claimable, lease: str,
               stale_after: float = STALE_AFTER) -> tuple[int, str]:  # fmt: skip
     """Train one registered run, logging its epochs live; runs in a worker.
 
-    Returns ``skipped`` when the run is not this task's to train: another runner holds it (the
-    claim is atomic), the database refused the claim (the run stays as it was, for a resume),
-    or this attempt lost the run while training (interrupted, or presumed dead and taken over).
+    Returns (run id, how the run ended), or ``NOT_CLAIMED`` when the run is not this task's
+    to train (another runner holds it; the claim is atomic), or the database was too busy to
+    take the claim (the run stays as it was), or ``LOST`` when this attempt lost the run while
+    training (interrupted, or presumed dead and taken over). A database that fails under the
+    run (disk full, file deleted) raises ``StoreFault``, which stops the sweep.
     """
     store = open_store(url, create=False)  # a worker never creates a database: the parent did
     with RunWriter(store, run_id, heartbeat_seconds=heartbeat_interval(stale_after)) as writer:
         try:
             claimed = writer.start(claimable=claimable, lease=lease, stale_after=stale_after)
-        except DBAPIError:  # e.g. SQLite still locked after its busy timeout
-            return run_id, "skipped"
+        except StoreFault as fault:
+            if _busy(fault):  # e.g. SQLite still locked after its busy timeout
+                return run_id, NOT_CLAIMED
+            raise
         if not claimed:
-            return run_id, "skipped"
+            return run_id, NOT_CLAIMED
         try:
             outcome = execute(from_values(config), on_epoch=writer.log)
             writer.finish(outcome.result.status, data_fingerprint=outcome.fingerprint)
             return run_id, outcome.result.status
         except RunLost:
-            return run_id, "skipped"
+            return run_id, LOST
+        except StoreFault:
+            raise
         except Exception as error:  # the run fails, the sweep goes on
-            # if the store itself fails here, the run stays running and is found stale later
-            with contextlib.suppress(Exception):
-                writer.finish("failed", "".join(traceback.format_exception(error)))
+            writer.finish("failed", "".join(traceback.format_exception(error)))
             return run_id, "failed"
+
+
+def _busy(fault: StoreFault) -> bool:
+    return isinstance(fault.__cause__, OperationalError) and "locked" in str(fault.__cause__)
