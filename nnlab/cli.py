@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from nnlab import __version__
+from nnlab.__main__ import EXIT_INTERRUPTED
 from nnlab.checks import InputError
 from nnlab.engine import GD_VARIANTS, HIDDEN_ACTIVATIONS, LOSS_NAMES, OPTIMIZERS, EpochRecord
 from nnlab.report import METRICS, write_report
@@ -34,7 +35,6 @@ from nnlab.sweep.runner import BACKENDS, SweepStopped, plan, run_sweep
 from nnlab.sweep.spec import load_spec
 
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130  # as a shell reports a process ended by Ctrl-C
 
 
 class UserError(click.ClickException):

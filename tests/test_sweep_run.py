@@ -281,6 +281,37 @@ def test_sigterm_interrupts_and_the_sweep_resumes(tmp_path):
     assert len(nnlab.connect(url).epochs()) == N_RUNS * 400
 
 
+@pytest.mark.parametrize("stop", ["SIGHUP to the runner", "SIGINT to the process group"])
+def test_a_closed_terminal_or_ctrl_c_stops_the_sweep_cleanly(tmp_path, stop):
+    """A closed terminal sends SIGHUP; Ctrl-C sends SIGINT to the runner and its workers."""
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    sweep = _start_sweep(tmp_path, SLOW, url)
+    wait_for_running(url, sweep.pid)
+    if stop.startswith("SIGHUP"):
+        sweep.send_signal(signal.SIGHUP)
+    else:
+        os.killpg(sweep.pid, signal.SIGINT)
+    _, err = sweep.communicate(timeout=120)
+    assert sweep.returncode == 130, err
+    assert err.strip().splitlines() == [  # the whole of stderr: no traceback
+        "interrupted: in-flight runs are marked interrupted; run the same command again to resume"
+    ]
+    runs = nnlab.connect(url).runs()
+    assert "running" not in set(runs.status) and "interrupted" in set(runs.status)
+    assert nnlab.connect(url).sweeps().status.tolist() == ["interrupted"]
+
+
+def test_ctrl_c_while_nnlab_starts_is_not_a_traceback(tmp_path):
+    spec = tmp_path / "slow.yaml"
+    spec.write_text(SLOW)
+    command = [sys.executable, "-m", "nnlab", "sweep", str(spec), "--db", str(tmp_path / "r.db")]
+    sweep = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    time.sleep(0.3)  # while it imports its libraries
+    os.killpg(sweep.pid, signal.SIGINT)
+    _, err = sweep.communicate(timeout=60)
+    assert sweep.returncode == 130 and "Traceback" not in err, err
+
+
 def test_configurations_aggregate_seeds_and_rank_diverged_last(sqlite_url):
     spec = SPEC.replace("learning_rate: [0.05, 0.5]", "learning_rate: [0.05, 500.0]")
     run_sweep(parse_spec(spec), sqlite_url)

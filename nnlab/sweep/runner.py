@@ -362,7 +362,11 @@ class _Pool:
         jobs = 2 if alone else self.jobs  # joblib runs a single job in this process
         self._dispatched = True
         with self._config():
-            yield from joblib.Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks)
+            # max_nbytes=None: runs take no large arrays, so no memmapping folder to clean up
+            parallel = joblib.Parallel(
+                n_jobs=jobs, return_as="generator_unordered", max_nbytes=None
+            )
+            yield from parallel(tasks)
 
     def _lease(self, run_id: int) -> str:
         if run_id not in self._leases:
