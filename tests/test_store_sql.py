@@ -20,7 +20,7 @@ from test_store_query import fill
 import nnlab
 from nnlab.checks import InputError
 from nnlab.cli import cli
-from nnlab.store import open_store
+from nnlab.store import database, open_store
 from nnlab.store.sql import MAX_VALUE_BYTES, ReadOnlyError, run_query
 
 ROOT = Path(__file__).parent.parent
@@ -324,3 +324,79 @@ def test_a_reader_cannot_end_a_running_sweeps_connection(pg_server, filled_pg, r
 def test_a_reader_role_can_select(reader_pg):
     result = run_query("SELECT activation, count(*) FROM runs GROUP BY 1 ORDER BY 1", reader_pg)
     assert result.rows == [("relu", 2), ("sigmoid", 2), ("tanh", 2)]
+
+
+# --- SQLite files read where they lie: read-only media, and nothing left behind ---
+
+READ_COMMANDS = [["sql", "SELECT count(*) AS n FROM runs", "--format", "csv"], ["runs"],
+                 ["sweeps"], ["db", "current"]]  # fmt: skip
+
+
+def nnlab_cli(*args: str) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "nnlab.cli", *args], capture_output=True,
+                          text=True, env=environment, timeout=120)  # fmt: skip
+
+
+def checkpointed(url: str) -> Path:
+    """The database file with its WAL folded in and no -wal/-shm beside it."""
+    open_store(url)
+    database.close_stores()
+    path = Path(url.removeprefix("sqlite:///"))
+    assert sorted(p.name for p in path.parent.iterdir()) == ["nnlab.db"]
+    return path
+
+
+@pytest.fixture
+def read_only_mount(tmp_path):
+    """A folder holding a filled database, bind-mounted read-only (as root, chmod would not
+    stop anyone); skipped where mounting is not permitted."""
+    source, mounted = tmp_path / "source", tmp_path / "ro"
+    source.mkdir()
+    mounted.mkdir()
+    checkpointed(fill(f"sqlite:///{source / 'nnlab.db'}"))
+    bind = subprocess.run(["mount", "--bind", str(source), str(mounted)], capture_output=True)
+    if bind.returncode != 0:
+        pytest.skip(f"cannot bind-mount here: {bind.stderr.decode().strip()}")
+    try:
+        remount = subprocess.run(["mount", "-o", "remount,ro,bind", str(mounted)],
+                                 capture_output=True)  # fmt: skip
+        if remount.returncode != 0:
+            pytest.skip(f"cannot remount read-only: {remount.stderr.decode().strip()}")
+        yield mounted / "nnlab.db"
+    finally:
+        database.close_stores()  # this process's reader holds the file open
+        subprocess.run(["umount", str(mounted)], check=True)
+
+
+@pytest.mark.parametrize("command", READ_COMMANDS)
+def test_read_only_commands_work_on_read_only_media(read_only_mount, command):
+    """A WAL database there could not be read at all: SQLite could not make its -shm."""
+    with pytest.raises(OSError):
+        (read_only_mount.parent / "probe").touch()  # the mount really is read-only
+    done = nnlab_cli(*command, "--db", str(read_only_mount))
+    assert done.returncode == 0, done.stderr
+    expected = {"sql": "n\n6\n", "runs": "(6 rows)", "sweeps": "acts", "db": "up to date"}
+    assert expected[command[0]] in done.stdout
+    assert sorted(p.name for p in read_only_mount.parent.iterdir()) == ["nnlab.db"]
+    assert len(nnlab.connect(str(read_only_mount)).runs()) == 6  # the Python API too
+
+
+@pytest.mark.parametrize("command", READ_COMMANDS)
+def test_read_only_commands_leave_no_wal_files_behind(filled_sqlite, command):
+    path = checkpointed(filled_sqlite)
+    before = _digest(path)
+    done = nnlab_cli(*command, "--db", str(path))
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in path.parent.iterdir()) == ["nnlab.db"]
+    assert _digest(path) == before
+
+
+def test_sql_leaves_a_running_writers_wal_files_alone(filled_sqlite):
+    store = open_store(filled_sqlite)  # a sweep's open connection keeps -wal and -shm
+    with store.read() as connection:
+        connection.exec_driver_sql("SELECT count(*) FROM runs").scalar()
+        path = Path(filled_sqlite.removeprefix("sqlite:///"))
+        assert run_query("SELECT count(*) FROM runs", filled_sqlite).rows == [(6,)]
+        assert Path(f"{path}-wal").exists() and Path(f"{path}-shm").exists()
+        connection.exec_driver_sql("SELECT count(*) FROM epochs").scalar()  # still usable
