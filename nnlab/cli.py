@@ -28,7 +28,7 @@ from nnlab.report import METRICS, write_report
 from nnlab.store import ENV_VAR, StoreError, connect, database
 from nnlab.store.database import StoreFault
 from nnlab.store.models import RUN_STATUSES, STALE_AFTER
-from nnlab.store.sql import DEFAULT_TIMEOUT_S, run_query
+from nnlab.store.sql import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, run_query
 from nnlab.sweep import RunConfig, execute
 from nnlab.sweep.grid import DEFAULT_MAX_RUNS, axis_values, from_values
 from nnlab.sweep.runner import BACKENDS, SweepStopped, plan, run_sweep
@@ -502,10 +502,17 @@ def db_current(ctx, db):
     type=float,
     default=DEFAULT_TIMEOUT_S,
     show_default=True,
-    help="Stop the query after this many seconds.",
+    help="Stop the query after this many seconds (a positive number).",
+)
+@click.option(
+    "--max-rows",
+    type=int,
+    default=DEFAULT_MAX_ROWS,
+    show_default=True,
+    help="Print at most this many rows; the rest are not fetched.",
 )
 @click.pass_context
-def sql(ctx, query, db, fmt, timeout):
+def sql(ctx, query, db, fmt, timeout, max_rows):
     """Run a read-only SQL query against the tracking database.
 
     Tables: sweeps, runs, epochs; view: run_summary. Anything that would write is refused.
@@ -515,8 +522,12 @@ def sql(ctx, query, db, fmt, timeout):
       nnlab sql "SELECT activation, avg(final_val_loss) FROM run_summary GROUP BY 1"
     """
     with user_errors(ctx):
-        result = run_query(query, db, timeout=timeout)
+        result = run_query(query, db, timeout=timeout, max_rows=max_rows)
     _print_rows(result.columns, result.rows, fmt)
+    if result.truncated:
+        click.echo(f"note: output stopped after {len(result.rows)} rows; more rows were not "
+                   "fetched (raise --max-rows, or narrow the query with WHERE or LIMIT)",
+                   err=True)  # fmt: skip
 
 
 @cli.command()

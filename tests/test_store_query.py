@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -109,113 +107,6 @@ def test_cli_lists_sweeps_and_runs(filled):
     runs = runner.invoke(cli, ["runs", "--db", filled, "--sweep", "acts", "--format", "json"])
     records = json.loads(runs.output)
     assert len(records) == 6 and {r["activation"] for r in records} == set(ACTIVATIONS)
-
-
-def test_nnlab_db_environment_variable(filled, monkeypatch):
-    monkeypatch.setenv("NNLAB_DB", filled)
-    result = CliRunner().invoke(cli, ["sql", "SELECT count(*) AS n FROM runs", "--format", "csv"])
-    assert result.output.splitlines() == ["n", "6"]
-
-
-def test_sql_formats(filled):
-    runner = CliRunner()
-    query = "SELECT activation, count(*) AS n FROM run_summary GROUP BY 1 ORDER BY 1"
-    csv_out = runner.invoke(cli, ["sql", query, "--db", filled, "--format", "csv"]).output
-    assert csv_out.splitlines() == ["activation,n", "relu,2", "sigmoid,2", "tanh,2"]
-    js = json.loads(runner.invoke(cli, ["sql", query, "--db", filled, "--format", "json"]).output)
-    assert js[0] == {"activation": "relu", "n": 2}
-    table = runner.invoke(cli, ["sql", query, "--db", filled]).output
-    assert "sigmoid" in table and "(3 rows)" in table
-
-
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-REFUSED_ON_SQLITE = [
-    "INSERT INTO sweeps (name) VALUES ('x')",
-    "UPDATE runs SET status = 'failed'",
-    "DELETE FROM epochs",
-    "DROP TABLE epochs",
-    "CREATE TABLE t (x)",
-    "ATTACH DATABASE '{tmp}/evil.db' AS evil",
-    "VACUUM INTO '{tmp}/copy.db'",
-    "PRAGMA journal_mode = DELETE",
-    "PRAGMA user_version = 7",
-    "SELECT load_extension('libevil')",
-    "CREATE TEMP TABLE t AS SELECT 1",
-]
-
-
-@pytest.mark.parametrize("statement", REFUSED_ON_SQLITE)
-def test_sql_refuses_anything_that_writes_on_sqlite(filled_sqlite, statement, tmp_path):
-    filled = filled_sqlite
-    path = Path(filled.removeprefix("sqlite:///"))
-    open_store(filled).engine.dispose()  # checkpoint WAL so the file alone holds the data
-    before = _digest(path)
-    result = CliRunner().invoke(cli, ["sql", statement.format(tmp=tmp_path), "--db", filled])
-    assert result.exit_code == 2, result.output
-    assert "read-only" in result.output or "not authorized" in result.output
-    assert "Traceback" not in result.output
-    assert _digest(path) == before
-    assert not (tmp_path / "evil.db").exists() and not (tmp_path / "copy.db").exists()
-    assert len(nnlab.connect(filled).epochs()) == 24
-
-
-@pytest.mark.parametrize(
-    "statement",
-    ["INSERT INTO sweeps (name) VALUES ('x')", "DELETE FROM epochs", "DROP TABLE epochs",
-     "CREATE TABLE t (x int)"],
-)  # fmt: skip
-def test_sql_refuses_writes_on_postgres(filled_pg, statement):
-    filled = filled_pg
-    result = CliRunner().invoke(cli, ["sql", statement, "--db", filled])
-    assert result.exit_code == 2, result.output
-    assert "read-only" in result.output
-    assert len(nnlab.connect(filled).epochs()) == 24
-
-
-def test_sql_read_only_pragmas_and_selects_work(filled_sqlite):
-    result = CliRunner().invoke(cli, ["sql", "PRAGMA table_info(runs)", "--db", filled_sqlite])
-    assert result.exit_code == 0 and "learning_rate" in result.output
-
-
-def test_sql_time_limit(filled):
-    endless = ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) "
-               "SELECT count(*) FROM n")  # fmt: skip
-    if filled.startswith("postgresql"):
-        endless = "SELECT pg_sleep(5)"
-    result = CliRunner().invoke(cli, ["sql", endless, "--db", filled, "--timeout", "0.5"])
-    assert result.exit_code == 2, result.output
-    assert "0.5 s time limit" in result.output
-
-
-def test_sql_syntax_error_is_a_clear_message(filled):
-    result = CliRunner().invoke(cli, ["sql", "SELEC nothing", "--db", filled])
-    assert result.exit_code == 2
-    assert "SQL error" in result.output and "Traceback" not in result.output
-
-
-@pytest.mark.parametrize(
-    "statement",
-    ["COMMIT; DELETE FROM epochs", "SELECT 1; DELETE FROM epochs",
-     "SET default_transaction_read_only = off"],
-)  # fmt: skip
-def test_sql_cannot_escape_read_only_on_postgres(filled_pg, statement):
-    """One statement only (extended protocol) in a read-only session: no way out of it."""
-    result = CliRunner().invoke(cli, ["sql", statement, "--db", filled_pg])
-    CliRunner().invoke(cli, ["sql", "DELETE FROM epochs", "--db", filled_pg])
-    assert len(nnlab.connect(filled_pg).epochs()) == 24, result.output
-
-
-def test_sql_on_a_missing_database_is_an_error(tmp_path):
-    result = CliRunner().invoke(cli, ["sql", "SELECT 1", "--db", str(tmp_path / "none.db")])
-    assert result.exit_code == 2 and "no database at" in result.output
-
-
-def test_sql_refusal_names_what_was_refused(filled_sqlite):
-    result = CliRunner().invoke(cli, ["sql", "DELETE FROM runs", "--db", filled_sqlite])
-    assert "refused 'delete runs'" in result.output
 
 
 # --- the read API reports are built on: one sweep's details, settings, failures, curves ---

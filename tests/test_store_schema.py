@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -18,6 +20,7 @@ from nnlab.store.database import SCHEMA_REVISION, head_revision
 from nnlab.store.models import Base
 
 FIRST_REVISION = "0001"
+ROOT = Path(__file__).parent.parent
 
 
 def fresh_engine(url):
@@ -111,6 +114,7 @@ def test_newer_database_is_refused_with_both_revisions(db_url):
 
 def test_cli_reports_schema_state_and_exits_2_on_old_schema(sqlite_url):
     runner = CliRunner()
+    Path(sqlite_url.removeprefix("sqlite:///")).touch()  # an empty file is an empty database
     result = runner.invoke(cli, ["db", "current", "--db", sqlite_url])
     assert "new: nnlab creates it on first use" in result.output
     _database_at_first_revision(sqlite_url)
@@ -168,6 +172,49 @@ def test_readers_do_not_create_databases(tmp_path):
     assert not missing.exists()
     with pytest.raises(StoreError, match="no database at"):
         nnlab.connect(f"sqlite:///{missing}")
+
+
+@pytest.mark.parametrize("command", [["db", "current"], ["runs"], ["sweeps"], ["sql", "SELECT 1"]])
+def test_read_only_commands_create_nothing(tmp_path, command):
+    """`nnlab db current --db typo.db` used to create an empty typo.db."""
+    missing = tmp_path / "typo.db"
+    result = CliRunner().invoke(cli, [*command, "--db", str(missing)])
+    assert result.exit_code == 2, result.output
+    assert "no database at" in result.output and str(missing) in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+BLOCK_PSYCOPG = """
+import sys
+from importlib.abc import MetaPathFinder
+
+
+class NoPsycopg(MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("psycopg", "psycopg_binary", "psycopg_c"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+
+sys.meta_path.insert(0, NoPsycopg())
+from nnlab.cli import main
+
+sys.argv = ["nnlab", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.parametrize("command", [["runs"], ["sql", "SELECT 1"], ["db", "current"]])
+def test_postgres_without_its_driver_says_what_to_install(command):
+    """It used to print a 49-line ModuleNotFoundError."""
+    url = "postgresql://someone@127.0.0.1:1/nnlab"
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", BLOCK_PSYCOPG, *command, "--db", url],
+                          capture_output=True, text=True, env=environment, timeout=60)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "Error: postgresql+psycopg://someone@127.0.0.1:1/nnlab needs the PostgreSQL driver "
+        "psycopg, which is not installed: pip install 'nnlab[postgres]'"
+    ]
 
 
 def test_empty_postgres_database_is_not_created_by_a_reader(pg_server):

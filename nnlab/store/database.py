@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, select
 from sqlalchemy.engine import URL, make_url
@@ -84,14 +86,27 @@ def portable_url(url: str) -> str:
     return parsed.set(database=str(Path(path).absolute())).render_as_string(hide_password=False)
 
 
-def open_engine(url: str) -> Engine:
-    """A new engine for ``url`` with nnlab's connection settings."""
-    if make_url(url).get_backend_name() == "sqlite":
-        return _sqlite_engine(url)
+def open_engine(url: str, *, read_only: bool = False) -> Engine:
+    """A new engine for ``url`` with nnlab's connection settings; ``read_only`` opens an
+    existing SQLite file without changing it (see ``sqlite_reader_uri``)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        on_disk = parsed.database not in (None, "", ":memory:")
+        return _sqlite_reader_engine(url) if read_only and on_disk else _sqlite_engine(url)
     return _postgres_engine(url)
 
 
+POSTGRES_EXTRA = "pip install 'nnlab[postgres]'"
+
+
 def _postgres_engine(url: str) -> Engine:
+    try:
+        import psycopg  # noqa: F401  (SQLAlchemy imports it too; here to say what is missing)
+    except ModuleNotFoundError:
+        raise StoreError(
+            f"{display_url(url)} needs the PostgreSQL driver psycopg, which is not installed: "
+            f"{POSTGRES_EXTRA}"
+        ) from None
     engine = create_engine(url, pool_pre_ping=True)
 
     @event.listens_for(engine, "connect")
@@ -127,6 +142,45 @@ def _sqlite_engine(url: str) -> Engine:
     def _begin(connection: Connection) -> None:
         mode = "IMMEDIATE" if connection.get_execution_options().get("write") else "DEFERRED"
         connection.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def on_read_only_media(path: str) -> bool:
+    """The file or its folder cannot be written (a read-only mount, say): SQLite cannot make
+    the ``-shm`` file a WAL database needs even to be read."""
+    return not (os.access(path, os.W_OK) and os.access(Path(path).absolute().parent, os.W_OK))
+
+
+def sqlite_reader_uri(path: str, mode: str = "ro") -> str:
+    """The URI that opens the SQLite file at ``path`` for reading without creating anything:
+    ``mode=ro``, or ``immutable=1`` on read-only media (no locks, no ``-shm``) unless a ``-wal``
+    file there holds data that only a WAL-aware open sees."""
+    uri = f"file:{quote(str(Path(path).resolve()))}?mode={mode}"
+    wal = Path(f"{path}-wal")
+    if on_read_only_media(path) and not (wal.exists() and wal.stat().st_size > 0):
+        return f"{uri}&immutable=1"
+    return uri
+
+
+def _sqlite_reader_engine(url: str) -> Engine:
+    """Readers open an existing file, never create one and never write: ``mode=rw`` with
+    ``query_only`` where the file can be written (so that closing the last connection removes
+    ``-wal``/``-shm`` as usual), ``immutable=1`` on read-only media."""
+    path = make_url(url).database
+    check_sqlite_file_exists(url)
+    uri = sqlite_reader_uri(path, mode="ro" if on_read_only_media(path) else "rw")
+    timeout = SQLITE_BUSY_TIMEOUT_MS / 1000
+    engine = create_engine(url, creator=lambda: sqlite3.connect(uri, uri=True, timeout=timeout))
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None
+        dbapi_connection.execute("PRAGMA query_only=ON")
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN DEFERRED")
 
     return engine
 
@@ -295,7 +349,7 @@ def upgrade_database(url: str | None = None) -> tuple[SchemaState, SchemaState]:
 def database_state(url: str | None = None) -> SchemaState:
     """``nnlab db current``: the schema state of the database at ``url``, changing nothing."""
     url = resolve_url(url)
-    engine = open_engine(url)
+    engine = open_engine(url, read_only=True)
     try:
         return schema_state(engine)
     finally:
@@ -389,55 +443,63 @@ def _file_identity(path: str | None) -> tuple[int, int] | None:
 _GONE = (-1, -1)
 
 
-_stores: dict[tuple[str, int], Store] = {}
+_stores: dict[tuple[str, int], Store] = {}  # (url, pid): stores that may create and write
+_readers: dict[tuple[str, int], Store] = {}  # opened read_only
 
 
 def close_stores() -> None:
     """Dispose of this process's engines; the next ``open_store`` connects (and checks) anew."""
     _forget_inherited()
-    for store in _stores.values():
-        store.engine.dispose()
-    _stores.clear()
+    for stores in (_stores, _readers):
+        for store in stores.values():
+            store.engine.dispose()
+        stores.clear()
 
 
 def _forget_inherited() -> None:
     """Drop engines a forked child inherited, without closing their connections: those
     belong to the parent, and closing a PostgreSQL socket here would end its session."""
     pid = os.getpid()
-    for key in [key for key in _stores if key[1] != pid]:
-        _stores.pop(key).engine.dispose(close=False)
+    for stores in (_stores, _readers):
+        for key in [key for key in stores if key[1] != pid]:
+            stores.pop(key).engine.dispose(close=False)
 
 
-def open_store(url: str | None = None, *, create: bool = True) -> Store:
-    """Open the tracking database at ``url``, creating it when new and ``create`` is set
-    (readers pass ``create=False``: a mistyped URL is then an error, not a new database).
+def open_store(url: str | None = None, *, create: bool = True, read_only: bool = False) -> Store:
+    """Open the tracking database at ``url``, creating it when new and ``create`` is set.
+
+    ``create=False`` (a sweep's workers): a mistyped URL is an error, not a new database.
+    ``read_only=True`` (readers: ``nnlab.connect``, ``nnlab sql``) implies it, and opens an
+    SQLite file without changing it (see ``sqlite_reader_uri``).
 
     Raises ``StoreError`` for an unusable URL or database, or a schema at another revision.
     """
     url = resolve_url(url)
+    create = create and not read_only
     key = (url, os.getpid())
-    store = _stores.get(key)
+    stores = _readers if read_only else _stores
+    store = _stores.get(key) or stores.get(key)  # a store that writes reads too
     if store is not None:
         return store
     with _opening:  # threads opening one URL at once share one engine
-        if key not in _stores:
+        if key not in stores:
             _forget_inherited()
             if not create:
-                _check_sqlite_file_exists(url)
-            engine = open_engine(url)
+                check_sqlite_file_exists(url)
+            engine = open_engine(url, read_only=read_only)
             try:
                 check_schema(engine, url, create=create)
             except BaseException:
                 engine.dispose()
                 raise
-            _stores[key] = Store(url, engine)
-        return _stores[key]
+            stores[key] = Store(url, engine)
+        return stores[key]
 
 
 _opening = threading.Lock()
 
 
-def _check_sqlite_file_exists(url: str) -> None:
+def check_sqlite_file_exists(url: str) -> None:
     parsed = make_url(url)
     path = parsed.database if parsed.get_backend_name() == "sqlite" else None
     if path not in (None, "", ":memory:") and not Path(path).exists():

@@ -324,7 +324,7 @@ def _distinct(rows) -> dict[str, list[str]]:
 def connect(url: str | None = None) -> Lab:
     """Open the tracking database at ``url`` (default: ``$NNLAB_DB``, else ``nnlab.db``) for
     reading; a database that does not exist yet is an error, not created."""
-    return Lab(open_store(url, create=False))
+    return Lab(open_store(url, read_only=True))
 
 
 # epochs() columns named apart from the run's hyperparameters
