@@ -382,6 +382,18 @@ class Store:
         opened = _file_identity(self.path)
         self._file = None if opened == _GONE else opened  # e.g. a "file:" URI: not checked
 
+    @property
+    def file(self) -> tuple[int, int] | None:
+        """The SQLite file opened (device and inode), None for a server."""
+        return self._file
+
+    def expect_file(self, identity: tuple[int, int] | None) -> None:
+        """Hold this store to ``identity``, the file another process opened at the same path
+        (a worker checks it writes where its runner does), and check it at once."""
+        if identity is not None and self._file is not None:
+            self._file = tuple(identity)
+            self.check_file()
+
     def check_file(self) -> None:
         """Raise ``StoreFault`` if an SQLite file's path no longer names the file that was
         opened (deleted, or replaced by another): writes would go to an unlinked file and be

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import sys
 import threading
 import time
 import traceback
@@ -32,7 +33,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from nnlab.checks import InputError, check_choice
 from nnlab.store import RunWriter, open_store, register_sweep
-from nnlab.store.database import StoreFault, portable_url
+from nnlab.store.database import Store, StoreFault, portable_url
 from nnlab.store.models import STALE_AFTER, heartbeat_interval
 from nnlab.store.queue import FINAL_STATUSES, RESUMABLE_STATUSES, Holding, RunLost, RunQueue
 from nnlab.store.registry import RunRow, sweep_spec_hash
@@ -119,8 +120,7 @@ def run_sweep(
     points = plan(spec, max_runs)
     store = open_store(url)
     _check_resumable(store, spec)
-    url = portable_url(store.url)
-    with _Pool(backend, jobs, scheduler, url, stale_after) as pool, store.guard():
+    with _Pool(backend, jobs, scheduler, store, stale_after) as pool, store.guard():
         rows = [RunRow(p.values, p.config_hash, p.config.seed) for p in points]
         sweep_id = register_sweep(
             store, spec.name, rows, description=spec.description, spec=spec.text,
@@ -325,8 +325,9 @@ class _Pool:
     again (after its worker died) under the same lease, and stopping interrupts only the runs
     held under this pool's prefix, never those of another runner on the same sweep."""
 
-    def __init__(self, backend: str, jobs: int, scheduler: str | None, url: str,
+    def __init__(self, backend: str, jobs: int, scheduler: str | None, store: Store,
                  stale_after: float) -> None:  # fmt: skip
+        url = portable_url(store.url)
         if scheduler is not None and backend != "dask":
             raise InputError(f"a scheduler address ({scheduler!r}) needs --backend dask, "
                              f"not {backend!r}")  # fmt: skip
@@ -336,6 +337,7 @@ class _Pool:
                              "to run a local cluster")  # fmt: skip
         self.backend, self.jobs, self.scheduler, self.url = backend, jobs, scheduler, url
         self.stale_after = stale_after
+        self.database_file = store.file  # workers check that they write to this very file
         self.worker_died: tuple[type[BaseException], ...] = (TerminatedWorkerError,)
         self.lease_prefix = uuid4().hex[:16]
         self._leases: dict[int, str] = {}
@@ -344,6 +346,8 @@ class _Pool:
         self._dask = contextlib.ExitStack()
 
     def __enter__(self) -> _Pool:
+        if self.backend == "loky":
+            _quiet_resource_tracker()
         if self.backend == "dask":
             _start_dask(self._dask, self.scheduler, self.jobs)
             self.worker_died += (_dask_killed_worker(),)
@@ -356,7 +360,8 @@ class _Pool:
         """Train ``todo`` in parallel; yields (run id, status) as runs finish. ``alone``: the
         one run given trains in a worker of its own (never in this process)."""
         tasks = (joblib.delayed(train_run)(self.url, run_id, config, claimable,
-                                           self._lease(run_id), self.stale_after)
+                                           self._lease(run_id), self.stale_after,
+                                           self.database_file)
                  for run_id, config in todo)  # fmt: skip
         tasks = itertools.takewhile(lambda _: not self._stopping.is_set(), tasks)
         jobs = 2 if alone else self.jobs  # joblib runs a single job in this process
@@ -391,6 +396,17 @@ class _Pool:
             # arguments loky would replace it, waiting for its runs to end)
             get_reusable_executor(reuse=True).shutdown(wait=True, kill_workers=True)
         self._dask.close()
+
+
+_TRACKER_WARNINGS = "ignore::UserWarning:joblib.externals.loky.backend.resource_tracker"
+
+
+def _quiet_resource_tracker() -> None:
+    """loky's resource tracker (a process of its own, started with this interpreter's ``-W``
+    options) warns on stderr of semaphores left behind when a stopped sweep kills its workers;
+    the sweep says itself what happened, in one line."""
+    if _TRACKER_WARNINGS not in sys.warnoptions:
+        sys.warnoptions.append(_TRACKER_WARNINGS)
 
 
 def _start_dask(stack: contextlib.ExitStack, scheduler: str | None, jobs: int):
@@ -433,16 +449,20 @@ def _dask_killed_worker() -> type[BaseException]:
 
 
 def train_run(url: str, run_id: int, config: dict, claimable, lease: str,
-              stale_after: float = STALE_AFTER) -> tuple[int, str]:  # fmt: skip
+              stale_after: float = STALE_AFTER,
+              database_file: tuple[int, int] | None = None) -> tuple[int, str]:  # fmt: skip
     """Train one registered run, logging its epochs live; runs in a worker.
 
     Returns (run id, how the run ended), or ``NOT_CLAIMED`` when the run is not this task's
     to train (another runner holds it; the claim is atomic), or the database was too busy to
     take the claim (the run stays as it was), or ``LOST`` when this attempt lost the run while
     training (interrupted, or presumed dead and taken over). A database that fails under the
-    run (disk full, file deleted) raises ``StoreFault``, which stops the sweep.
+    run (disk full, file deleted) raises ``StoreFault``, which stops the sweep;
+    ``database_file`` is the SQLite file the runner opened, which the worker must find at its
+    path (not one put in its place since).
     """
     store = open_store(url, create=False)  # a worker never creates a database: the parent did
+    store.expect_file(database_file)
     with RunWriter(store, run_id, heartbeat_seconds=heartbeat_interval(stale_after)) as writer:
         try:
             claimed = writer.start(claimable=claimable, lease=lease, stale_after=stale_after)
