@@ -115,8 +115,9 @@ class Network:
             raise
 
     def add_host(self, name: str) -> Host:
+        """A new host, its namespace named after ``name`` and its number (its address's)."""
         self._made += 1
-        host = Host(f"{self.prefix}-{name}", f"{SUBNET}.{self._made}")
+        host = Host(f"{self.prefix}-{self._made}-{name}", f"{SUBNET}.{self._made}")
         _ip("netns", "add", host.namespace)
         self.hosts.append(host)
         port, lan = f"port{self._made}", ("-n", self.lan.namespace)
@@ -127,6 +128,11 @@ class Network:
         _ip("-n", host.namespace, "link", "set", "eth0", "up")
         _ip("-n", host.namespace, "link", "set", "lo", "up")
         return host
+
+    def unplug(self, host: Host) -> None:
+        """Cut ``host`` off the network: its link deleted, its processes left running. Its
+        peers' connections to it are not closed; they hang, as with a pulled cable."""
+        _ip("-n", host.namespace, "link", "delete", "eth0")
 
     def remove(self, host: Host) -> None:
         """Take ``host`` off the network for good: its processes killed, its namespace and
@@ -217,8 +223,16 @@ class MachineCluster(DaskCluster):
 
     PORT = 8786
 
-    def __init__(self, network: Network, workers: int = 2) -> None:
+    def __init__(self, network: Network, workers: int = 2, config: dict | None = None) -> None:
         self.network = network
+        self.env = (
+            os.environ
+            | BLAS_THREADS
+            | {
+                "DASK_" + key.upper().replace(".", "__").replace("-", "_"): value
+                for key, value in (config or {}).items()
+            }
+        )
         self.workers: list[Host] = []
         super().__init__(workers)
 
@@ -233,7 +247,7 @@ class MachineCluster(DaskCluster):
         self.wait_for_workers(workers)
 
     def add_worker(self) -> Host:
-        self._host = host = self.network.add_host(f"worker{len(self.workers) + 1}")
+        self._host = host = self.network.add_host("worker")
         self._spawn("distributed.cli.dask_worker", self.address, "--host", host.address,
                     "--nthreads", "1", "--no-dashboard", "--nanny", "--local-directory",
                     str(self.root))  # fmt: skip
@@ -245,6 +259,13 @@ class MachineCluster(DaskCluster):
         and link deleted."""
         self.workers.remove(host)
         self.network.remove(host)
+
+    def cut_off(self, host: Host) -> None:
+        """The worker machine ``host`` vanishes without a word: its link goes first, then its
+        processes, so that their connections are never closed (nobody hears it go)."""
+        self.workers.remove(host)
+        self.network.unplug(host)
+        host.kill_all()
 
     def _spawn(self, module: str, *arguments: str) -> None:
         self._processes.append(self._host.popen([sys.executable, "-m", module, *arguments],

@@ -94,7 +94,8 @@ GATED_CLI = textwrap.dedent("""\
 """)
 
 
-def start_runner(host, tmp_path, url: str, scheduler: str, gate=None) -> subprocess.Popen:
+def start_runner(host, tmp_path, url: str, scheduler: str, *options: str, gate=None
+                 ) -> subprocess.Popen:  # fmt: skip
     """`nnlab sweep SPEC` on ``host``, against the cluster at ``scheduler``."""
     spec = tmp_path / "machines.yaml"
     spec.write_text(SPEC)
@@ -103,7 +104,7 @@ def start_runner(host, tmp_path, url: str, scheduler: str, gate=None) -> subproc
         start = [sys.executable, "-c", GATED_CLI, str(tmp_path / f"{host.namespace}.ready"),
                  str(gate)]  # fmt: skip
     return host.popen([*start, "sweep", str(spec), "--db", url, "--backend", "dask",
-                       "--scheduler", scheduler, "-q", "--no-report"],
+                       "--scheduler", scheduler, "-q", "--no-report", *options],
                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
 
 
@@ -147,7 +148,8 @@ def test_runners_starting_at_once_on_an_empty_database_create_its_schema_once(
     hosts = [network.add_host(f"runner{i}") for i in range(1, 4)]
     gate = tmp_path / "go"
     try:
-        runners = [start_runner(host, tmp_path, postgres.url(database), cluster.address, gate)
+        runners = [start_runner(host, tmp_path, postgres.url(database), cluster.address,
+                                gate=gate)
                    for host in hosts]  # fmt: skip
         _wait_for_files([tmp_path / f"{host.namespace}.ready" for host in hosts])
         gate.touch()
@@ -252,3 +254,55 @@ def test_a_worker_machine_lost_mid_sweep_costs_only_a_retry(
         f"({sampler.samples} samples): {dict(peaks)} (client {client.address}, workers "
         f"{workers}, lost {victim.address})"
     )
+
+
+def cut_off_a_worker_mid_sweep(cluster, network, postgres, tmp_path, stale_after: str) -> dict:
+    """Run the sweep from a client host; once a worker machine trains a run, cut it off.
+    Returns what happened."""
+    database = postgres.new_database()
+    victim = cluster.add_worker()
+    client = network.add_host("client")
+    url = postgres.url(database)
+    seen = {"url": postgres.local_url(database)}
+    try:
+        cluster.wait_for_workers(len(cluster.workers))
+        started = time.monotonic()
+        runner = start_runner(client, tmp_path, url, cluster.address, "--stale-after", stale_after)
+        seen["lost"] = wait_for_a_run_on(victim, seen["url"])
+        cluster.cut_off(victim)
+        seen["lost after"], cut_at = time.monotonic() - started, time.monotonic()
+        _, seen["error"] = runner.communicate(timeout=300)
+        seen["returned"], seen["returned after"] = runner.returncode, time.monotonic() - cut_at
+    finally:
+        for host in (victim, client):
+            network.remove(host)
+    seen["statuses"] = nnlab.connect(seen["url"]).runs().status.value_counts().to_dict()
+    print("\n", seen)
+    return seen
+
+
+# Taking over a silent run is left to Dask, which drops a machine it no longer hears only
+# when its connection to it times out (about 30 s); with a shorter --stale-after the runner
+# stops first ("the workers are gone") with the lost run interrupted and those queued on the
+# lost machine pending, though live workers sit idle.
+LEFT_TO_DASK = (
+    "issue 9: a silent run is not taken over by the runner but left to Dask, which drops a "
+    "machine it no longer hears after ~30 s; the sweep stops first, runs left unfinished"
+)
+
+
+@pytest.mark.parametrize(
+    "stale_after",
+    ["60", pytest.param("5", marks=pytest.mark.xfail(strict=True, reason=LEFT_TO_DASK))],
+)
+def test_a_worker_machine_cut_off_mid_sweep_is_taken_over(
+    network, postgres, cluster, reference, tmp_path, stale_after
+):
+    """Nobody hears a machine go that loses its link first (no FIN): its run just falls
+    silent, and must be trained again elsewhere, within the sweep, once it is stale. (Last in
+    this module: the scheduler keeps a lost worker on its books for a while.)"""
+    seen = cut_off_a_worker_mid_sweep(cluster, network, postgres, tmp_path, stale_after)
+    assert seen["returned"] == 0, seen["error"]
+    attempts = assert_every_run_ended_once(seen["url"])
+    assert attempts == {run_id: 2 if run_id == seen["lost"] else 1 for run_id in attempts}
+    assert_same_curves(seen["url"], reference)
