@@ -210,6 +210,10 @@ class Postgres:
             ).fetchall()  # fmt: skip
         return Counter(dict(rows))
 
+    def log(self) -> str:
+        """What the server has logged so far (its errors included)."""
+        return (self.root / "log").read_text()
+
     def stop(self) -> None:
         try:
             self._run([self.pg_ctl, "-D", str(self.data), "-m", "immediate", "stop"])
