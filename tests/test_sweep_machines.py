@@ -141,49 +141,6 @@ def assert_same_curves(url: str, reference: dict) -> None:
     np.testing.assert_allclose([got[k] for k in got], [reference[k] for k in got], atol=1e-12)
 
 
-def test_runners_starting_at_once_on_an_empty_database_create_its_schema_once(
-    network, postgres, cluster, reference, tmp_path
-):
-    database = postgres.new_database()
-    hosts = [network.add_host(f"runner{i}") for i in range(1, 4)]
-    gate = tmp_path / "go"
-    logged = len(postgres.log())
-    try:
-        runners = [start_runner(host, tmp_path, postgres.url(database), cluster.address,
-                                gate=gate)
-                   for host in hosts]  # fmt: skip
-        _wait_for_files([tmp_path / f"{host.namespace}.ready" for host in hosts])
-        gate.touch()
-        summaries = [finish(runner) for runner in runners]
-    finally:
-        for host in hosts:
-            network.remove(host)
-    errors = [line.split("ERROR:")[1].strip() for line in postgres.log()[logged:].splitlines()
-              if "ERROR:" in line]  # fmt: skip
-    # the only statement that failed: each runner's look for a schema, before it was made
-    assert len(errors) <= len(hosts), errors
-    assert all(e.startswith('relation "alembic_version" does not exist') for e in errors), errors
-    url = postgres.local_url(database)
-    with open_store(url, create=False).read() as connection:
-        versions = connection.exec_driver_sql("SELECT version_num FROM alembic_version")
-        assert versions.scalars().all() == [head_revision()]
-        tables = connection.exec_driver_sql(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
-        )
-        assert sorted(tables.scalars()) == sorted({"alembic_version", *Base.metadata.tables})
-    assert len(nnlab.connect(url).sweeps()) == 1
-    assert set(assert_every_run_ended_once(url).values()) == {1}  # each run trained once
-    assert_same_curves(url, reference)
-    print("\nrunners:", *summaries, sep="\n  ")
-
-
-def _wait_for_files(paths, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not all(path.exists() for path in paths):
-        assert time.monotonic() < deadline, "the runners did not start"
-        time.sleep(0.05)
-
-
 class ConnectionSampler:
     """Samples the database's connections by client address, in a thread, until stopped;
     ``peaks`` holds the most seen at once from each address."""
@@ -205,6 +162,53 @@ class ConnectionSampler:
         self._stop.set()
         self._thread.join()
         return self.peaks
+
+
+def test_runners_starting_at_once_on_an_empty_database_create_its_schema_once(
+    network, postgres, cluster, reference, tmp_path
+):
+    database = postgres.new_database()
+    hosts = [network.add_host(f"runner{i}") for i in range(1, 4)]
+    gate = tmp_path / "go"
+    logged = len(postgres.log())
+    sampler = ConnectionSampler(postgres, database)
+    try:
+        runners = [start_runner(host, tmp_path, postgres.url(database), cluster.address,
+                                gate=gate)
+                   for host in hosts]  # fmt: skip
+        _wait_for_files([tmp_path / f"{host.namespace}.ready" for host in hosts])
+        gate.touch()
+        summaries = [finish(runner) for runner in runners]
+    finally:
+        peaks = sampler.stop()
+        for host in hosts:
+            network.remove(host)
+    assert all(0 < peaks[host.address] <= 2 for host in cluster.workers), peaks
+    errors = [line.split("ERROR:")[1].strip() for line in postgres.log()[logged:].splitlines()
+              if "ERROR:" in line]  # fmt: skip
+    # the only statement that failed: each runner's look for a schema, before it was made
+    assert len(errors) <= len(hosts), errors
+    assert all(e.startswith('relation "alembic_version" does not exist') for e in errors), errors
+    url = postgres.local_url(database)
+    with open_store(url, create=False).read() as connection:
+        versions = connection.exec_driver_sql("SELECT version_num FROM alembic_version")
+        assert versions.scalars().all() == [head_revision()]
+        tables = connection.exec_driver_sql(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+        )
+        assert sorted(tables.scalars()) == sorted({"alembic_version", *Base.metadata.tables})
+    assert len(nnlab.connect(url).sweeps()) == 1
+    assert set(assert_every_run_ended_once(url).values()) == {1}  # each run trained once
+    assert_same_curves(url, reference)
+    print("\nrunners:", *summaries, f"peak connections by address: {dict(peaks)} (workers "
+          f"{[host.address for host in cluster.workers]})", sep="\n  ")  # fmt: skip
+
+
+def _wait_for_files(paths, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not all(path.exists() for path in paths):
+        assert time.monotonic() < deadline, "the runners did not start"
+        time.sleep(0.05)
 
 
 def wait_for_a_run_on(host, url: str, timeout: float = 120) -> int:
