@@ -291,19 +291,12 @@ def cut_off_a_worker_mid_sweep(cluster, network, postgres, tmp_path, stale_after
     return seen
 
 
-# Taking over a silent run is left to Dask, which drops a machine it no longer hears only
-# when its connection to it times out (about 30 s); with a shorter --stale-after the runner
-# stops first ("the workers are gone") with the lost run interrupted and those queued on the
-# lost machine pending, though live workers sit idle.
-LEFT_TO_DASK = (
-    "issue 9: a silent run is not taken over by the runner but left to Dask, which drops a "
-    "machine it no longer hears after ~30 s; the sweep stops first, runs left unfinished"
-)
-
-
+# A machine cut off is noticed by Dask only when its connection to it times out (about 30 s):
+# with a shorter --stale-after the runner itself must leave the stuck tasks and train their
+# runs again on the workers that are alive.
 @pytest.mark.parametrize(
     "stale_after",
-    ["60", pytest.param("5", marks=pytest.mark.xfail(strict=True, reason=LEFT_TO_DASK))],
+    ["60", "5"],
 )
 def test_a_worker_machine_cut_off_mid_sweep_is_taken_over(
     network, postgres, cluster, reference, tmp_path, stale_after

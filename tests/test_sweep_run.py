@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -348,15 +349,28 @@ def test_without_validation_data_the_summary_ranks_by_training_loss(tmp_path):
         nnlab.connect(db).configurations("small", "loss")
 
 
+SUMMARY = re.compile(
+    r"sweep 'small': (\d+) runs; trained now: (?:(\d+) completed|none); final before: (\d+)"
+    r"(?:; finished by another runner: (\d+))?$",
+    re.MULTILINE,
+)
+
+
 def test_two_runners_on_one_database_train_each_run_once(tmp_path):
-    """Each run is claimed atomically: the second runner skips what the first one holds."""
+    """Each run is claimed atomically: the second runner leaves what the first one holds to
+    it, waits for it, and each runner's summary accounts for every run."""
     url = f"sqlite:///{tmp_path / 'runs.db'}"
     medium = SPEC.replace("epochs: 5", "epochs: 60").replace("n_samples: 90", "n_samples: 300")
     first = _start_sweep(tmp_path, medium, url)
     second = _start_sweep(tmp_path, medium, url)
+    trained = 0
     for sweep in (first, second):
-        _, err = sweep.communicate(timeout=300)
+        out, err = sweep.communicate(timeout=300)
         assert sweep.returncode == 0, err
+        total, now, before, elsewhere = (int(n or 0) for n in SUMMARY.search(out).groups())
+        assert total == now + before + elsewhere == N_RUNS, out
+        trained += now
+    assert trained == N_RUNS  # between them, each run trained once
     runs = nnlab.connect(url).runs()
     assert set(runs.status) == {"completed"} and len(runs) == N_RUNS
     assert len(nnlab.connect(url).epochs()) == N_RUNS * 60

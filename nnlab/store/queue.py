@@ -225,6 +225,21 @@ class RunQueue:
                 )
         return len(dead)
 
+    def take_over_silent(self) -> list[int]:
+        """Mark ``interrupted`` the sweep's running runs whose heartbeat is older than the
+        stale window (their holder, or its link, is gone), so they can be claimed anew even by
+        a task carrying their old lease. Returns their ids."""
+        with self.store.write() as connection:
+            params = {"stale_before": self._stale_before(connection)}
+            rows = connection.execute(
+                update(Run)
+                .where(Run.sweep_id == self.sweep_id, _STALE)
+                .values(status="interrupted")
+                .returning(Run.id),
+                params,
+            )
+            return sorted(rows.scalars())
+
     def interrupt(self, lease_prefix: str | None = None) -> int:
         """Mark the sweep's running runs interrupted (their runner is stopping): all of them,
         or only those held under leases starting with ``lease_prefix`` (one runner's, when

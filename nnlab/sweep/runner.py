@@ -243,6 +243,12 @@ def _train_all(queue: RunQueue, todo: list[tuple[int, dict]], pool: _Pool, claim
                 waiting.pop(run_id, None)
                 fruitless = 0
                 yield run_id, status
+        except _Silent:
+            # the runs left are stuck on workers that fell silent (a machine cut off, which
+            # its scheduler notices only after its own timeouts): leave this batch, and let
+            # the next round train them under fresh leases on the workers that are alive
+            pool.forget_leases(queue.take_over_silent())
+            return
         except pool.worker_died:
             settled = 0
             for run_id, status in _quarantine(queue, waiting, pool):
@@ -277,14 +283,20 @@ def _quarantine(queue: RunQueue, waiting: dict[int, dict], pool: _Pool):
             yield run_id, "failed"
 
 
+class _Silent(Exception):
+    """The workers went silent after some of them made progress: some are still there."""
+
+
 def _watched(results: Iterator, queue: RunQueue) -> Iterator:
     """Yield from ``results``, consumed in a thread of its own, while watching the database
     file and for a stall: neither a result nor a heartbeat of any of the sweep's runs for the
-    stale window."""
+    stale window. A stall after some progress raises ``_Silent`` (some workers are gone, the
+    others idle), one before any ``SweepStalled`` (all of them are gone)."""
     stale_after = queue.stale_after
     items: Queue = Queue()
     threading.Thread(target=_consume, args=(results, items), daemon=True).start()
     heartbeat, quiet_since = queue.latest_heartbeat(), time.monotonic()
+    progressed = False
     while True:
         try:
             done, item = items.get(timeout=min(2.0, stale_after / 4))
@@ -292,8 +304,10 @@ def _watched(results: Iterator, queue: RunQueue) -> Iterator:
             queue.store.check_file()
             latest = queue.latest_heartbeat()
             if latest != heartbeat:
-                heartbeat, quiet_since = latest, time.monotonic()
+                heartbeat, quiet_since, progressed = latest, time.monotonic(), True
             elif time.monotonic() - quiet_since > stale_after:
+                if progressed:
+                    raise _Silent from None
                 raise SweepStalled(
                     f"no run has finished or written a heartbeat for {stale_after:g} s: the "
                     "workers are gone. The sweep is saved; run the same command to resume it"
@@ -304,7 +318,7 @@ def _watched(results: Iterator, queue: RunQueue) -> Iterator:
         if done:
             raise item
         queue.store.check_file()
-        quiet_since = time.monotonic()
+        quiet_since, progressed = time.monotonic(), True
         yield item
 
 
@@ -372,6 +386,12 @@ class _Pool:
                 n_jobs=jobs, return_as="generator_unordered", max_nbytes=None
             )
             yield from parallel(tasks)
+
+    def forget_leases(self, run_ids: list[int]) -> None:
+        """Send these runs next under new leases: the tasks that carried the old ones may
+        still run one day (a scheduler re-executing them), and must not take them back."""
+        for run_id in run_ids:
+            self._leases.pop(run_id, None)
 
     def _lease(self, run_id: int) -> str:
         if run_id not in self._leases:
