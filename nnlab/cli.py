@@ -312,17 +312,18 @@ def sweep(ctx, spec, db, jobs, backend, scheduler, stale_after, dry_run, retry_f
                                    max_runs=max_runs, on_start=progress.start,
                                    on_result=progress.finished,
                                    on_wait=progress.waiting)  # fmt: skip
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
+            _print_accounting(stop)
             click.echo("interrupted: in-flight runs are marked interrupted; run the same "
                        "command again to resume", err=True)  # fmt: skip
             ctx.exit(EXIT_INTERRUPTED)
         except (SweepStopped, StoreFault) as error:
+            _print_accounting(error)
             click.echo(f"error: {error}", err=True)
             ctx.exit(1)
     click.echo(_accounting(result))
-    if result.unfinished:  # only if the database could not be brought to an end
-        left = ", ".join(f"{n} {status}" for status, n in sorted(result.left.items()))
-        click.echo(f"error: {left} runs are not final; run the same command to resume", err=True)
+    if result.unfinished:  # run_sweep returns only when all are final: never, in principle
+        click.echo("error: some runs are not final; run the same command to resume", err=True)
         ctx.exit(1)
     with user_errors(ctx):
         lab = connect(db)
@@ -334,14 +335,27 @@ def sweep(ctx, spec, db, jobs, backend, scheduler, stale_after, dry_run, retry_f
 
 
 def _accounting(result) -> str:
-    """Where every run of the sweep stands: trained now, final before, by another runner."""
-    done = ", ".join(f"{n} {status}" for status, n in sorted(result.statuses.items())) or "none"
-    parts = [f"trained now: {done}", f"final before: {result.before}"]
+    """Where every run of the sweep stands: trained now, final before, by another runner,
+    and what is left unfinished."""
+    parts = [f"trained now: {_counts(result.statuses) or 'none'}", f"final before: {result.before}"]
     if result.elsewhere:
         parts.append(f"finished by another runner: {result.elsewhere}")
     if result.failed:
         parts.append(f"failed in all: {result.failed}")
+    if result.unfinished:
+        parts.append(f"left: {_counts(result.left)}")
     return f"sweep {result.name!r}: {result.total} runs; " + "; ".join(parts)
+
+
+def _counts(counter) -> str:
+    return ", ".join(f"{n} {status}" for status, n in sorted(counter.items()))
+
+
+def _print_accounting(stop: BaseException) -> None:
+    """The accounting of a sweep that stopped, if its database could still be read."""
+    result = getattr(stop, "sweep_result", None)
+    if result is not None and result.accounted:
+        click.echo(_accounting(result))
 
 
 BEST_SHOWN = 10

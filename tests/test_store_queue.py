@@ -83,4 +83,3 @@ def test_settling_writes_the_derived_status_and_what_is_left(sqlite_url):
         connection.execute(update(Run).values(status="failed"))
     assert queue.settle_sweep() == {}
     assert nnlab.connect(sqlite_url).sweeps().status.tolist() == ["finished"]
-

@@ -268,9 +268,10 @@ def test_sigterm_interrupts_and_the_sweep_resumes(tmp_path):
     sweep = _start_sweep(tmp_path, SLOW, url)
     wait_for_running(url, sweep.pid)
     sweep.send_signal(signal.SIGTERM)
-    _, err = sweep.communicate(timeout=120)
+    out, err = sweep.communicate(timeout=120)
     assert sweep.returncode == 130, err
     assert "run the same command again to resume" in err and "Traceback" not in err
+    assert re.search(r"runs; trained now: .*; left: (\d+ interrupted|\d+ pending)", out), out
     runs = nnlab.connect(url).runs()
     assert "running" not in set(runs.status)
     assert "interrupted" in set(runs.status)

@@ -381,6 +381,8 @@ class Store:
         self.path = _sqlite_path(url)
         opened = _file_identity(self.path)
         self._file = None if opened == _GONE else opened  # e.g. a "file:" URI: not checked
+        if self._file is not None:  # a new connection opens whatever the path names now
+            event.listen(engine, "connect", lambda *_: self.check_file())
 
     @property
     def file(self) -> tuple[int, int] | None:

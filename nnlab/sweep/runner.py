@@ -55,6 +55,7 @@ class SweepResult:
     elsewhere: int = 0  # finished meanwhile by another runner on the same sweep
     left: Counter = field(default_factory=Counter)  # not final when it returned, by status
     failed: int = 0  # failed runs of the sweep at the end, whoever trained them
+    accounted: bool = False  # the end was read from the database (not if it failed)
 
     @property
     def ran(self) -> int:
@@ -135,11 +136,12 @@ def run_sweep(
                 result.statuses[status] += 1
                 if on_result is not None:
                     on_result(run_id, status)
-        except BaseException:  # Ctrl-C, SIGTERM (see the CLI), a stall, a store fault, a bug
+        except BaseException as stop:  # Ctrl-C, SIGTERM (the CLI), a stall, a store fault, a bug
             pool.stop()  # first, so that no worker writes after its run is marked
             with contextlib.suppress(DBAPIError, StoreFault):  # what can be marked is marked
                 store.check_file()
                 queue.interrupt(lease_prefix=pool.lease_prefix)
+            stop.sweep_result = result  # where every run stands, filled in below
             raise
         finally:
             with contextlib.suppress(DBAPIError, StoreFault):
@@ -160,6 +162,7 @@ def _account(result: SweepResult, queue: RunQueue) -> None:
     tally = queue.tally()
     result.failed = tally["failed"]
     result.elsewhere = result.total - result.before - result.ran - result.unfinished
+    result.accounted = True
 
 
 NOT_CLAIMED = "not_claimed"  # another runner holds the run, or the database refused the claim
