@@ -7,51 +7,13 @@ import sqlite3
 
 import pytest
 from click.testing import CliRunner
+from conftest import ACTIVATIONS
 
 import nnlab
 from nnlab.checks import InputError
 from nnlab.cli import cli
 from nnlab.store import RunWriter, StoreError, UnknownSweepError, open_store, register_sweep
 from nnlab.store.registry import RunRow
-
-ACTIVATIONS = ("sigmoid", "tanh", "relu")
-
-
-def fill(db_url: str) -> str:
-    """A sweep of 3 activations × 2 seeds, 4 epochs each; loss falls fastest for relu."""
-    store = open_store(db_url)
-    rows = [
-        RunRow({"learning_rate": 0.1, "batch_size": 32, "activation": a, "gd": "minibatch",
-                "optimizer": "sgd", "hidden": [4], "epochs": 4}, f"{a}-{seed}", seed)
-        for a in ACTIVATIONS for seed in (0, 1)
-    ]  # fmt: skip
-    register_sweep(store, "acts", rows, description="activations")
-    for run in nnlab.connect(db_url).runs().itertuples():
-        writer = RunWriter(store, run.run_id, flush_seconds=0)
-        writer.start()
-        speed = 1 + ACTIVATIONS.index(run.activation)
-        for epoch in range(1, 5):
-            loss = 1.0 / (epoch * speed) + run.seed * 0.01
-            writer.log({"epoch": epoch, "train_loss": loss, "val_loss": loss + 0.1,
-                        "train_accuracy": 0.5, "val_accuracy": 0.4, "grad_norm": 1.0,
-                        "learning_rate": 0.1, "seconds": 0.01})  # fmt: skip
-        writer.finish("completed")
-    return db_url
-
-
-@pytest.fixture
-def filled(db_url) -> str:
-    return fill(db_url)
-
-
-@pytest.fixture
-def filled_sqlite(sqlite_url) -> str:
-    return fill(sqlite_url)
-
-
-@pytest.fixture
-def filled_pg(pg_server) -> str:
-    return fill(pg_server.new_database())
 
 
 def test_runs_frame_is_typed(filled):

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import fill
 from sqlalchemy.engine import make_url
-from test_store_query import fill
 
 import nnlab
 from nnlab.checks import InputError
@@ -42,16 +42,6 @@ def make_role(pg_server, url: str, *grants: str) -> str:
                           *(f"GRANT {role} TO {name}" for role in grants)):  # fmt: skip
             connection.execute(statement)
     return make_url(url).set(username=name).render_as_string(hide_password=False)
-
-
-@pytest.fixture
-def filled_sqlite(sqlite_url) -> str:
-    return fill(sqlite_url)
-
-
-@pytest.fixture
-def filled_pg(pg_server) -> str:
-    return fill(pg_server.new_database())
 
 
 @pytest.fixture
@@ -221,8 +211,9 @@ def test_a_value_over_the_size_cap_is_refused(filled_sqlite):
     assert f"a value is larger than nnlab sql's limit of {MAX_VALUE_BYTES:,} bytes" in result.output
 
 
+# peak memory as VmHWM: ru_maxrss would carry over the forking pytest process's own peak
 MEASURED = """
-import resource, sys, time
+import re, sys, time
 from nnlab.store.sql import run_query
 started = time.monotonic()
 try:
@@ -230,7 +221,8 @@ try:
 except Exception as error:
     print(type(error).__name__, error, file=sys.stderr)
 seconds = time.monotonic() - started
-print(seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+peak = re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)
+print(seconds, int(peak) // 1024)
 """
 
 
