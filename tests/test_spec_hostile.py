@@ -100,6 +100,7 @@ def edit(old: str, new: str) -> str:
         (edit("grid:\n", "grid:\n" + NOT_APPLYING + NOT_APPLYING.replace("momentum", "beta1")),
          r":5: grid: the grid has 7_984_008 combinations .* more than 10 times --max-runs 10000"),
     ],
+    ids=lambda value: "spec" if "\n" in value else re.sub(r"\W+", "_", value)[:60].strip("_"),
 )  # fmt: skip
 def test_hostile_specs_are_refused_on_one_line(text, message):
     shown = refused(text)
