@@ -9,7 +9,15 @@ import numbers
 from nnlab import checks
 from nnlab.checks import InputError, did_you_mean, quoted
 
-__all__ = ["DataError", "check_choice", "check_int", "check_real", "did_you_mean", "quoted"]
+__all__ = [
+    "DataError",
+    "check_choice",
+    "check_count",
+    "check_int",
+    "check_real",
+    "did_you_mean",
+    "quoted",
+]
 
 
 class DataError(InputError):
@@ -18,6 +26,15 @@ class DataError(InputError):
 
 check_int = functools.partial(checks.check_int, error=DataError)
 check_choice = functools.partial(checks.check_choice, error=DataError)
+
+
+def check_count(name: str, value: object, low: int, high: int, why: str = "") -> int:
+    """An integer in ``[low, high]``: the ceiling keeps a typo (``1000000000``) from asking
+    for more memory than any machine has before anything notices."""
+    count = check_int(name, value, low, why)
+    if count > high:
+        raise DataError(f"{name} must be an integer in [{low}, {high:_}], got {value!r}")
+    return count
 
 
 def check_real(

@@ -11,8 +11,14 @@ from collections.abc import Callable
 
 import numpy as np
 
-from nnlab.data._checks import check_int, check_real
+from nnlab.data._checks import check_count, check_int, check_real
 from nnlab.data.dataset import Dataset, make_dataset
+
+# Ceilings on the generators' sizes: the largest data set is 1e6 x 1e3 values, 8 GB; a run's
+# memory estimate (nnlab.sweep.budget) decides whether a given one fits the machine.
+MAX_SAMPLES = 1_000_000
+MAX_CLASSES = 1_000
+MAX_FEATURES = 1_000
 
 _XOR_CORNERS = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
 _XOR_LABELS = np.array([0, 1, 1, 0])
@@ -115,7 +121,7 @@ def spirals(n_samples: int = 300, classes: int = 3, noise: float = 0.2, seed: in
     Dataset
         X of shape (n_samples, 2), y of shape (n_samples,), ``classes`` balanced classes.
     """
-    k = check_int("classes", classes, 2)
+    k = check_count("classes", classes, 2, MAX_CLASSES)
     n, noise, rng = _common(n_samples, noise, seed, n_classes=k)
     arms = []
     for j, m in enumerate(_balanced_counts(n, k)):
@@ -144,8 +150,8 @@ def blobs(
     Dataset
         X of shape (n_samples, n_features), y of shape (n_samples,), ``classes`` balanced classes.
     """
-    k = check_int("classes", classes, 2)
-    d = check_int("n_features", n_features, 1)
+    k = check_count("classes", classes, 2, MAX_CLASSES)
+    d = check_count("n_features", n_features, 1, MAX_FEATURES)
     n, noise, rng = _common(n_samples, noise, seed, n_classes=k)
     centres = rng.uniform(-10.0, 10.0, size=(k, d))
     y = _balanced_labels(n, k)
@@ -192,7 +198,7 @@ def _common(
     ``n_classes`` is 0 for regression; classification needs a sample of every class.
     """
     why = "one per class" if n_classes else ""
-    n = check_int("n_samples", n_samples, max(n_classes, 1), why)
+    n = check_count("n_samples", n_samples, max(n_classes, 1), MAX_SAMPLES, why)
     sigma = check_real("noise", noise, 0.0)
     return n, sigma, np.random.default_rng(check_int("seed", seed, 0))
 

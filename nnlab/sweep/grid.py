@@ -11,15 +11,20 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import MISSING, asdict, dataclass, fields
 
 from nnlab.checks import InputError
 from nnlab.engine.validation import check_loss_output
+from nnlab.sweep.budget import DataShape, describe, estimate, worker_budget
 from nnlab.sweep.run import DATA_DEFAULTS, RunConfig, prepare_data
 from nnlab.sweep.spec import DATA_PREFIX, SpecError, SweepSpec
 
 DEFAULT_MAX_RUNS = 10_000
+# Combinations visited per run allowed: a grid collapses when parameters do not apply (batch_size
+# outside mini-batch) or are excluded, but expanding it costs its raw product all the same.
+RAW_PER_RUN = 10
 
 # parameters that only some settings use: (parameter, setting, values where it counts)
 CONDITIONAL = (
@@ -89,7 +94,17 @@ def config_hash(config: RunConfig) -> str:
 
 
 def expand_grid(spec: SweepSpec, max_runs: int = DEFAULT_MAX_RUNS) -> list[GridPoint]:
-    """Every distinct run of the spec, in grid order, seeds innermost."""
+    """Every distinct run of the spec, in grid order, seeds innermost. A grid of more than
+    ``max_runs`` runs, or whose raw product is over ``RAW_PER_RUN`` times that, is refused
+    before it is expanded; one that its exclusions empty is refused too."""
+    raw = math.prod(len(values) for values in spec.grid.values()) * len(spec.seeds)
+    if raw > RAW_PER_RUN * max_runs:
+        raise spec.error(
+            ("grid",),
+            f"the grid has {raw:_} combinations of values and seeds before parameters that do "
+            f"not apply are dropped, more than {RAW_PER_RUN} times --max-runs {max_runs}; "
+            "narrow it, or raise --max-runs if you mean it",
+        )
     points: dict[str, GridPoint] = {}
     for config in _configs(spec):
         points.setdefault(config_hash(config), GridPoint(config, config_hash(config)))
@@ -98,24 +113,28 @@ def expand_grid(spec: SweepSpec, max_runs: int = DEFAULT_MAX_RUNS) -> list[GridP
                 f"{spec.name}: the grid has more than {max_runs} runs; narrow it, or raise "
                 f"--max-runs if you mean it"
             )
+    if not points:
+        raise spec.error(("exclude",), "excludes every run of the grid; nothing would train")
     return list(points.values())
 
 
-def check_data(spec: SweepSpec, points: list[GridPoint]) -> None:
+def check_data(spec: SweepSpec, points: list[GridPoint], workers: int = 1) -> None:
     """Load every data set the grid names (a missing file, an unknown data set or bad data is a
-    SpecError) and check mini-batch sizes against the training set they will see."""
-    sizes: dict[str, int] = {}
+    SpecError) and check mini-batch sizes against the training set they will see, and each
+    run's memory against the share of ``workers`` runs training at once (a synthetic set's
+    before it is generated)."""
+    shapes: dict[str, DataShape] = {}
     validation: dict[str, int] = {}
+    budget = worker_budget(workers)
     for point in points:
-        key = json.dumps(dict(point.config.data), sort_keys=True)
-        if key not in sizes:
-            try:
-                train_data, val_data, _ = prepare_data(point.config.data)
-            except InputError as error:
-                raise spec.error(("data",), str(error)) from None
-            sizes[key] = train_data.n_samples
-            validation[key] = val_data.n_samples
         config = point.config
+        key = json.dumps(dict(config.data), sort_keys=True)
+        if key not in shapes:
+            expected = DataShape.of_synthetic(dict(config.data))
+            if expected is not None:
+                _check_memory(spec, config, expected, budget, workers)
+            shapes[key], validation[key] = _prepared_shape(spec, config)
+        _check_memory(spec, config, shapes[key], budget, workers)
         if config.loss is not None and config.output is not None:
             try:
                 check_loss_output(config.loss, config.output)
@@ -126,12 +145,42 @@ def check_data(spec: SweepSpec, points: list[GridPoint]) -> None:
                 ("train", "patience"),
                 "early stopping needs validation data: set data.val_fraction above 0",
             )
-        if config.gd == "minibatch" and config.batch_size and config.batch_size > sizes[key]:
+        size = shapes[key].n_samples
+        if config.gd == "minibatch" and config.batch_size and config.batch_size > size:
             raise spec.error(
                 _setting_path(spec, "batch_size", "train"),
-                f"batch_size {config.batch_size} is larger than the {sizes[key]} training samples "
+                f"batch_size {config.batch_size} is larger than the {size} training samples "
                 f"of {config.data.get('name')!r}",
             )
+
+
+def _prepared_shape(spec: SweepSpec, config: RunConfig) -> tuple[DataShape, int]:
+    """The shape of the run's training set, and its number of validation samples."""
+    try:
+        train_data, val_data, _ = prepare_data(config.data)
+    except InputError as error:
+        raise spec.error(("data",), str(error)) from None
+    shape = DataShape(train_data.n_samples, train_data.n_features, train_data.n_outputs)
+    return shape, val_data.n_samples
+
+
+def _check_memory(spec, config: RunConfig, shape: DataShape, budget: int, workers: int) -> None:
+    """Refuse a run that cannot fit, naming what makes it big: the layers or the data."""
+    need = estimate(config, shape)
+    if need.total > budget:
+        path = (
+            _setting_path(spec, "hidden", "model")
+            if need.network >= need.data
+            else _data_path(spec, "n_samples")
+        )
+        raise spec.error(path, describe(need, budget, workers))
+
+
+def _data_path(spec: SweepSpec, param: str) -> tuple[str, ...]:
+    """Where a data parameter was written: its grid axis, the data section, or that section."""
+    if f"data.{param}" in spec.grid:
+        return ("grid", f"data.{param}")
+    return ("data", param) if param in spec.data else ("data",)
 
 
 def _setting_path(spec: SweepSpec, key: str, section: str) -> tuple[str, str]:
