@@ -301,7 +301,7 @@ def sweep(ctx, spec, db, jobs, backend, scheduler, stale_after, dry_run, retry_f
     with user_errors(ctx):
         parsed = load_spec(spec)
         if dry_run:
-            points = plan(parsed, max_runs)
+            points = plan(parsed, max_runs, workers=1 if scheduler else jobs)
             _print_plan(parsed, points)
             return
         try:

@@ -143,6 +143,18 @@ def test_the_memory_estimate_counts_weights_optimizer_state_and_one_chunk():
         "SC_PAGE_SIZE")  # fmt: skip
 
 
+def test_a_run_that_fits_alone_is_refused_when_workers_share_the_memory():
+    shape = DataShape(n_samples=96, n_features=2, n_outputs=3)  # the spec's training set
+    width = 1000
+    while estimate(RunConfig(hidden=(width, width), gd="batch"), shape).total < worker_budget(2):
+        width = int(width * 1.05)  # the first width over a two-worker share: under one's whole
+    assert estimate(RunConfig(hidden=(width, width), gd="batch"), shape).total < worker_budget(1)
+    text = edit("model: {hidden: [8]}", f"model: {{hidden: [{width}, {width}]}}")
+    assert plan(parse_spec(text, source="s.yaml"), workers=1)  # nothing is allocated to plan
+    with pytest.raises(SpecError, match=r"s.yaml:3: model.hidden: .* \(1/2 of 50% of physical"):
+        plan(parse_spec(text, source="s.yaml"), workers=2)
+
+
 def test_max_runs_bounds_the_raw_product_too():
     text = edit("grid:\n", "grid:\n  momentum: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]\n")
     assert len(expand_grid(parse_spec(text), max_runs=10)) == 8  # 48 raw: under 10 × 10

@@ -66,10 +66,11 @@ class SweepResult:
         return sum(self.left.values())
 
 
-def plan(spec: SweepSpec, max_runs: int = DEFAULT_MAX_RUNS) -> list[GridPoint]:
-    """Every run of the spec, validated down to the data (nothing is written)."""
+def plan(spec: SweepSpec, max_runs: int = DEFAULT_MAX_RUNS, workers: int = 1) -> list[GridPoint]:
+    """Every run of the spec, validated down to the data and to the memory a run may take when
+    ``workers`` runs train at once on this machine (nothing is written)."""
     points = expand_grid(spec, max_runs)
-    check_data(spec, points)
+    check_data(spec, points, workers)
     return points
 
 
@@ -118,7 +119,7 @@ def run_sweep(
     held elsewhere; all in this process.
     """
     check_choice("backend", backend, BACKENDS)
-    points = plan(spec, max_runs)
+    points = plan(spec, max_runs, workers=1 if scheduler else jobs)  # a cluster's are elsewhere
     store = open_store(url)
     _check_resumable(store, spec)
     with _Pool(backend, jobs, scheduler, store, stale_after) as pool, store.guard():
