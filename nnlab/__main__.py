@@ -3,15 +3,24 @@ even while the libraries load, ends it with a message and status 130, never a tr
 
 from __future__ import annotations
 
+import signal
 import sys
 
 EXIT_INTERRUPTED = 130  # as a shell reports a process ended by Ctrl-C
 
 
 def main() -> None:
+    # While the libraries load (pandas, matplotlib, SQLAlchemy: about a second) Ctrl-C is only
+    # noted: raised inside an import, some library might swallow it, or print a traceback.
+    noted: list[int] = []
+    default = signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
     try:
-        from nnlab.cli import main as run  # loads pandas, matplotlib, SQLAlchemy: ~1 s
-
+        from nnlab.cli import main as run
+    finally:
+        signal.signal(signal.SIGINT, default)
+    try:
+        if noted:
+            raise KeyboardInterrupt
         run()
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")

@@ -306,9 +306,11 @@ def test_a_closed_terminal_or_ctrl_c_stops_the_sweep_cleanly(tmp_path, stop):
 def test_ctrl_c_while_nnlab_starts_is_not_a_traceback(tmp_path):
     spec = tmp_path / "slow.yaml"
     spec.write_text(SLOW)
-    command = [sys.executable, "-m", "nnlab", "sweep", str(spec), "--db", str(tmp_path / "r.db")]
-    sweep = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    time.sleep(0.3)  # while it imports its libraries
+    command = [sys.executable, "-m", "nnlab", "sweep", str(spec), "--db", str(tmp_path / "r.db"),
+               "--no-report"]  # fmt: skip
+    sweep = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                             cwd=tmp_path)  # fmt: skip
+    time.sleep(0.5)  # while it imports its libraries
     os.killpg(sweep.pid, signal.SIGINT)
     _, err = sweep.communicate(timeout=60)
     assert sweep.returncode == 130 and "Traceback" not in err, err
