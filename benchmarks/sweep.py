@@ -62,9 +62,9 @@ from nnlab.store import RunWriter, open_store, register_sweep  # noqa: E402
 from nnlab.store.queue import RunQueue  # noqa: E402
 from nnlab.store.registry import RunRow  # noqa: E402
 from nnlab.store.sql import run_query  # noqa: E402
-from nnlab.sweep.run import execute, prepare_data  # noqa: E402
-from nnlab.sweep.runner import plan, run_sweep  # noqa: E402
-from nnlab.sweep.spec import parse_spec  # noqa: E402
+from nnlab.sweeps.config import prepare_data, train_config  # noqa: E402
+from nnlab.sweeps.runner import plan, run_sweep  # noqa: E402
+from nnlab.sweeps.spec import parse_spec  # noqa: E402
 
 JOBS = 2
 AXES = ("learning_rate", "batch_size", "activation", "seed")
@@ -178,7 +178,7 @@ def w_data(npz: Path) -> tuple[Dataset, Dataset]:
 def tracking_overhead(folder: Path, npz: Path, w: Workload) -> dict:
     """nnlab's cost per run beyond training it, in milliseconds, measured in this process:
     registering W's runs (one transaction, per run); claiming a run, logging its W epochs live
-    and recording its outcome (what ``train_run`` adds to training: ``RunWriter`` with its
+    and recording its outcome (what ``_train_task`` adds to training: ``RunWriter`` with its
     heartbeat thread, on the epochs of a real run); dispatching a task through joblib at -j2
     (empty tasks, workers started)."""
     spec = parse_spec(spec_w(npz, w, name="overhead"))
@@ -189,7 +189,7 @@ def tracking_overhead(folder: Path, npz: Path, w: Workload) -> dict:
     register_sweep(store, spec.name, rows)
     registration = (time.perf_counter() - start) / len(points)
     epochs = []
-    execute(points[0].config, on_epoch=epochs.append)  # a real run's records
+    train_config(points[0].config, on_epoch=epochs.append)  # a real run's records
     start = time.perf_counter()
     for run_id, _ in RunQueue(store, 1).todo():
         with RunWriter(store, run_id) as writer:
@@ -425,8 +425,8 @@ def print_table(rows: list[Row]) -> None:
 
 PARENT_RSS = r"""
 import json, sys
-from nnlab.sweep.runner import plan, run_sweep
-from nnlab.sweep.spec import parse_spec
+from nnlab.sweeps.runner import plan, run_sweep
+from nnlab.sweeps.spec import parse_spec
 spec = parse_spec(sys.argv[1])
 if sys.argv[2] == "dry":
     points = plan(spec, max_runs=20_000)

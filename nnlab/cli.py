@@ -29,10 +29,10 @@ from nnlab.store import ENV_VAR, StoreError, connect, database
 from nnlab.store.database import StoreFault
 from nnlab.store.models import RUN_STATUSES, STALE_AFTER
 from nnlab.store.sql import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, run_query
-from nnlab.sweep import RunConfig, execute
-from nnlab.sweep.grid import DEFAULT_MAX_RUNS, axis_values, from_values
-from nnlab.sweep.runner import BACKENDS, SweepStopped, plan, run_sweep
-from nnlab.sweep.spec import load_spec
+from nnlab.sweeps import RunConfig, train_config
+from nnlab.sweeps.grid import DEFAULT_MAX_RUNS, axis_values, from_values
+from nnlab.sweeps.runner import BACKENDS, SweepStopped, plan, run_sweep
+from nnlab.sweeps.spec import load_spec
 
 EXIT_USAGE = 2
 
@@ -210,7 +210,7 @@ def train(ctx, data, target, n_samples, classes, noise, val_fraction, standardiz
             shown.append(record.epoch)
 
     with user_errors(ctx):
-        outcome = execute(config, on_epoch=on_epoch)
+        outcome = train_config(config, on_epoch=on_epoch)
     result = outcome.result
     if result.final is not None and result.final.epoch not in shown:
         table.add_row(*_epoch_cells(result.final))

@@ -26,8 +26,8 @@ from nnlab.report.figures import _show_short_curves
 from nnlab.store import RunWriter, UnknownSweepError, open_store, register_sweep
 from nnlab.store.queue import RunQueue
 from nnlab.store.registry import RunRow
-from nnlab.sweep.runner import run_sweep
-from nnlab.sweep.spec import parse_spec
+from nnlab.sweeps.runner import run_sweep
+from nnlab.sweeps.spec import parse_spec
 
 SPEC = textwrap.dedent("""\
     name: small
@@ -206,7 +206,7 @@ def test_python_api_errors_name_the_mistake(real):
 def test_the_report_imports_neither_engine_nor_runner():
     code = (
         "import sys, nnlab.report; "
-        "print(sorted(m for m in sys.modules if m.startswith(('nnlab.engine', 'nnlab.sweep'))))"
+        "print(sorted(m for m in sys.modules if m.startswith(('nnlab.engine', 'nnlab.sweeps'))))"
     )
     loaded = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True

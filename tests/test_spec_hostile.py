@@ -18,11 +18,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nnlab.sweep.budget import DataShape, estimate, worker_budget
-from nnlab.sweep.grid import expand_grid
-from nnlab.sweep.run import RunConfig
-from nnlab.sweep.runner import plan
-from nnlab.sweep.spec import SpecError, load_spec, parse_spec
+from nnlab.sweeps.budget import DataShape, estimate, worker_budget
+from nnlab.sweeps.config import RunConfig
+from nnlab.sweeps.grid import expand_grid
+from nnlab.sweeps.runner import plan
+from nnlab.sweeps.spec import SpecError, load_spec, parse_spec
 
 SPEC = textwrap.dedent("""\
     name: hostile

@@ -260,7 +260,7 @@ def test_schema_revision_constant_is_the_migrations_head():
 def test_a_worker_loads_neither_pandas_nor_alembic(sqlite_url):
     open_store(sqlite_url)  # created at head here; a worker then only opens it and writes
     script = (
-        "import sys; from nnlab.sweep.runner import train_run; from nnlab.store import open_store;"
+        "import sys; import nnlab.sweeps.runner; from nnlab.store import open_store;"
         f"open_store({sqlite_url!r});"
         "print(sorted(m for m in ('pandas', 'alembic') if m in sys.modules))"
     )

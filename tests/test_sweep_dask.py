@@ -14,8 +14,8 @@ from test_sweep_run import N_RUNS, SLOW, SPEC, curves, wait_for_running
 import nnlab
 from nnlab.checks import InputError
 from nnlab.store import open_store
-from nnlab.sweep.runner import SweepStalled, run_sweep
-from nnlab.sweep.spec import parse_spec
+from nnlab.sweeps.runner import SweepStalled, run_sweep
+from nnlab.sweeps.spec import parse_spec
 
 if not os.environ.get("CI"):  # under CI a missing Dask is an error, not a skip
     pytest.importorskip("distributed")

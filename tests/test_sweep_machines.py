@@ -21,8 +21,8 @@ import nnlab
 from nnlab.store import StoreError, open_store
 from nnlab.store.database import head_revision
 from nnlab.store.models import FINISHED_STATUSES, Base
-from nnlab.sweep.runner import run_sweep
-from nnlab.sweep.spec import parse_spec
+from nnlab.sweeps.runner import run_sweep
+from nnlab.sweeps.spec import parse_spec
 
 CI = bool(os.environ.get("CI"))  # under CI a missing capability is an error, not a skip
 if not CI:
@@ -83,7 +83,7 @@ def reference(tmp_path_factory) -> dict:
 # calls come within milliseconds of each other.
 GATED_CLI = textwrap.dedent("""\
     import pathlib, sys, time
-    import distributed, nnlab.sweep.runner
+    import distributed, nnlab.sweeps.runner
     from nnlab.cli import main
     ready, gate = map(pathlib.Path, sys.argv[1:3])
     del sys.argv[1:3]

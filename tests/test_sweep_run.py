@@ -25,8 +25,8 @@ from nnlab.cli import cli
 from nnlab.store import open_store
 from nnlab.store.models import Epoch, Run, utcnow
 from nnlab.store.process import ProcessIdentity
-from nnlab.sweep.runner import SweepStopped, run_sweep
-from nnlab.sweep.spec import SpecError, parse_spec
+from nnlab.sweeps.runner import SweepStopped, run_sweep
+from nnlab.sweeps.spec import SpecError, parse_spec
 
 SPEC = textwrap.dedent("""\
     name: small

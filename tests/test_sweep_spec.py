@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nnlab.sweep.grid import (
+from nnlab.sweeps.config import RunConfig
+from nnlab.sweeps.grid import (
     GridPoint,
     canonical,
     check_data,
@@ -17,8 +18,7 @@ from nnlab.sweep.grid import (
     expand_grid,
     from_values,
 )
-from nnlab.sweep.run import RunConfig
-from nnlab.sweep.spec import SpecError, load_spec, parse_spec
+from nnlab.sweeps.spec import SpecError, load_spec, parse_spec
 
 SPEC = textwrap.dedent("""\
     name: gd-variants
@@ -237,7 +237,7 @@ def test_exclude_rules_see_the_defaults_a_spec_leaves_out():
 
 
 def test_axis_values_blank_what_does_not_apply():
-    from nnlab.sweep.grid import axis_values
+    from nnlab.sweeps.grid import axis_values
 
     batch = RunConfig(gd="batch", batch_size=16, data={"name": "spirals", "noise": 0.3})
     assert axis_values(batch, ["gd", "batch_size", "data.noise"]) == ["batch", None, 0.3]

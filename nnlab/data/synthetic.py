@@ -15,7 +15,7 @@ from nnlab.data._checks import check_count, check_int, check_real
 from nnlab.data.dataset import Dataset, make_dataset
 
 # Ceilings on the generators' sizes: the largest data set is 1e6 x 1e3 values, 8 GB; a run's
-# memory estimate (nnlab.sweep.budget) decides whether a given one fits the machine.
+# memory estimate (nnlab.sweeps.budget) decides whether a given one fits the machine.
 MAX_SAMPLES = 1_000_000
 MAX_CLASSES = 1_000
 MAX_FEATURES = 1_000

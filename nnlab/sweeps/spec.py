@@ -34,7 +34,7 @@ from nnlab.checks import InputError, check_choice, check_int, check_number, did_
 from nnlab.data.synthetic import MAX_CLASSES, MAX_FEATURES, MAX_SAMPLES
 from nnlab.engine import GD_VARIANTS, HIDDEN_ACTIVATIONS, LOSS_NAMES, OPTIMIZERS
 from nnlab.engine.mlp import DTYPES
-from nnlab.sweep.run import RunConfig
+from nnlab.sweeps.config import RunConfig
 
 TOP_LEVEL = ("name", "description", "data", "model", "train", "grid", "seeds", "exclude")
 MODEL_KEYS = ("hidden", "activation", "output", "loss", "dtype")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nnlab.engine.mlp import CHUNK_ROWS, n_params
-from nnlab.sweep.run import RunConfig
+from nnlab.sweeps.config import RunConfig
 
 MEMORY_FRACTION = 0.5  # of physical memory, shared by the workers that train at once
 OPTIMIZER_BUFFERS = {"sgd": 0, "momentum": 1, "nesterov": 1, "adam": 2}

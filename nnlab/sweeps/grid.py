@@ -17,9 +17,9 @@ from dataclasses import MISSING, asdict, dataclass, fields
 
 from nnlab.checks import InputError
 from nnlab.engine.validation import check_loss_output
-from nnlab.sweep.budget import DataShape, describe, estimate, worker_budget
-from nnlab.sweep.run import DATA_DEFAULTS, RunConfig, prepare_data
-from nnlab.sweep.spec import DATA_PREFIX, SpecError, SweepSpec
+from nnlab.sweeps.budget import DataShape, describe, estimate, worker_budget
+from nnlab.sweeps.config import DATA_DEFAULTS, RunConfig, prepare_data
+from nnlab.sweeps.spec import DATA_PREFIX, SpecError, SweepSpec
 
 DEFAULT_MAX_RUNS = 10_000
 # Combinations visited per run allowed: a grid collapses when parameters do not apply (batch_size

@@ -37,9 +37,9 @@ from nnlab.store.database import Store, StoreFault, portable_url
 from nnlab.store.models import STALE_AFTER, heartbeat_interval
 from nnlab.store.queue import FINAL_STATUSES, RESUMABLE_STATUSES, Holding, RunLost, RunQueue
 from nnlab.store.registry import RunRow, sweep_spec_hash
-from nnlab.sweep.grid import DEFAULT_MAX_RUNS, GridPoint, check_data, expand_grid, from_values
-from nnlab.sweep.run import execute
-from nnlab.sweep.spec import SpecError, SweepSpec
+from nnlab.sweeps.config import train_config
+from nnlab.sweeps.grid import DEFAULT_MAX_RUNS, GridPoint, check_data, expand_grid, from_values
+from nnlab.sweeps.spec import SpecError, SweepSpec
 
 
 @dataclass
@@ -377,7 +377,7 @@ class _Pool:
     def map(self, todo: list[tuple[int, dict]], claimable, alone: bool = False) -> Iterator:
         """Train ``todo`` in parallel; yields (run id, status) as runs finish. ``alone``: the
         one run given trains in a worker of its own (never in this process)."""
-        tasks = (joblib.delayed(train_run)(self.url, run_id, config, claimable,
+        tasks = (joblib.delayed(_train_task)(self.url, run_id, config, claimable,
                                            self._lease(run_id), self.stale_after,
                                            self.database_file)
                  for run_id, config in todo)  # fmt: skip
@@ -472,7 +472,7 @@ def _dask_killed_worker() -> type[BaseException]:
     return KilledWorker
 
 
-def train_run(url: str, run_id: int, config: dict, claimable, lease: str,
+def _train_task(url: str, run_id: int, config: dict, claimable, lease: str,
               stale_after: float = STALE_AFTER,
               database_file: tuple[int, int] | None = None) -> tuple[int, str]:  # fmt: skip
     """Train one registered run, logging its epochs live; runs in a worker.
@@ -497,7 +497,7 @@ def train_run(url: str, run_id: int, config: dict, claimable, lease: str,
         if not claimed:
             return run_id, NOT_CLAIMED
         try:
-            outcome = execute(from_values(config), on_epoch=writer.log)
+            outcome = train_config(from_values(config), on_epoch=writer.log)
             writer.finish(outcome.result.status, data_fingerprint=outcome.fingerprint)
             return run_id, outcome.result.status
         except RunLost:

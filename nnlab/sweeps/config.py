@@ -83,7 +83,9 @@ def _prepared(data_json: str) -> tuple[Dataset, Dataset, str]:
     return train_data, val_data, fingerprint(dataset.X, dataset.y)
 
 
-def execute(config: RunConfig, on_epoch: Callable[[EpochRecord], None] | None = None) -> RunOutcome:
+def train_config(
+    config: RunConfig, on_epoch: Callable[[EpochRecord], None] | None = None
+) -> RunOutcome:
     """Prepare the data, build the network and train it as ``config`` says."""
     train_data, val_data, data_fingerprint = prepare_data(config.data)
     sizes = [train_data.n_features, *config.hidden, train_data.n_outputs]
