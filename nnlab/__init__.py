@@ -1,6 +1,31 @@
-"""nnlab: run grids of small neural-network training experiments and study their convergence."""
+"""nnlab: run grids of small neural-network training experiments and study their convergence.
+
+    import nnlab
+
+    result = nnlab.sweep("sweeps/quickstart.yaml", jobs=2)  # train a grid, write its report
+    result.best()  # its best configurations
+    nnlab.train(data="spirals", hidden=[16, 16], epochs=50).history  # one network
+    nnlab.connect().runs()  # everything recorded, in pandas
+
+Each name is loaded on first use, so ``import nnlab`` stays light.
+"""
 
 __version__ = "0.1.0"
+
+_API = ("sweep", "train")
+__all__ = ["__version__", "connect", "render_report", "sweep", "train", "write_report"]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from nnlab import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'nnlab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_API})
 
 
 def connect(url: str | None = None):

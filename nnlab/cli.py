@@ -9,18 +9,15 @@ from __future__ import annotations
 import csv
 import json
 import math
-import signal
 import sys
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from nnlab import __version__
+from nnlab import __version__, api
 from nnlab.__main__ import EXIT_INTERRUPTED
 from nnlab.checks import InputError
 from nnlab.engine import GD_VARIANTS, HIDDEN_ACTIVATIONS, LOSS_NAMES, OPTIMIZERS, EpochRecord
@@ -29,9 +26,8 @@ from nnlab.store import ENV_VAR, StoreError, connect, database
 from nnlab.store.database import StoreFault
 from nnlab.store.models import RUN_STATUSES, STALE_AFTER
 from nnlab.store.sql import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, run_query
-from nnlab.sweeps import RunConfig, train_config
 from nnlab.sweeps.grid import DEFAULT_MAX_RUNS, axis_values, from_values
-from nnlab.sweeps.runner import BACKENDS, SweepStopped, plan, run_sweep
+from nnlab.sweeps.runner import BACKENDS, SweepStopped, plan
 from nnlab.sweeps.spec import load_spec
 
 EXIT_USAGE = 2
@@ -190,13 +186,13 @@ def train(ctx, data, target, n_samples, classes, noise, val_fraction, standardiz
         --batch-size 32 --learning-rate 0.1 --optimizer sgd --epochs 50 --seed 0
       nnlab train --data measurements.csv --target label --epochs 20
     """
-    data_params = {"name": data, "val_fraction": val_fraction, "standardize": standardize}
-    extras = {"target": target, "n_samples": n_samples, "classes": classes, "noise": noise}
-    data_params.update({key: value for key, value in extras.items() if value is not None})
-    config = RunConfig(
-        data=data_params, hidden=hidden, activation=activation, output=output, loss=loss, gd=gd,
-        batch_size=batch_size, learning_rate=learning_rate, optimizer=optimizer,
-        momentum=momentum, epochs=epochs, seed=seed, dtype=dtype, patience=patience, tol=tol,
+    data_settings = {"target": target, "n_samples": n_samples, "classes": classes, "noise": noise}
+    settings = dict(
+        val_fraction=val_fraction, standardize=standardize, hidden=hidden, activation=activation,
+        output=output, loss=loss, gd=gd, batch_size=batch_size, learning_rate=learning_rate,
+        optimizer=optimizer, momentum=momentum, epochs=epochs, seed=seed, dtype=dtype,
+        patience=patience, tol=tol,
+        **{key: value for key, value in data_settings.items() if value is not None},
     )  # fmt: skip
     console = _console()
     table = _epoch_table()
@@ -210,7 +206,7 @@ def train(ctx, data, target, n_samples, classes, noise, val_fraction, standardiz
             shown.append(record.epoch)
 
     with user_errors(ctx):
-        outcome = train_config(config, on_epoch=on_epoch)
+        outcome = api.train(data, on_epoch=on_epoch, **settings)
     result = outcome.result
     if result.final is not None and result.final.epoch not in shown:
         table.add_row(*_epoch_cells(result.final))
@@ -301,120 +297,39 @@ def sweep(ctx, spec, db, jobs, backend, scheduler, stale_after, dry_run, retry_f
     with user_errors(ctx):
         parsed = load_spec(spec)
         if dry_run:
-            points = plan(parsed, max_runs, workers=1 if scheduler else jobs)
-            _print_plan(parsed, points)
+            _print_plan(parsed, plan(parsed, max_runs, workers=1 if scheduler else jobs))
             return
         try:
-            workers = None if scheduler else jobs  # a cluster's size is its own
-            with _stop_signals_as_interrupt(), _SweepProgress(quiet, workers) as progress:
-                result = run_sweep(parsed, db, jobs=jobs, backend=backend, scheduler=scheduler,
-                                   stale_after=stale_after, retry_failed=retry_failed,
-                                   max_runs=max_runs, on_start=progress.start,
-                                   on_result=progress.finished,
-                                   on_wait=progress.waiting)  # fmt: skip
+            result = api.sweep(parsed, db, jobs=jobs, backend=backend, scheduler=scheduler,
+                               retry_failed=retry_failed, max_runs=max_runs,
+                               stale_after=stale_after, progress=not quiet,
+                               report=not no_report)  # fmt: skip
         except KeyboardInterrupt as stop:
-            _print_accounting(stop)
+            _print_stopped(stop)
             click.echo("interrupted: in-flight runs are marked interrupted; run the same "
                        "command again to resume", err=True)  # fmt: skip
             ctx.exit(EXIT_INTERRUPTED)
         except (SweepStopped, StoreFault) as error:
-            _print_accounting(error)
+            _print_stopped(error)
             click.echo(f"error: {error}", err=True)
             ctx.exit(1)
-    click.echo(_accounting(result))
-    if result.unfinished:  # run_sweep returns only when all are final: never, in principle
-        click.echo("error: some runs are not final; run the same command to resume", err=True)
-        ctx.exit(1)
-    with user_errors(ctx):
-        lab = connect(db)
-        metric = lab.default_metric([result.name])
-        best = lab.configurations(result.name, metric)
-        _print_best(best.head(BEST_SHOWN), list(parsed.grid), metric)
-    if not no_report:
-        _write_sweep_report(lab, result.name)
+        click.echo(result.summary())
+        _print_best(result.best(BEST_SHOWN), list(parsed.grid), result.metric)
+    if result.report is not None:
+        click.echo(f"report: {result.report}")
+    elif result.report_error is not None:
+        click.echo(f"warning: no report written ({result.report_error}); try again with: "
+                   f"nnlab report {result.name}", err=True)  # fmt: skip
 
 
-def _accounting(result) -> str:
-    """Where every run of the sweep stands: trained now, final before, by another runner,
-    and what is left unfinished."""
-    parts = [f"trained now: {_counts(result.statuses) or 'none'}", f"final before: {result.before}"]
-    if result.elsewhere:
-        parts.append(f"finished by another runner: {result.elsewhere}")
-    if result.failed:
-        parts.append(f"failed in all: {result.failed}")
-    if result.unfinished:
-        parts.append(f"left: {_counts(result.left)}")
-    return f"sweep {result.name!r}: {result.total} runs; " + "; ".join(parts)
-
-
-def _counts(counter) -> str:
-    return ", ".join(f"{n} {status}" for status, n in sorted(counter.items()))
-
-
-def _print_accounting(stop: BaseException) -> None:
-    """The accounting of a sweep that stopped, if its database could still be read."""
+def _print_stopped(stop: BaseException) -> None:
+    """Where the runs of a sweep that stopped stand, if its database could still be read."""
     result = getattr(stop, "sweep_result", None)
     if result is not None and result.accounted:
-        click.echo(_accounting(result))
+        click.echo(result.summary())
 
 
 BEST_SHOWN = 10
-
-
-class _SweepProgress:
-    """A rich progress bar on a terminal (done/total, running, failed, diverged, time left);
-    one line per finished run when output is piped; nothing with --quiet. ``workers``: how
-    many runs train at once (None when unknown, on a Dask cluster)."""
-
-    def __init__(self, quiet: bool, workers: int | None) -> None:
-        self.quiet, self.workers, self.counts, self.total = quiet, workers, Counter(), 0
-        self.bar = None if quiet or not sys.stdout.isatty() else Progress(
-            TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[tally]}"), TimeRemainingColumn(),
-        )  # fmt: skip
-
-    def __enter__(self):
-        if self.bar is not None:
-            self.bar.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-    def start(self, more: int) -> None:
-        """``more`` runs are about to train (a sweep may add some later: runs taken over)."""
-        self.total += more
-        if self.bar is None:
-            return
-        if not hasattr(self, "task"):
-            self.task = self.bar.add_task("runs", total=self.total, tally=self._tally(0))
-        else:
-            self.bar.update(self.task, total=self.total)
-
-    def _tally(self, done: int) -> str:
-        counts = Counter(self.counts)
-        if self.workers is not None:
-            counts["running"] = min(self.workers, self.total - done)
-        return ", ".join(f"{counts[s]} {s}" for s in ("running", "failed", "diverged") if counts[s])
-
-    def waiting(self, held) -> None:
-        """Runs another runner holds: say which, and that they are waited for."""
-        holders = sorted({run.holder for run in held})
-        message = (f"waiting for {len(held)} runs held by another runner ({', '.join(holders)}); "
-                   "they are trained here if it stops beating")  # fmt: skip
-        if message != getattr(self, "_waiting", None) and not self.quiet:
-            self._waiting = message
-            (self.bar.console.print if self.bar is not None else click.echo)(message)
-
-    def finished(self, run_id: int, status: str) -> None:
-        self.counts[status] += 1
-        done = sum(self.counts.values())
-        tally = self._tally(done)
-        if self.bar is not None:
-            self.bar.update(self.task, completed=done, tally=tally)
-        elif not self.quiet:
-            click.echo(f"[{done}/{self.total}] run {run_id}: {status}")
 
 
 def _print_best(best, axes: list[str], metric: str) -> None:
@@ -431,42 +346,11 @@ def _print_best(best, axes: list[str], metric: str) -> None:
     _print_rows([*axes, f"final_{metric}", "diverged", "failed"], rows, "table")
 
 
-def _write_sweep_report(lab, name: str) -> None:
-    """The report at the end of a sweep: a failure to write it is a warning, not the sweep's
-    failure (its runs are stored; `nnlab report` can try again)."""
-    try:
-        click.echo(f"report: {write_report(lab, [name])}")
-    except Exception as error:  # the sweep itself succeeded
-        click.echo(f"warning: no report written ({type(error).__name__}: {error}); "
-                   f"try again with: nnlab report {name}", err=True)  # fmt: skip
-
-
 def _mean_std(mean: float, std: float) -> str:
     """``mean ± std``; a lone clean seed has no std, and none at all shows a dash."""
     if math.isnan(mean):
         return "–"
     return f"{mean:.4g} ± {0 if math.isnan(std) else std:.2g}"
-
-
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # Ctrl-C, kill, a closed terminal
-
-
-@contextmanager
-def _stop_signals_as_interrupt() -> Iterator[None]:
-    """SIGTERM and SIGHUP stop a sweep the way Ctrl-C does; after the first, all three are
-    ignored, so that a second one cannot cut short the marking of in-flight runs."""
-
-    def interrupt(signum, frame):
-        for name in STOP_SIGNALS:
-            signal.signal(name, signal.SIG_IGN)
-        raise KeyboardInterrupt
-
-    previous = {name: signal.signal(name, interrupt) for name in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for name, handler in previous.items():
-            signal.signal(name, handler)
 
 
 def _print_plan(spec, points) -> None:

@@ -159,14 +159,3 @@ def test_readme_mentions_only_options_that_exist():
     every.add("--help")
     mentioned = set(re.findall(r"nnlab [a-z ]*?(--[a-z][a-z-]*)", README.read_text()))
     assert mentioned <= every, mentioned - every
-
-
-def test_sweep_progress_counts_running_failed_and_diverged():
-    from nnlab.cli import _SweepProgress
-
-    progress = _SweepProgress(quiet=True, workers=2)
-    progress.start(5)
-    for run_id, status in enumerate(["completed", "failed", "diverged", "completed"]):
-        progress.finished(run_id, status)
-    assert progress._tally(4) == "1 running, 1 failed, 1 diverged"  # one run left, one worker busy
-    assert _SweepProgress(quiet=True, workers=None)._tally(0) == ""  # a cluster: not known

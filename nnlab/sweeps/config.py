@@ -48,11 +48,29 @@ class RunConfig:
 
 @dataclass
 class RunOutcome:
+    """A trained run: how it ended (``result``), the network, the data it saw, and the
+    fingerprint of that data."""
+
     result: TrainResult
     net: MLP
     train_data: Dataset
     val_data: Dataset
     fingerprint: str
+
+    @property
+    def status(self) -> str:
+        return self.result.status
+
+    @property
+    def history(self):
+        """One row per epoch (the fields of ``EpochRecord``), a pandas DataFrame."""
+        import pandas as pd
+
+        return pd.DataFrame([record_fields(r) for r in self.result.history])
+
+
+def record_fields(record: EpochRecord) -> dict:
+    return {name: getattr(record, name) for name in EpochRecord.__slots__}
 
 
 def prepare_data(data: Mapping) -> tuple[Dataset, Dataset, str]:

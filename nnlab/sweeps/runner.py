@@ -23,6 +23,7 @@ import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from queue import Empty, Queue
 from uuid import uuid4
 
@@ -39,23 +40,28 @@ from nnlab.store.queue import FINAL_STATUSES, RESUMABLE_STATUSES, Holding, RunLo
 from nnlab.store.registry import RunRow, sweep_spec_hash
 from nnlab.sweeps.config import train_config
 from nnlab.sweeps.grid import DEFAULT_MAX_RUNS, GridPoint, check_data, expand_grid, from_values
+from nnlab.sweeps.progress import plural
 from nnlab.sweeps.spec import SpecError, SweepSpec
 
 
 @dataclass
 class SweepResult:
     """What a call of ``run_sweep`` did, accounting for every run of the sweep: ``total`` is
-    ``ran + before + elsewhere + unfinished``."""
+    ``ran + before + elsewhere + unfinished``. ``best()`` ranks its configurations, ``report``
+    is the path of its HTML report once written (``nnlab.sweep`` writes it)."""
 
     sweep_id: int
     name: str
     total: int
+    url: str = ""  # the database's URL
     statuses: Counter = field(default_factory=Counter)  # trained by this call, by outcome
     before: int = 0  # final before this call began (and not retried)
     elsewhere: int = 0  # finished meanwhile by another runner on the same sweep
     left: Counter = field(default_factory=Counter)  # not final when it returned, by status
     failed: int = 0  # failed runs of the sweep at the end, whoever trained them
     accounted: bool = False  # the end was read from the database (not if it failed)
+    report: Path | None = None
+    report_error: str | None = None  # why no report was written, if it failed
 
     @property
     def ran(self) -> int:
@@ -64,6 +70,40 @@ class SweepResult:
     @property
     def unfinished(self) -> int:
         return sum(self.left.values())
+
+    @property
+    def metric(self) -> str:
+        """The loss configurations are ranked by: ``val_loss``, or ``train_loss`` when the
+        sweep holds out no validation data."""
+        return self.lab().default_metric([self.name])
+
+    def best(self, n: int | None = None):
+        """The sweep's configurations, best first (see ``Lab.configurations``): a DataFrame."""
+        ranked = self.lab().configurations(self.name, self.metric)
+        return ranked if n is None else ranked.head(n)
+
+    def lab(self):
+        """The database, for reading (``nnlab.connect``)."""
+        from nnlab.store import connect
+
+        return connect(self.url)
+
+    def summary(self) -> str:
+        """Where every run stands, in a line: trained now, final before, by another runner,
+        failed, left unfinished."""
+        parts = [f"trained now: {_counts(self.statuses) or 'none'}", f"final before: {self.before}"]
+        if self.elsewhere:
+            parts.append(f"finished by another runner: {self.elsewhere}")
+        if self.failed:
+            parts.append(f"failed in all: {self.failed}")
+        if self.unfinished:
+            parts.append(f"left: {_counts(self.left)}")
+        runs = plural(self.total, "run")
+        return f"sweep {self.name!r}: {self.total} {runs}; " + "; ".join(parts)
+
+
+def _counts(counter: Counter) -> str:
+    return ", ".join(f"{n} {status}" for status, n in sorted(counter.items()))
 
 
 def plan(spec: SweepSpec, max_runs: int = DEFAULT_MAX_RUNS, workers: int = 1) -> list[GridPoint]:
@@ -129,7 +169,7 @@ def run_sweep(
             spec_hash=spec.spec_hash,
         )  # fmt: skip
         queue = RunQueue(store, sweep_id, stale_after)
-        result = SweepResult(sweep_id, spec.name, total=len(points))
+        result = SweepResult(sweep_id, spec.name, total=len(points), url=store.url)
         result.before = _final(queue.tally(), retry_failed)
         queue.start_sweep()
         try:

@@ -1,0 +1,180 @@
+"""nnlab in one line of Python: what ``nnlab sweep`` and ``nnlab train`` do, as functions.
+
+    import nnlab
+
+    result = nnlab.sweep("sweeps/quickstart.yaml", jobs=2)  # a path, YAML text or a dict
+    result.best()  # the best configurations, a DataFrame
+    result.report  # Path('reports/quickstart.html')
+
+    trained = nnlab.train(data="spirals", hidden=[16, 16], activation="tanh", epochs=50)
+    trained.history  # one row per epoch, a DataFrame
+
+The command line maps its options to these arguments and prints what they return.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import fields
+from pathlib import Path
+
+import yaml
+
+from nnlab.checks import InputError, did_you_mean
+from nnlab.store.models import STALE_AFTER
+from nnlab.sweeps.config import DATA_DEFAULTS, RunConfig, RunOutcome, train_config
+from nnlab.sweeps.grid import DEFAULT_MAX_RUNS
+from nnlab.sweeps.progress import SweepProgress
+from nnlab.sweeps.runner import SweepResult, run_sweep
+from nnlab.sweeps.spec import SweepSpec, load_spec, parse_spec
+
+# Ctrl-C, kill, a closed terminal: each stops a sweep the same way
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def sweep(
+    spec: str | Path | Mapping | SweepSpec,
+    db: str | None = None,
+    *,
+    jobs: int = 1,
+    backend: str = "loky",
+    scheduler: str | None = None,
+    retry_failed: bool = False,
+    max_runs: int = DEFAULT_MAX_RUNS,
+    stale_after: float = STALE_AFTER,
+    progress: bool | None = None,
+    report: bool = True,
+    on_result: Callable[[int, str], None] | None = None,
+) -> SweepResult:
+    """Run (or resume) a sweep until every run is final, and write its report.
+
+    ``spec`` is a spec file's path, the YAML text of a spec, or a mapping of the same keys
+    (see sweeps/README.md). ``db`` is a database URL or SQLite file (default ``$NNLAB_DB``,
+    else ``sqlite:///nnlab.db``). ``jobs``, ``backend`` (``loky``, ``threading``, ``dask``),
+    ``scheduler``, ``retry_failed``, ``max_runs`` and ``stale_after`` are ``nnlab sweep``'s
+    options. ``progress``: a bar on a terminal (lines when output is piped); None shows it
+    only on a terminal. ``report``: write the sweep's HTML report at the end.
+
+    SIGTERM and SIGHUP stop the sweep as Ctrl-C does (when called from the main thread): the
+    runs in flight are marked ``interrupted`` and ``KeyboardInterrupt`` propagates; the same
+    call resumes. Raises ``SpecError`` for a bad spec (nothing written), ``SweepStopped`` or
+    ``StoreFault`` when the sweep cannot go on (resumable).
+    """
+    parsed = as_spec(spec)
+    shown = _terminal() if progress is None else progress
+    workers = None if scheduler else jobs  # a cluster's size is its own
+    with _stop_signals_as_interrupt(), SweepProgress(shown, workers) as bar:
+        result = run_sweep(
+            parsed,
+            db,
+            jobs=jobs,
+            backend=backend,
+            scheduler=scheduler,
+            retry_failed=retry_failed,
+            max_runs=max_runs,
+            stale_after=stale_after,
+            on_start=bar.start,
+            on_result=_both(bar.finished, on_result),
+            on_wait=bar.waiting,
+        )
+    if report:
+        _write_report(result)
+    return result
+
+
+def train(
+    data: str | Mapping = "spirals",
+    *,
+    on_epoch: Callable | None = None,
+    **settings,
+) -> RunOutcome:
+    """Train one network and return its outcome (``.history`` one row per epoch, ``.result``,
+    ``.net``, the data it trained on); nothing is recorded.
+
+    ``data`` names a synthetic set or a .csv/.npz file, or is a mapping of data settings;
+    data settings (``n_samples``, ``classes``, ``noise``, ``target``, ``val_fraction``,
+    ``standardize``, ...) may also be passed as keywords, beside the run's settings
+    (``hidden``, ``activation``, ``gd``, ``batch_size``, ``learning_rate``, ``optimizer``,
+    ``epochs``, ``seed``, ...: the fields of ``RunConfig``). ``on_epoch`` is called with each
+    epoch's record as it ends.
+    """
+    return train_config(as_config(data, **settings), on_epoch=on_epoch)
+
+
+RUN_SETTINGS = tuple(f.name for f in fields(RunConfig) if f.name != "data")
+DATA_SETTINGS = ("target", "n_samples", "classes", "noise", "n_features", *DATA_DEFAULTS)
+
+
+def as_config(data: str | Mapping = "spirals", **settings) -> RunConfig:
+    """The ``RunConfig`` that ``train(data, **settings)`` trains."""
+    data = {"name": data} if isinstance(data, str | Path) else dict(data)
+    run = {}
+    for key, value in settings.items():
+        if key in RUN_SETTINGS:
+            run[key] = tuple(value) if key == "hidden" else value
+        elif key in DATA_SETTINGS:
+            data[key] = value
+        else:
+            known = (*RUN_SETTINGS, *DATA_SETTINGS)
+            raise InputError(f"unknown setting {key!r}{did_you_mean(key, known)}")
+    data["name"] = str(data.get("name", "spirals"))
+    return RunConfig(data=data, **run)
+
+
+def as_spec(spec: str | Path | Mapping | SweepSpec) -> SweepSpec:
+    """A parsed, validated spec from a path, YAML text, a mapping, or a spec already parsed."""
+    if isinstance(spec, SweepSpec):
+        return spec
+    if isinstance(spec, Mapping):
+        return parse_spec(yaml.safe_dump(dict(spec), sort_keys=False), source="<dict>")
+    if isinstance(spec, str) and "\n" in spec:
+        return parse_spec(spec, source="<text>")
+    return load_spec(spec)
+
+
+def _write_report(result: SweepResult) -> None:
+    """The report at the end of a sweep: a failure to write it is noted in the result, not
+    the sweep's failure (its runs are stored; ``nnlab report`` can try again)."""
+    from nnlab.report import write_report
+
+    try:
+        result.report = write_report(result.lab(), [result.name])
+    except Exception as error:  # the sweep itself succeeded
+        result.report_error = f"{type(error).__name__}: {error}"
+
+
+def _both(first: Callable, second: Callable | None) -> Callable:
+    if second is None:
+        return first
+    return lambda *args: (first(*args), second(*args))
+
+
+def _terminal() -> bool:
+    import sys
+
+    return sys.stdout.isatty()
+
+
+@contextlib.contextmanager
+def _stop_signals_as_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP stop a sweep the way Ctrl-C does; after the first, all three are
+    ignored, so that a second one cannot cut short the marking of in-flight runs. Signal
+    handlers belong to the main thread: called from another, this changes nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        for name in STOP_SIGNALS:
+            signal.signal(name, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    previous = {name: signal.signal(name, interrupt) for name in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for name, handler in previous.items():
+            signal.signal(name, handler)
