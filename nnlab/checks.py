@@ -48,6 +48,17 @@ def check_int(name: str, value: object, minimum: int, why: str = "", error=Input
     return int(value)
 
 
+def check_count(
+    name: str, value: object, low: int, high: int, why: str = "", error=InputError
+) -> int:
+    """An integer in ``[low, high]``: the ceiling keeps a typo (``1000000000``) from asking for
+    more memory or time than any machine has before anything notices."""
+    count = check_int(name, value, low, why, error)
+    if count > high:
+        raise error(f"{name} must be an integer in [{low}, {high:_}], got {value!r}")
+    return count
+
+
 _COMPARE = {">": operator.gt, ">=": operator.ge, "<": operator.lt}
 
 

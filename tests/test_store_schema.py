@@ -267,3 +267,13 @@ def test_a_worker_loads_neither_pandas_nor_alembic(sqlite_url):
     loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             check=True).stdout.strip()  # fmt: skip
     assert loaded == "[]"  # each costs a worker process about 0.4 s to import
+
+
+def test_the_engine_keeps_the_stores_contract():
+    """The store declares what it records (nnlab.store.models); the engine, which it does not
+    import, must produce exactly that: epoch records with those fields, runs ending so."""
+    from nnlab.engine import STATUSES, EpochRecord
+    from nnlab.store.models import EPOCH_METRICS, FINISHED_STATUSES, RUN_STATUSES
+
+    assert EpochRecord.__slots__ == ("epoch", *EPOCH_METRICS)
+    assert set(STATUSES) == set(FINISHED_STATUSES) and set(FINISHED_STATUSES) <= set(RUN_STATUSES)

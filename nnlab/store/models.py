@@ -26,6 +26,10 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+# The store's contract with what it records, declared here and nowhere else: a run ends in one of
+# FINISHED_STATUSES (how training ended) or "failed"; an epoch record carries "epoch" and the
+# EPOCH_METRICS, by those names (the engine's EpochRecord conforms; a test checks it); a run's
+# settings whose names are in HYPERPARAMETER_COLUMNS are copied into typed columns.
 RUN_STATUSES = (
     "pending",
     "running",
@@ -50,6 +54,9 @@ EPOCH_METRICS = (
     "learning_rate",
     "seconds",
 )
+
+HYPERPARAMETER_COLUMNS = ("learning_rate", "batch_size", "activation", "gd", "optimizer", "hidden")
+HYPERPARAMETER_COLUMNS += ("epochs",)  # requested; the epochs table holds those that ran
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",

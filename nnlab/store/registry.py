@@ -9,10 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import insert, select
 
 from nnlab.store.database import Store, StoreError, lock
-from nnlab.store.models import Run, Sweep
-
-# Typed run columns copied out of a run's configuration, for SQL.
-TYPED_COLUMNS = ("learning_rate", "batch_size", "activation", "gd", "optimizer", "epochs")
+from nnlab.store.models import HYPERPARAMETER_COLUMNS, Run, Sweep
 
 
 @dataclass(frozen=True)
@@ -66,7 +63,7 @@ def register_sweep(
 def _run_values(sweep_id: int, run: RunRow) -> dict:
     config = dict(run.config)
     hidden = config.get("hidden")
-    values = {name: config.get(name) for name in TYPED_COLUMNS}
+    values = {name: config.get(name) for name in HYPERPARAMETER_COLUMNS if name != "hidden"}
     if config.get("gd") in ("batch", "stochastic"):
         values["batch_size"] = None if config["gd"] == "batch" else 1
     return {

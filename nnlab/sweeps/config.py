@@ -8,42 +8,33 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 
 from nnlab.data import SYNTHETIC, Dataset, fingerprint, load_dataset, split, standardize
 from nnlab.engine import MLP, EpochRecord, TrainResult, train
+from nnlab.params import PARAMS
 
 # data settings that are not the data set's own parameters, and their defaults
 DATA_DEFAULTS = {"val_fraction": 0.2, "standardize": True, "seed": 0}
 
 
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything that determines a run. ``data`` names a synthetic set or a file, with its
-    parameters, plus ``val_fraction`` (default 0.2) and ``standardize`` (default True); its
-    ``seed`` (default 0) fixes the data and the split, while ``seed`` here fixes the weights and
-    the shuffling."""
+def _run_config() -> type:
+    fields_ = [
+        ("data", Mapping, field(default_factory=lambda: {"name": "spirals"}, hash=False)),
+        *((param.name, object, field(default=param.default)) for param in PARAMS),
+        ("seed", int, field(default=0)),
+    ]
+    run_config = make_dataclass("RunConfig", fields_, frozen=True)
+    run_config.__module__ = __name__  # so that it pickles by name, as a class written out
+    run_config.__doc__ = """Everything that determines a run: one field per hyperparameter of
+    ``nnlab.params.PARAMS`` (with its default), ``data`` and ``seed``. ``data`` names a synthetic
+    set or a file, with its parameters, plus ``val_fraction`` (default 0.2) and ``standardize``
+    (default True); its ``seed`` (default 0) fixes the data and the split, while ``seed`` here
+    fixes the weights and the shuffling."""
+    return run_config
 
-    data: Mapping = field(default_factory=lambda: {"name": "spirals"}, hash=False)
-    hidden: tuple[int, ...] = (16, 16)
-    activation: str = "relu"
-    output: str | None = None
-    loss: str | None = None
-    gd: str = "minibatch"
-    batch_size: int | None = 32
-    learning_rate: float = 0.1
-    optimizer: str = "sgd"
-    momentum: float = 0.9
-    beta1: float = 0.9
-    beta2: float = 0.999
-    epsilon: float = 1e-8
-    epochs: int = 50
-    seed: int = 0
-    dtype: str = "float64"
-    patience: int | None = None
-    min_delta: float = 0.0
-    tol: float | None = None
-    divergence_factor: float | None = 100.0
+
+RunConfig = _run_config()
 
 
 @dataclass
@@ -71,6 +62,12 @@ class RunOutcome:
 
 def record_fields(record: EpochRecord) -> dict:
     return {name: getattr(record, name) for name in EpochRecord.__slots__}
+
+
+def _settings(config: RunConfig, configures: str, but: tuple[str, ...] = ()) -> dict:
+    """The run's settings of the parameters that configure the network or the training."""
+    wanted = [p.name for p in PARAMS if p.configures == configures and p.name not in but]
+    return {name: getattr(config, name) for name in wanted}
 
 
 def prepare_data(data: Mapping) -> tuple[Dataset, Dataset, str]:
@@ -107,30 +104,11 @@ def train_config(
     """Prepare the data, build the network and train it as ``config`` says."""
     train_data, val_data, data_fingerprint = prepare_data(config.data)
     sizes = [train_data.n_features, *config.hidden, train_data.n_outputs]
-    net = MLP(sizes, config.activation, config.output, seed=config.seed, dtype=config.dtype)
+    net = MLP(sizes, seed=config.seed, **_settings(config, "network", but=("hidden",)))
     val = (val_data.X, val_data.y) if val_data.n_samples else None
-    result = train(
-        net,
-        train_data.X,
-        train_data.y,
-        loss=config.loss,
-        gd=config.gd,
-        batch_size=config.batch_size,
-        learning_rate=config.learning_rate,
-        optimizer=config.optimizer,
-        momentum=config.momentum,
-        beta1=config.beta1,
-        beta2=config.beta2,
-        epsilon=config.epsilon,
-        epochs=config.epochs,
-        seed=config.seed,
-        val=val,
-        patience=config.patience,
-        min_delta=config.min_delta,
-        tol=config.tol,
-        divergence_factor=config.divergence_factor,
-        on_epoch=on_epoch,
-    )
+    training = _settings(config, "training")
+    X, y = train_data.X, train_data.y
+    result = train(net, X, y, seed=config.seed, val=val, on_epoch=on_epoch, **training)
     return RunOutcome(
         result=result,
         net=net,

@@ -1,9 +1,9 @@
 """Expanding a spec's grid into runs, each identified by a canonical configuration hash.
 
 The hash ignores key order and number spelling (``0.1`` and ``1e-1`` are one value), and
-parameters that mean nothing for a run are dropped before hashing: ``batch_size`` outside
-mini-batch GD, ``momentum`` outside momentum/nesterov, ``beta1``/``beta2``/``epsilon`` outside
-adam. So a grid never yields two runs that would train the same way.
+parameters that mean nothing for a run are dropped before hashing (``batch_size`` outside
+mini-batch GD, ``momentum`` outside momentum/nesterov, ...: each ``Param``'s ``applies``).
+So a grid never yields two runs that would train the same way.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ import itertools
 import json
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 from nnlab.checks import InputError
 from nnlab.engine.validation import check_loss_output
+from nnlab.params import PARAMS
 from nnlab.sweeps.budget import DataShape, describe, estimate, worker_budget
 from nnlab.sweeps.config import DATA_DEFAULTS, RunConfig, prepare_data
 from nnlab.sweeps.spec import DATA_PREFIX, SpecError, SweepSpec
@@ -25,15 +26,6 @@ DEFAULT_MAX_RUNS = 10_000
 # Combinations visited per run allowed: a grid collapses when parameters do not apply (batch_size
 # outside mini-batch) or are excluded, but expanding it costs its raw product all the same.
 RAW_PER_RUN = 10
-
-# parameters that only some settings use: (parameter, setting, values where it counts)
-CONDITIONAL = (
-    ("batch_size", "gd", ("minibatch",)),
-    ("momentum", "optimizer", ("momentum", "nesterov")),
-    ("beta1", "optimizer", ("adam",)),
-    ("beta2", "optimizer", ("adam",)),
-    ("epsilon", "optimizer", ("adam",)),
-)
 
 
 @dataclass(frozen=True)
@@ -69,15 +61,18 @@ def _number(value):
 
 
 def canonical(config: RunConfig) -> dict:
-    """The configuration as hashed: parameters that do not apply to it set to None, data
-    defaults filled in, whole floats written as integers."""
+    """The configuration as hashed: parameters that do not apply to it set to None (see
+    ``Param.applies``), data defaults filled in, whole floats written as integers; a parameter
+    added since nnlab 0.1 only when it is away from its default."""
     values = as_values(config)
-    values["data"] = {k: _number(v) for k, v in sorted({**DATA_DEFAULTS, **values["data"]}.items())}
-    if values["patience"] is None:
-        values["min_delta"] = None
-    for parameter, setting, where in CONDITIONAL:
-        if values[setting] not in where:
-            values[parameter] = None
+    data = {**DATA_DEFAULTS, **values["data"]}
+    values["data"] = {key: _number(value) for key, value in sorted(data.items())}
+    settings = dict(values)
+    for param in PARAMS:
+        if not param.applies_to(settings):
+            values[param.name] = None
+        if not param.hashed_at_default and settings[param.name] == param.default:
+            del values[param.name]
     return values
 
 
@@ -205,7 +200,7 @@ def _configs(spec: SweepSpec) -> Iterator[RunConfig]:
 
 
 # what a run gets for the settings a spec leaves out
-RUN_DEFAULTS = {f.name: f.default for f in fields(RunConfig) if f.default is not MISSING}
+RUN_DEFAULTS = {param.name: param.default for param in PARAMS}
 
 
 def _matches(point: Mapping, base: Mapping, rule: Mapping) -> bool:

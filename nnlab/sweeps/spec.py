@@ -25,21 +25,19 @@ import re
 import reprlib
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from nnlab.checks import InputError, check_choice, check_int, check_number, did_you_mean, quoted
+from nnlab.checks import InputError, did_you_mean, quoted
 from nnlab.data.synthetic import MAX_CLASSES, MAX_FEATURES, MAX_SAMPLES
-from nnlab.engine import GD_VARIANTS, HIDDEN_ACTIVATIONS, LOSS_NAMES, OPTIMIZERS
-from nnlab.engine.mlp import DTYPES
-from nnlab.sweeps.config import RunConfig
+from nnlab.params import PARAMS, count, number
 
 TOP_LEVEL = ("name", "description", "data", "model", "train", "grid", "seeds", "exclude")
-MODEL_KEYS = ("hidden", "activation", "output", "loss", "dtype")
-RUN_KEYS = tuple(f.name for f in fields(RunConfig) if f.name not in ("data", "seed"))
-TRAIN_KEYS = tuple(key for key in RUN_KEYS if key not in MODEL_KEYS)
+RUN_KEYS = tuple(param.name for param in PARAMS)
+MODEL_KEYS = tuple(param.name for param in PARAMS if param.section == "model")
+TRAIN_KEYS = tuple(param.name for param in PARAMS if param.section == "train")
 DATA_PREFIX = "data."
 
 
@@ -51,8 +49,6 @@ MAX_TEXT = 10_000  # characters in one string
 MAX_INT_DIGITS = 40  # characters in an integer (Python refuses to parse 4,300 digits)
 SEED_LIMIT = 2**32  # seeds are below this (NumPy's legacy seeds; a database's 64-bit integer)
 MAX_SEEDS = 100_000  # a count of seeds; --max-runs bounds the runs anyway
-MAX_EPOCHS = 1_000_000
-MAX_WIDTH = 1_000_000  # units in a hidden layer; the memory estimate decides what fits
 
 # Only these tags build values: JSON's types. !!binary, !!timestamp, !!set, !!python/... refused.
 JSON_TAGS = frozenset(f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null",
@@ -137,50 +133,8 @@ class SpecError(InputError):
     """A mistake in a sweep spec; the message starts with ``file:line: key.path:``."""
 
 
-def _count(name: str, value: object, low: int, high: int) -> int:
-    count = check_int(name, value, low)
-    if count > high:
-        raise InputError(f"{name} must be an integer in [{low}, {high:_}], got {value!r}")
-    return count
-
-
-def _counts(low: int, high: int):
-    return lambda name, value: _count(name, value, low, high)
-
-
-def _hidden(name: str, value: object) -> tuple[int, ...]:
-    widths = [value] if isinstance(value, int) else value
-    if not isinstance(widths, list | tuple):
-        raise InputError(f"{name} must be a list of layer widths like [16, 16], got {value!r}")
-    return tuple(_count(f"{name} width", width, 1, MAX_WIDTH) for width in widths)
-
-
-def _optional(check):
-    return lambda name, value: None if value is None else check(name, value)
-
-
-# One check per run parameter, each returning the value in canonical form.
-FIELD_CHECKS = {
-    "hidden": _hidden,
-    "activation": lambda n, v: check_choice(n, v, HIDDEN_ACTIVATIONS),
-    "output": _optional(lambda n, v: check_choice(n, v, ("softmax", "sigmoid", "identity"))),
-    "loss": _optional(lambda n, v: check_choice(n, v, LOSS_NAMES)),
-    "dtype": lambda n, v: check_choice(n, v, DTYPES),
-    "gd": lambda n, v: check_choice(n, v, GD_VARIANTS),
-    "batch_size": _optional(_counts(1, MAX_SAMPLES)),
-    "learning_rate": lambda n, v: check_number(n, v, above=0),
-    "optimizer": lambda n, v: check_choice(n, v, OPTIMIZERS),
-    "momentum": lambda n, v: check_number(n, v, at_least=0, below=1),
-    "beta1": lambda n, v: check_number(n, v, at_least=0, below=1),
-    "beta2": lambda n, v: check_number(n, v, at_least=0, below=1),
-    "epsilon": lambda n, v: check_number(n, v, above=0),
-    "epochs": _counts(1, MAX_EPOCHS),
-    "patience": _optional(_counts(1, MAX_EPOCHS)),
-    "min_delta": lambda n, v: check_number(n, v, at_least=0),
-    "tol": _optional(lambda n, v: check_number(n, v, at_least=0)),
-    "divergence_factor": _optional(lambda n, v: check_number(n, v, above=1)),
-}
-assert set(FIELD_CHECKS) == set(RUN_KEYS), "every RunConfig field needs a check"
+# One check per run parameter, each returning the value in canonical form: from the table.
+FIELD_CHECKS = {param.name: param.check for param in PARAMS}
 
 
 def _text(name: str, value: object) -> str:
@@ -201,13 +155,13 @@ DATA_CHECKS = {
     "name": _text,
     "target": _text,
     "task": _text,
-    "n_samples": _counts(1, MAX_SAMPLES),
-    "classes": _counts(2, MAX_CLASSES),
-    "n_features": _counts(1, MAX_FEATURES),
-    "noise": lambda n, v: check_number(n, v, at_least=0),
-    "factor": lambda n, v: check_number(n, v, above=0, below=1),
-    "seed": _counts(0, SEED_LIMIT - 1),
-    "val_fraction": lambda n, v: check_number(n, v, at_least=0, below=1),
+    "n_samples": count(1, MAX_SAMPLES),
+    "classes": count(2, MAX_CLASSES),
+    "n_features": count(1, MAX_FEATURES),
+    "noise": number(at_least=0),
+    "factor": number(above=0, below=1),
+    "seed": count(0, SEED_LIMIT - 1),
+    "val_fraction": number(at_least=0, below=1),
     "standardize": _flag,
 }
 
