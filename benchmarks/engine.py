@@ -238,8 +238,10 @@ def memory_table():
     for gd, batch_size in (("minibatch", 32), ("minibatch", 256), ("batch", 0)):
         out = subprocess.run(
             [sys.executable, "-c", MEMORY_PROBE, gd, str(batch_size)],
-            capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         m = json.loads(out)
         # baseline is measured with the data already in memory, so it is counted once
         budget = m["baseline"] + m["params"] + m["activations"]
@@ -260,9 +262,10 @@ def main():
     print(HEADER)
     print("|" + "|".join("-" * len(cell) for cell in HEADER.split("|")[1:-1]) + "|")
     throughput_table(repeats, scale)
-    print("\nGEMM peak (square float64 matmul): " + ", ".join(
-        f"{t} thread(s) {gemm_peak(t):.1f} GFLOP/s" for t in (1, 2)
-    ))  # fmt: skip
+    print(
+        "\nGEMM peak (square float64 matmul): "
+        + ", ".join(f"{t} thread(s) {gemm_peak(t):.1f} GFLOP/s" for t in (1, 2))
+    )
     memory_table()
 
 

@@ -46,10 +46,16 @@ NAME = "report-bench"
 def configurations(n: int) -> list[dict]:
     grid = itertools.product(RATES, VARIANTS, ACTIVATIONS, HIDDEN)
     return [
-        {"learning_rate": rate, "gd": gd, "batch_size": size, "activation": activation,
-         "hidden": hidden, "optimizer": "sgd"}
+        {
+            "learning_rate": rate,
+            "gd": gd,
+            "batch_size": size,
+            "activation": activation,
+            "hidden": hidden,
+            "optimizer": "sgd",
+        }
         for rate, (gd, size), activation, hidden in itertools.islice(grid, n)
-    ]  # fmt: skip
+    ]
 
 
 def curve(config: dict, seed: int, epochs: int, rng: np.random.Generator) -> tuple[list, str]:
@@ -70,12 +76,18 @@ def curve(config: dict, seed: int, epochs: int, rng: np.random.Generator) -> tup
 def build(url: str, configs: int, seeds: int, epochs: int) -> None:
     store = open_store(url)
     points = [(config, seed) for config in configurations(configs) for seed in range(seeds)]
-    rows = [RunRow({**config, "epochs": epochs, "seed": seed}, f"{i}", seed)
-            for i, (config, seed) in enumerate(points)]  # fmt: skip
+    rows = [
+        RunRow({**config, "epochs": epochs, "seed": seed}, f"{i}", seed)
+        for i, (config, seed) in enumerate(points)
+    ]
     sweep_id = register_sweep(
-        store, NAME, rows, description="synthetic curves for benchmarks/report.py",
-        spec="name: report-bench\n", spec_hash="sha256:bench",
-    )  # fmt: skip
+        store,
+        NAME,
+        rows,
+        description="synthetic curves for benchmarks/report.py",
+        spec="name: report-bench\n",
+        spec_hash="sha256:bench",
+    )
     rng = np.random.default_rng(0)
     for run_id, (config, seed) in zip(_run_ids(url), points, strict=True):
         writer = RunWriter(store, run_id, heartbeat_seconds=0)
@@ -86,9 +98,18 @@ def build(url: str, configs: int, seeds: int, epochs: int) -> None:
         losses, status = curve(config, seed, epochs, rng)
         seconds = 0.002 * (30 if config["gd"] == "stochastic" else 1)
         for epoch, loss in enumerate(losses, 1):
-            writer.log({"epoch": epoch, "train_loss": loss * 0.9, "val_loss": loss,
-                        "train_accuracy": 0.8, "val_accuracy": 0.7, "grad_norm": 1.0,
-                        "learning_rate": config["learning_rate"], "seconds": seconds})  # fmt: skip
+            writer.log(
+                {
+                    "epoch": epoch,
+                    "train_loss": loss * 0.9,
+                    "val_loss": loss,
+                    "train_accuracy": 0.8,
+                    "val_accuracy": 0.7,
+                    "grad_norm": 1.0,
+                    "learning_rate": config["learning_rate"],
+                    "seconds": seconds,
+                }
+            )
         writer.finish(status)
     RunQueue(store, sweep_id).settle_sweep()
 
@@ -105,10 +126,12 @@ def parts(lab) -> list[tuple[str, float]]:
     view.set_threshold(default_threshold([view]))
     timings.append(("read the store and aggregate", time.perf_counter() - start))
     with matplotlib.rc_context(charts.STYLE):
-        for label, chart in (("convergence curves (PNG)", charts.convergence_chart),
-                             ("heatmap (SVG)", charts.heatmap_chart),
-                             ("GD variants (SVG)", charts.gd_chart),
-                             ("marginal effects (SVG)", charts.marginal_chart)):  # fmt: skip
+        for label, chart in (
+            ("convergence curves (PNG)", charts.convergence_chart),
+            ("heatmap (SVG)", charts.heatmap_chart),
+            ("GD variants (SVG)", charts.gd_chart),
+            ("marginal effects (SVG)", charts.marginal_chart),
+        ):
             start = time.perf_counter()
             chart(view)
             timings.append((label, time.perf_counter() - start))

@@ -89,8 +89,13 @@ class Workload:
         return list(itertools.product(*self.axes().values()))
 
 
-W = Workload((0.003, 0.01, 0.03, 0.1, 0.3), (16, 32, 64, 128), ("sigmoid", "tanh", "relu"),
-             (0, 1, 2), epochs=30)  # fmt: skip
+W = Workload(
+    (0.003, 0.01, 0.03, 0.1, 0.3),
+    (16, 32, 64, 128),
+    ("sigmoid", "tanh", "relu"),
+    (0, 1, 2),
+    epochs=30,
+)
 QUICK = Workload((0.1,), (32, 64), ("relu",), (0,), epochs=3)
 
 
@@ -203,8 +208,11 @@ def tracking_overhead(folder: Path, npz: Path, w: Workload) -> dict:
     start = time.perf_counter()
     joblib.Parallel(n_jobs=JOBS)(joblib.delayed(abs)(i) for i in range(len(points)))
     dispatch = (time.perf_counter() - start) / len(points)
-    per_run = {"registration": registration, "claim, live logging, outcome": logging_,
-               "joblib dispatch": dispatch}  # fmt: skip
+    per_run = {
+        "registration": registration,
+        "claim, live logging, outcome": logging_,
+        "joblib dispatch": dispatch,
+    }
     return {name: seconds * 1e3 for name, seconds in per_run.items()}
 
 
@@ -377,17 +385,29 @@ def tracker_rows(folder: Path, npz: Path, w: Workload) -> list[Row]:
         import mlflow  # noqa: F401
         import optuna  # noqa: F401
     except ImportError as error:
-        print(f"Note: scikit-learn + MLflow / Optuna rows skipped, {error.name} is not installed "
-              "(pip install -e '.[bench]').\n")  # fmt: skip
+        print(
+            f"Note: scikit-learn + MLflow / Optuna rows skipped, {error.name} is not installed "
+            "(pip install -e '.[bench]').\n"
+        )
         return []
     quiet()
     return [
-        mlflow_w(folder, npz, w, log_batch_run,
-                 f"scikit-learn + MLflow log_batch (SQLite), joblib -j{JOBS}"),
-        mlflow_w(folder, npz, w, log_metric_run,
-                 f"scikit-learn + MLflow log_metric (SQLite), joblib -j{JOBS}"),
+        mlflow_w(
+            folder,
+            npz,
+            w,
+            log_batch_run,
+            f"scikit-learn + MLflow log_batch (SQLite), joblib -j{JOBS}",
+        ),
+        mlflow_w(
+            folder,
+            npz,
+            w,
+            log_metric_run,
+            f"scikit-learn + MLflow log_metric (SQLite), joblib -j{JOBS}",
+        ),
         optuna_w(folder, npz, w),
-    ]  # fmt: skip
+    ]
 
 
 def floor_and_nnlab(folder: Path, npz: Path, w: Workload, repeat: int) -> tuple[Row, Row]:
@@ -416,8 +436,10 @@ def print_table(rows: list[Row]) -> None:
             duplicates += f" (+{row.duplicate_epochs} epoch rows)"
         missing = "—" if row.missing is None else str(row.missing)
         read = "—" if row.read_seconds is None else f"{row.read_seconds:.3f} ({row.losses_read:,})"
-        print(f"| {row.pipeline} | {row.seconds:.1f} | {row.seconds / floor:.2f} | {duplicates} "
-              f"| {missing} | {read} |")  # fmt: skip
+        print(
+            f"| {row.pipeline} | {row.seconds:.1f} | {row.seconds / floor:.2f} | {duplicates} "
+            f"| {missing} | {read} |"
+        )
     for row in rows:
         if row.errors:
             print(f"{row.pipeline}: {len(row.errors)} runs raised, first: {row.errors[0]}")
@@ -438,8 +460,12 @@ print(json.dumps({"peak_mb": int(status.split("VmHWM:")[1].split()[0]) / 1024}))
 
 
 def parent_rss(spec_text: str, mode: str, url: str = "") -> float:
-    out = subprocess.run([sys.executable, "-c", PARENT_RSS, spec_text, mode, url],
-                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", PARENT_RSS, spec_text, mode, url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return json.loads(out.splitlines()[-1])["peak_mb"]
 
 
@@ -471,12 +497,16 @@ def main() -> None:
         nnlab1 = nnlab_w(folder, npz, w, 1)
         rows = [floor, nnlab2, nnlab1, *tracker_rows(folder, npz, w)]
         runs = len(w.points())
-        print(f"Workload W{' (--quick)' if args.quick else ''}: {runs} runs × {w.epochs} epochs "
-              "on digits (64-128-10, plain SGD)\n")  # fmt: skip
+        print(
+            f"Workload W{' (--quick)' if args.quick else ''}: {runs} runs × {w.epochs} epochs "
+            "on digits (64-128-10, plain SGD)\n"
+        )
         print_table(rows)
-        print(f"\n-j2 speed-up over -j1: {nnlab1.seconds / nnlab2.seconds:.2f}×; overhead per run "
-              f"over the floor at -j2: {(nnlab2.seconds - floor.seconds) / runs * 1e3 * 2:.1f} ms "
-              "of worker time\n")  # fmt: skip
+        print(
+            f"\n-j2 speed-up over -j1: {nnlab1.seconds / nnlab2.seconds:.2f}×; overhead per run "
+            f"over the floor at -j2: {(nnlab2.seconds - floor.seconds) / runs * 1e3 * 2:.1f} ms "
+            "of worker time\n"
+        )
         overhead = tracking_overhead(folder, npz, w)
         print("| nnlab's cost per run beyond training (this process) | ms |")
         print("|---|---|")
@@ -484,8 +514,9 @@ def main() -> None:
             print(f"| {name} | {ms:.2f} |")
         print(f"| total (target < 20 ms) | {sum(overhead.values()):.2f} |\n")
         dry = parent_rss(grid_spec("dry", 2500, 4, 10), "dry")
-        tiny = parent_rss(grid_spec("tiny", tiny_runs // 2, 2, 3), "run",
-                          f"sqlite:///{folder / 't.db'}")  # fmt: skip
+        tiny = parent_rss(
+            grid_spec("tiny", tiny_runs // 2, 2, 3), "run", f"sqlite:///{folder / 't.db'}"
+        )
         print("| parent process | peak RSS |")
         print("|---|---|")
         print(f"| --dry-run of a 10,000-run grid | {dry:.0f} MB |")

@@ -66,10 +66,22 @@ def fill(db_url: str) -> str:
     """A sweep of 3 activations × 2 seeds, 4 epochs each; loss falls fastest for relu."""
     store = open_store(db_url)
     rows = [
-        RunRow({"learning_rate": 0.1, "batch_size": 32, "activation": a, "gd": "minibatch",
-                "optimizer": "sgd", "hidden": [4], "epochs": 4}, f"{a}-{seed}", seed)
-        for a in ACTIVATIONS for seed in (0, 1)
-    ]  # fmt: skip
+        RunRow(
+            {
+                "learning_rate": 0.1,
+                "batch_size": 32,
+                "activation": a,
+                "gd": "minibatch",
+                "optimizer": "sgd",
+                "hidden": [4],
+                "epochs": 4,
+            },
+            f"{a}-{seed}",
+            seed,
+        )
+        for a in ACTIVATIONS
+        for seed in (0, 1)
+    ]
     register_sweep(store, "acts", rows, description="activations")
     for run in nnlab.connect(db_url).runs().itertuples():
         writer = RunWriter(store, run.run_id, flush_seconds=0)
@@ -77,9 +89,18 @@ def fill(db_url: str) -> str:
         speed = 1 + ACTIVATIONS.index(run.activation)
         for epoch in range(1, 5):
             loss = 1.0 / (epoch * speed) + run.seed * 0.01
-            writer.log({"epoch": epoch, "train_loss": loss, "val_loss": loss + 0.1,
-                        "train_accuracy": 0.5, "val_accuracy": 0.4, "grad_norm": 1.0,
-                        "learning_rate": 0.1, "seconds": 0.01})  # fmt: skip
+            writer.log(
+                {
+                    "epoch": epoch,
+                    "train_loss": loss,
+                    "val_loss": loss + 0.1,
+                    "train_accuracy": 0.5,
+                    "val_accuracy": 0.4,
+                    "grad_norm": 1.0,
+                    "learning_rate": 0.1,
+                    "seconds": 0.01,
+                }
+            )
         writer.finish("completed")
     return db_url
 

@@ -34,21 +34,42 @@ class DaskCluster:
             raise
 
     def _start(self, workers: int, nanny: bool) -> None:
-        self._spawn("distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
-                    "--no-dashboard", "--scheduler-file", str(self.scheduler_file))  # fmt: skip
+        self._spawn(
+            "distributed.cli.dask_scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--no-dashboard",
+            "--scheduler-file",
+            str(self.scheduler_file),
+        )
         self.address = self._wait_for_address()
         for _ in range(workers):
-            self._spawn("distributed.cli.dask_worker", self.address, "--nthreads", "1",
-                        "--no-dashboard", "--nanny" if nanny else "--no-nanny",
-                        "--local-directory", str(self.root))  # fmt: skip
+            self._spawn(
+                "distributed.cli.dask_worker",
+                self.address,
+                "--nthreads",
+                "1",
+                "--no-dashboard",
+                "--nanny" if nanny else "--no-nanny",
+                "--local-directory",
+                str(self.root),
+            )
         self.wait_for_workers(workers)
 
     def _spawn(self, module: str, *arguments: str) -> None:
         """Start one of Dask's tools in a session of its own (see ``stop``)."""
-        self._processes.append(subprocess.Popen(
-            [sys.executable, "-m", module, *arguments], stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, env=os.environ | BLAS_THREADS, cwd=self.root,
-            start_new_session=True))  # fmt: skip
+        self._processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", module, *arguments],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env=os.environ | BLAS_THREADS,
+                cwd=self.root,
+                start_new_session=True,
+            )
+        )
 
     def _wait_for_address(self, timeout: float = 60) -> str:
         deadline = time.monotonic() + timeout

@@ -72,8 +72,13 @@ class Host:
         return process
 
     def run(self, arguments: list[str], timeout: float = 120) -> str:
-        result = subprocess.run(self.command(arguments), capture_output=True, text=True,
-                                timeout=timeout, env=os.environ | BLAS_THREADS)  # fmt: skip
+        result = subprocess.run(
+            self.command(arguments),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=os.environ | BLAS_THREADS,
+        )
         if result.returncode:
             raise OSError(f"{' '.join(arguments)} on {self.namespace}: {result.stderr.strip()}")
         return result.stdout
@@ -121,8 +126,19 @@ class Network:
         _ip("netns", "add", host.namespace)
         self.hosts.append(host)
         port, lan = f"port{self._made}", ("-n", self.lan.namespace)
-        _ip(*lan, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns",
-            host.namespace)  # fmt: skip
+        _ip(
+            *lan,
+            "link",
+            "add",
+            port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            host.namespace,
+        )
         _ip(*lan, "link", "set", port, "master", "br0", "up")
         _ip("-n", host.namespace, "addr", "add", f"{host.address}/24", "dev", "eth0")
         _ip("-n", host.namespace, "link", "set", "eth0", "up")
@@ -172,10 +188,22 @@ class Postgres:
         self._run([initdb, "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8"])
         with (self.data / "pg_hba.conf").open("a") as hba:
             hba.write(f"host all all {SUBNET}.0/24 trust\n")
-        options = (f"-p {self.PORT} -k {self.root} -c listen_addresses={host.address} "
-                   "-c fsync=off")  # fmt: skip
-        self._run([self.pg_ctl, "-D", str(self.data), "-o", options, "-w", "-t", "60",
-                   "-l", str(self.root / "log"), "start"])  # fmt: skip
+        options = f"-p {self.PORT} -k {self.root} -c listen_addresses={host.address} -c fsync=off"
+        self._run(
+            [
+                self.pg_ctl,
+                "-D",
+                str(self.data),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "60",
+                "-l",
+                str(self.root / "log"),
+                "start",
+            ]
+        )
 
     def _run(self, command: list[str]) -> None:
         self.host.run(["runuser", "-u", "postgres", "--", *command])
@@ -191,8 +219,9 @@ class Postgres:
     def _connect(self, database: str = "postgres"):
         import psycopg
 
-        return psycopg.connect(host=str(self.root), port=self.PORT, user="postgres",
-                               dbname=database, autocommit=True)  # fmt: skip
+        return psycopg.connect(
+            host=str(self.root), port=self.PORT, user="postgres", dbname=database, autocommit=True
+        )
 
     def new_database(self) -> str:
         name = f"t_{uuid.uuid4().hex[:12]}"
@@ -206,8 +235,9 @@ class Postgres:
         with self._connect() as connection:
             rows = connection.execute(
                 "SELECT host(client_addr), count(*) FROM pg_stat_activity WHERE datname = %s "
-                "AND client_addr IS NOT NULL GROUP BY 1", (database,)
-            ).fetchall()  # fmt: skip
+                "AND client_addr IS NOT NULL GROUP BY 1",
+                (database,),
+            ).fetchall()
         return Counter(dict(rows))
 
     def log(self) -> str:
@@ -242,9 +272,16 @@ class MachineCluster(DaskCluster):
 
     def _start(self, workers: int, nanny: bool) -> None:
         self.scheduler = self._host = self.network.add_host("scheduler")
-        self._spawn("distributed.cli.dask_scheduler", "--host", self._host.address, "--port",
-                    str(self.PORT), "--no-dashboard", "--scheduler-file",
-                    str(self.scheduler_file))  # fmt: skip
+        self._spawn(
+            "distributed.cli.dask_scheduler",
+            "--host",
+            self._host.address,
+            "--port",
+            str(self.PORT),
+            "--no-dashboard",
+            "--scheduler-file",
+            str(self.scheduler_file),
+        )
         self.address = self._wait_for_address()
         for _ in range(workers):
             self.add_worker()
@@ -252,9 +289,18 @@ class MachineCluster(DaskCluster):
 
     def add_worker(self) -> Host:
         self._host = host = self.network.add_host("worker")
-        self._spawn("distributed.cli.dask_worker", self.address, "--host", host.address,
-                    "--nthreads", "1", "--no-dashboard", "--nanny", "--local-directory",
-                    str(self.root))  # fmt: skip
+        self._spawn(
+            "distributed.cli.dask_worker",
+            self.address,
+            "--host",
+            host.address,
+            "--nthreads",
+            "1",
+            "--no-dashboard",
+            "--nanny",
+            "--local-directory",
+            str(self.root),
+        )
         self.workers.append(host)
         return host
 
@@ -272,17 +318,28 @@ class MachineCluster(DaskCluster):
         host.kill_all()
 
     def _spawn(self, module: str, *arguments: str) -> None:
-        self._processes.append(self._host.popen([sys.executable, "-m", module, *arguments],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               cwd=self.root))  # fmt: skip
+        self._processes.append(
+            self._host.popen(
+                [sys.executable, "-m", module, *arguments],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                cwd=self.root,
+            )
+        )
 
     def client(self):
         raise NotImplementedError("the root namespace cannot reach the cluster: use a host")
 
     def wait_for_workers(self, n: int) -> None:
         """Wait, from the scheduler's host, until ``n`` workers are connected."""
-        self.scheduler.run([sys.executable, "-c", textwrap.dedent(f"""\
+        self.scheduler.run(
+            [
+                sys.executable,
+                "-c",
+                textwrap.dedent(f"""\
             from distributed import Client
             with Client({self.address!r}, timeout=30) as client:
                 client.wait_for_workers({n}, timeout=60)
-        """)])  # fmt: skip
+        """),
+            ]
+        )

@@ -49,8 +49,21 @@ class PostgresServer:
         options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
         if not durable:  # tests need no crash safety from the server itself
             options += " -c fsync=off"
-        self._run([self.pg_ctl, "-D", str(self.data), "-o", options, "-w", "-t", "60",
-                   "-l", str(self.root / "log"), "start"])  # fmt: skip
+        self._run(
+            [
+                self.pg_ctl,
+                "-D",
+                str(self.data),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "60",
+                "-l",
+                str(self.root / "log"),
+                "start",
+            ]
+        )
         self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
 
     def _run(self, command: list[str]) -> None:

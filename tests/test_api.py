@@ -36,8 +36,9 @@ def test_import_nnlab_alone_is_enough_for_a_sweep_and_a_training(tmp_path):
         print(type(result.best()).__name__, len(result.best()), result.report)
         print(nnlab.train(data="xor", n_samples=40, batch_size=4, epochs=3).history.shape)
     """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          cwd=tmp_path, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     summary, best, history = done.stdout.splitlines()
     assert summary == "sweep 'api': 8 runs; trained now: 8 completed; final before: 0"
@@ -100,6 +101,7 @@ def test_train_takes_data_settings_beside_run_settings():
     assert trained.train_data.n_outputs == 4 and trained.status == "completed"
     history = trained.history
     assert list(history.epoch) == [1, 2, 3] and history.train_loss.notna().all()
-    again = nnlab.train({"name": "spirals", "n_samples": 120, "classes": 4}, hidden=[8],
-                        epochs=3, seed=1)  # fmt: skip
+    again = nnlab.train(
+        {"name": "spirals", "n_samples": 120, "classes": 4}, hidden=[8], epochs=3, seed=1
+    )
     assert again.history.drop(columns="seconds").equals(history.drop(columns="seconds"))

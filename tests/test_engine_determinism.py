@@ -16,9 +16,17 @@ MEASURED = [f.name for f in dataclasses.fields(EpochRecord) if f.name != "second
 def run(X, y, val, *, gd, dtype, optimizer="adam", net_seed=0, seed=None):
     net = MLP([2, 8, 3], activation="tanh", seed=net_seed, dtype=dtype)
     result = train(
-        net, X, y, gd=gd, batch_size=8, optimizer=optimizer, learning_rate=0.05,
-        epochs=8, seed=seed, val=val,
-    )  # fmt: skip
+        net,
+        X,
+        y,
+        gd=gd,
+        batch_size=8,
+        optimizer=optimizer,
+        learning_rate=0.05,
+        epochs=8,
+        seed=seed,
+        val=val,
+    )
     return result, net
 
 
@@ -34,9 +42,14 @@ def split(classification):
 
 def test_seconds_is_the_only_field_left_out():
     assert MEASURED == [
-        "epoch", "train_loss", "val_loss", "train_accuracy", "val_accuracy", "grad_norm",
+        "epoch",
+        "train_loss",
+        "val_loss",
+        "train_accuracy",
+        "val_accuracy",
+        "grad_norm",
         "learning_rate",
-    ]  # fmt: skip
+    ]
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

@@ -31,9 +31,15 @@ def test_mlp_learns_spirals():
     data = spirals()  # 300 points, 3 arms, the cs231n toy problem
     net = MLP([2, 64, 3], activation="relu", seed=0)
     result = train(
-        net, data.X, data.y, gd="minibatch", batch_size=32, optimizer="adam",
-        learning_rate=0.01, epochs=200,
-    )  # fmt: skip
+        net,
+        data.X,
+        data.y,
+        gd="minibatch",
+        batch_size=32,
+        optimizer="adam",
+        learning_rate=0.01,
+        epochs=200,
+    )
     assert result.status == "completed"
     accuracy = np.mean(net.forward(data.X).argmax(axis=1) == data.y)
     assert accuracy > 0.95

@@ -79,9 +79,16 @@ def test_steps_match_the_formulas(problem, optimizer, steps, hyper):
     net = make_net()
     passed = {} if hyper is DEFAULTS else hyper
     result = train(
-        net, X, y, loss="cross_entropy", gd="batch", optimizer=optimizer,
-        learning_rate=LEARNING_RATE, epochs=steps, **passed,
-    )  # fmt: skip
+        net,
+        X,
+        y,
+        loss="cross_entropy",
+        gd="batch",
+        optimizer=optimizer,
+        learning_rate=LEARNING_RATE,
+        epochs=steps,
+        **passed,
+    )
     assert result.updates == steps
     expected = by_hand(optimizer, steps, X, y, **hyper)
     np.testing.assert_allclose(parameters(net), expected, rtol=1e-12, atol=1e-12)

@@ -40,9 +40,16 @@ def test_huge_learning_rate_diverges(regression, gd, divergence_factor):
     X, y = regression
     net = MLP([1, 16, 1], activation="tanh", seed=0)
     result = train(
-        net, X, y, loss="mse", gd=gd, batch_size=8, learning_rate=1e6, epochs=50,
+        net,
+        X,
+        y,
+        loss="mse",
+        gd=gd,
+        batch_size=8,
+        learning_rate=1e6,
+        epochs=50,
         divergence_factor=divergence_factor,
-    )  # fmt: skip
+    )
     assert result.status == "diverged"
     assert result.epochs_run < 50
     assert "train_loss" in result.reason
@@ -61,9 +68,14 @@ def growing_run(regression):
     def run(divergence_factor):
         net = MLP([1, 1], output="identity", seed=0)
         return train(
-            net, X, y, gd="batch", learning_rate=0.4, epochs=20,
+            net,
+            X,
+            y,
+            gd="batch",
+            learning_rate=0.4,
+            epochs=20,
             divergence_factor=divergence_factor,
-        )  # fmt: skip
+        )
 
     return run
 
@@ -105,9 +117,16 @@ def overfitting():
     def run(epochs=300, **options):
         net = MLP([1, 64, 64, 1], activation="tanh", seed=0)
         result = train(
-            net, train_data.X, train_data.y, gd="batch", optimizer="adam", learning_rate=0.02,
-            epochs=epochs, val=(val_data.X, val_data.y), **options,
-        )  # fmt: skip
+            net,
+            train_data.X,
+            train_data.y,
+            gd="batch",
+            optimizer="adam",
+            learning_rate=0.02,
+            epochs=epochs,
+            val=(val_data.X, val_data.y),
+            **options,
+        )
         return result, net
 
     reference, _ = run()
@@ -275,9 +294,14 @@ def test_regression_records_have_no_accuracy(regression):
     X, y = regression
     records = []
     result = train(
-        MLP([1, 4, 1], activation="tanh"), X[:30], y[:30], gd="batch", epochs=3,
-        val=(X[30:], y[30:]), on_epoch=records.append,
-    )  # fmt: skip
+        MLP([1, 4, 1], activation="tanh"),
+        X[:30],
+        y[:30],
+        gd="batch",
+        epochs=3,
+        val=(X[30:], y[30:]),
+        on_epoch=records.append,
+    )
     assert records == result.history and len(records) == 3
     for record in records:
         assert record.train_accuracy is None and record.val_accuracy is None
@@ -296,9 +320,14 @@ def test_on_epoch_sees_the_epoch_that_stops_the_run(regression):
     X, y = regression
     records = []
     result = train(
-        MLP([1, 16, 1], activation="tanh"), X, y, gd="batch", learning_rate=1e6, epochs=50,
+        MLP([1, 16, 1], activation="tanh"),
+        X,
+        y,
+        gd="batch",
+        learning_rate=1e6,
+        epochs=50,
         on_epoch=records.append,
-    )  # fmt: skip
+    )
     assert result.status == "diverged"
     assert records == result.history
 

@@ -1,8 +1,6 @@
 """Hostile sweep specs: each is refused with one line naming file:line and key, quickly, in
 bounded memory, before a database exists. The real parser, planner and command line, no mocks."""
 
-# ruff: noqa: E501 (a table of (spec, expected message) pairs reads best one per line)
-
 from __future__ import annotations
 
 import os
@@ -62,46 +60,126 @@ def edit(old: str, new: str) -> str:
     ("text", "message"),
     [
         (BOMB + "name: x\n", r"s.yaml:2: b\[0\]: aliases \(\*a\) are not supported"),
-        ("name: a\ndata: " + "[" * 3000 + "]" * 3000 + "\n", r":2: data\[0\].*nested up to 50 deep"),
+        (
+            "name: a\ndata: " + "[" * 3000 + "]" * 3000 + "\n",
+            r":2: data\[0\].*nested up to 50 deep",
+        ),
         ("name: a\ndata:\n" + "- " * 3000 + "x\n", r":3: data\[0\].*nested up to 50 deep"),
         ("seeds: [" + "0, " * 20_000 + "0]\n", r":1: seeds\[\d+\]: a spec may hold up to 10000"),
         (SPEC + "name: again\n", r"s.yaml:10: name: duplicate key: lines 1 and 10"),
-        (edit("noise: 0.2", "noise: 0.2, noise: 0.3"), r":2: data.noise: duplicate key: lines 2 and 2"),
-        (edit("noise: 0.2", "noise: !!binary aGVsbG8="), r":2: data.noise: tag !!binary is not supp"),
-        (edit("noise: 0.2", "noise: !!timestamp 2024-01-01"), r"data.noise: tag !!timestamp is not"),
+        (
+            edit("noise: 0.2", "noise: 0.2, noise: 0.3"),
+            r":2: data.noise: duplicate key: lines 2 and 2",
+        ),
+        (
+            edit("noise: 0.2", "noise: !!binary aGVsbG8="),
+            r":2: data.noise: tag !!binary is not supp",
+        ),
+        (
+            edit("noise: 0.2", "noise: !!timestamp 2024-01-01"),
+            r"data.noise: tag !!timestamp is not",
+        ),
         (edit("noise: 0.2", "noise: 2024-01-01"), r":2: data.noise: noise must be a finite number"),
         (edit("noise: 0.2", "noise: !!python/name:os.system"), r"data.noise: tag !!python/name:os"),
         (edit("epochs: 2", "epochs: " + "9" * 5000), r":4: train.epochs: an integer of 5000 char"),
-        (edit("seeds: [0, 1]", "seeds: [18446744073709551616]"), r":9: seeds\[0\]: must be an integer in \[0, 2\*\*32\)"),
-        (edit("seeds: [0, 1]", "seeds: 1000000000000"), r":9: seeds: a count of seeds must be in \[1, 100_000\]"),
-        (edit("noise: 0.2", "noise: 0.2, target: [1]"), r":2: data.target: target must be non-empty text, got \[1\]"),
-        (edit("noise: 0.2", "noise: 0.2, task: {a: 1}"), r":2: data.task: task must be non-empty text"),
-        (edit("noise: 0.2", "noise: 0.2, other: [1]"), r":2: data.other: other must be text, a number"),
-        (edit("noise: 0.2", "noise: .nan"), r":2: data.noise: noise must be a finite number >= 0, got nan"),
-        (edit("n_samples: 120", "n_samples: 1e30"), r":2: data.n_samples: n_samples must be an integer >= 1, got 1e\+30"),
-        (edit("n_samples: 120", "n_samples: 1000000000"), r"data.n_samples: n_samples must be an integer in \[1, 1_000_000\]"),
-        (edit("classes: 3", "classes: 1000000"), r":2: data.classes: classes must be an integer in \[2, 1_000\]"),
-        (edit("val_fraction: 0.2", 'standardize: "false"'), r":2: data.standardize: standardize must be true or false, got 'false'"),
-        (edit("val_fraction: 0.2", "val_fraction: 1"), r"data.val_fraction: val_fraction must be a finite number >= 0 and < 1"),
+        (
+            edit("seeds: [0, 1]", "seeds: [18446744073709551616]"),
+            r":9: seeds\[0\]: must be an integer in \[0, 2\*\*32\)",
+        ),
+        (
+            edit("seeds: [0, 1]", "seeds: 1000000000000"),
+            r":9: seeds: a count of seeds must be in \[1, 100_000\]",
+        ),
+        (
+            edit("noise: 0.2", "noise: 0.2, target: [1]"),
+            r":2: data.target: target must be non-empty text, got \[1\]",
+        ),
+        (
+            edit("noise: 0.2", "noise: 0.2, task: {a: 1}"),
+            r":2: data.task: task must be non-empty text",
+        ),
+        (
+            edit("noise: 0.2", "noise: 0.2, other: [1]"),
+            r":2: data.other: other must be text, a number",
+        ),
+        (
+            edit("noise: 0.2", "noise: .nan"),
+            r":2: data.noise: noise must be a finite number >= 0, got nan",
+        ),
+        (
+            edit("n_samples: 120", "n_samples: 1e30"),
+            r":2: data.n_samples: n_samples must be an integer >= 1, got 1e\+30",
+        ),
+        (
+            edit("n_samples: 120", "n_samples: 1000000000"),
+            r"data.n_samples: n_samples must be an integer in \[1, 1_000_000\]",
+        ),
+        (
+            edit("classes: 3", "classes: 1000000"),
+            r":2: data.classes: classes must be an integer in \[2, 1_000\]",
+        ),
+        (
+            edit("val_fraction: 0.2", 'standardize: "false"'),
+            r":2: data.standardize: standardize must be true or false, got 'false'",
+        ),
+        (
+            edit("val_fraction: 0.2", "val_fraction: 1"),
+            r"data.val_fraction: val_fraction must be a finite number >= 0 and < 1",
+        ),
         (edit("val_fraction: 0.2", "val_fraction: '0.2'"), r"data.val_fraction: .* got '0.2'"),
-        (edit("noise: 0.2", "noise: 0.2, seed: 4294967296"), r"data.seed: seed must be an integer in \[0, 4_294_967_295\]"),
-        (edit("noise: 0.2", "noise: 0.2, seed: true"), r"data.seed: seed must be an integer >= 0, got True"),
-        (edit("grid:\n", "grid:\n  data.noise: [0.1, [0.2]]\n"), r":6: grid.data.noise\[1\]: noise must be a finite"),
-        (edit("grid:\n", "grid:\n  data.n_samples: [100, 10000000]\n"), r"grid.data.n_samples\[1\]: n_samples must be an integer in"),
-        (edit("name: hostile", "name: \u202eelif"), r":1: name: '\\u202eelif' contains the control character U\+202E"),
-        (edit("name: hostile", 'name: "a\\0b"'), r":1: name: 'a\\x00b' contains the control character U\+0000"),
-        (edit("name: hostile", 'name: "red\\e[31m"'), r"name: .* contains the control character U\+001B"),
-        (edit("name: hostile", "name: a\ndescription: \"x\\u2067y\""), r":2: description: .* U\+2067"),
+        (
+            edit("noise: 0.2", "noise: 0.2, seed: 4294967296"),
+            r"data.seed: seed must be an integer in \[0, 4_294_967_295\]",
+        ),
+        (
+            edit("noise: 0.2", "noise: 0.2, seed: true"),
+            r"data.seed: seed must be an integer >= 0, got True",
+        ),
+        (
+            edit("grid:\n", "grid:\n  data.noise: [0.1, [0.2]]\n"),
+            r":6: grid.data.noise\[1\]: noise must be a finite",
+        ),
+        (
+            edit("grid:\n", "grid:\n  data.n_samples: [100, 10000000]\n"),
+            r"grid.data.n_samples\[1\]: n_samples must be an integer in",
+        ),
+        (
+            edit("name: hostile", "name: \u202eelif"),
+            r":1: name: '\\u202eelif' contains the control character U\+202E",
+        ),
+        (
+            edit("name: hostile", 'name: "a\\0b"'),
+            r":1: name: 'a\\x00b' contains the control character U\+0000",
+        ),
+        (
+            edit("name: hostile", 'name: "red\\e[31m"'),
+            r"name: .* contains the control character U\+001B",
+        ),
+        (
+            edit("name: hostile", 'name: a\ndescription: "x\\u2067y"'),
+            r":2: description: .* U\+2067",
+        ),
         (edit("name: spirals", 'name: "spi\\u202drals"'), r":2: data.name: .* U\+202D"),
         (edit("noise: 0.2", 'noise: 0.2, target: "y\\x1b"'), r":2: data.target: .* U\+001B"),
-        (edit("gd: [batch, minibatch]", 'gd: [batch, "mini\\u2066batch"]'), r":7: grid.gd\[1\]: .* U\+2066"),
-        (edit("name: hostile", 'name: a\n"\\u202ex": 1'), r"s.yaml:1: spec: key '\\u202ex' contains"),
-        (SPEC + "exclude:\n  - {optimizer: sgd}\n", r":10: exclude: excludes every run of the grid"),
-        (edit("grid:\n", "grid:\n" + NOT_APPLYING + NOT_APPLYING.replace("momentum", "beta1")),
-         r":5: grid: the grid has 7_984_008 combinations .* more than 10 times --max-runs 10000"),
+        (
+            edit("gd: [batch, minibatch]", 'gd: [batch, "mini\\u2066batch"]'),
+            r":7: grid.gd\[1\]: .* U\+2066",
+        ),
+        (
+            edit("name: hostile", 'name: a\n"\\u202ex": 1'),
+            r"s.yaml:1: spec: key '\\u202ex' contains",
+        ),
+        (
+            SPEC + "exclude:\n  - {optimizer: sgd}\n",
+            r":10: exclude: excludes every run of the grid",
+        ),
+        (
+            edit("grid:\n", "grid:\n" + NOT_APPLYING + NOT_APPLYING.replace("momentum", "beta1")),
+            r":5: grid: the grid has 7_984_008 combinations .* more than 10 times --max-runs 10000",
+        ),
     ],
     ids=lambda value: "spec" if "\n" in value else re.sub(r"\W+", "_", value)[:60].strip("_"),
-)  # fmt: skip
+)
 def test_hostile_specs_are_refused_on_one_line(text, message):
     shown = refused(text)
     assert re.search(message, shown), shown
@@ -117,8 +195,10 @@ def test_a_run_that_cannot_fit_in_memory_is_refused_naming_the_layers():
 
 
 def test_a_data_set_too_big_for_memory_is_refused_before_it_is_generated():
-    text = edit("name: spirals, n_samples: 120, classes: 3", "name: blobs, n_samples: 1000000, "
-                "n_features: 1000, classes: 3")  # fmt: skip
+    text = edit(
+        "name: spirals, n_samples: 120, classes: 3",
+        "name: blobs, n_samples: 1000000, n_features: 1000, classes: 3",
+    )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     message = refused(text)
     assert message.startswith("s.yaml:2: data.n_samples: a run needs about 37.4 GiB")
@@ -139,8 +219,12 @@ def test_the_memory_estimate_counts_weights_optimizer_state_and_one_chunk():
     assert mini.data - sgd.data == 32 * 12 * 8  # the batch's copy
     float32 = estimate(RunConfig(hidden=(1000,), gd="stochastic", dtype="float32"), shape)
     assert float32.network == (2 * n_params + 1 * 2004) * 4
-    assert 0 < worker_budget(2) < worker_budget(1) <= os.sysconf("SC_PHYS_PAGES") * os.sysconf(
-        "SC_PAGE_SIZE")  # fmt: skip
+    assert (
+        0
+        < worker_budget(2)
+        < worker_budget(1)
+        <= os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    )
 
 
 def test_a_run_that_fits_alone_is_refused_when_workers_share_the_memory():
@@ -214,8 +298,10 @@ def test_the_cli_refuses_hostile_specs_with_one_line_and_no_database(spec, tmp_p
         "huge_seed": edit("seeds: [0, 1]", "seeds: [18446744073709551616]"),
         "hidden": edit("hidden: [8]", "hidden: [100000, 100000]"),
         "standardize": edit("val_fraction: 0.2", 'standardize: "false"'),
-        "collapse": edit("grid:\n", "grid:\n" + NOT_APPLYING + NOT_APPLYING.replace("momentum", "beta1")),
-    }  # fmt: skip
+        "collapse": edit(
+            "grid:\n", "grid:\n" + NOT_APPLYING + NOT_APPLYING.replace("momentum", "beta1")
+        ),
+    }
     path = tmp_path / "spec.yaml"
     if spec == "fifo":
         os.mkfifo(path)
@@ -228,8 +314,11 @@ def test_the_cli_refuses_hostile_specs_with_one_line_and_no_database(spec, tmp_p
     db = tmp_path / "runs.db"
     process = subprocess.run(
         [sys.executable, "-m", "nnlab.cli", "sweep", str(path), "--db", str(db), "--no-report"],
-        capture_output=True, text=True, timeout=60, preexec_fn=_limit_memory,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=_limit_memory,
+    )
     assert process.returncode == 2, process.stderr
     assert "Traceback" not in process.stderr
     lines = process.stderr.strip().splitlines()
@@ -239,15 +328,65 @@ def test_the_cli_refuses_hostile_specs_with_one_line_and_no_database(spec, tmp_p
 
 # --- fuzzing: mutations of a valid spec ----------------------------------------------------------
 
-KEYS = ["name", "description", "data", "model", "train", "grid", "seeds", "exclude", "hidden",
-        "learning_rate", "gd", "batch_size", "n_samples", "classes", "noise", "val_fraction",
-        "standardize", "seed", "target", "data.noise", "data.n_samples", "optimizer", "epochs"]  # fmt: skip
+KEYS = [
+    "name",
+    "description",
+    "data",
+    "model",
+    "train",
+    "grid",
+    "seeds",
+    "exclude",
+    "hidden",
+    "learning_rate",
+    "gd",
+    "batch_size",
+    "n_samples",
+    "classes",
+    "noise",
+    "val_fraction",
+    "standardize",
+    "seed",
+    "target",
+    "data.noise",
+    "data.n_samples",
+    "optimizer",
+    "epochs",
+]
 ODD_CHARS = "\x00\x1b\u202e\u2066\ufeff\x85\u2028\x7f\x9bé💥\t\r"
 ODD = [*ODD_CHARS, "\x1b[2J"]
-huge_numbers = st.sampled_from(["1e30", "-1", "0", "1000000000", "18446744073709551616",
-                                "1e400", ".nan", "-.inf", "9" * 60, "0x10", "1:30"])  # fmt: skip
-STRANGE = ["true", '"false"', "null", "~", "[]", "{}", "2024-01-01", "!!binary aGk=", "!!set {a}",
-           "&x 1", "*x", "'", '"', "[1, [2, [3]]]", "!foo 1"]  # fmt: skip
+huge_numbers = st.sampled_from(
+    [
+        "1e30",
+        "-1",
+        "0",
+        "1000000000",
+        "18446744073709551616",
+        "1e400",
+        ".nan",
+        "-.inf",
+        "9" * 60,
+        "0x10",
+        "1:30",
+    ]
+)
+STRANGE = [
+    "true",
+    '"false"',
+    "null",
+    "~",
+    "[]",
+    "{}",
+    "2024-01-01",
+    "!!binary aGk=",
+    "!!set {a}",
+    "&x 1",
+    "*x",
+    "'",
+    '"',
+    "[1, [2, [3]]]",
+    "!foo 1",
+]
 scalars = st.one_of(
     huge_numbers,
     st.sampled_from(STRANGE),

@@ -60,18 +60,24 @@ def _database_at_first_revision(url) -> None:
     database.upgrade(engine, FIRST_REVISION)
     with engine.begin() as connection:
         connection.execute(
-            text("INSERT INTO sweeps (name, description, spec, spec_hash, status, created_at) "
-                 "VALUES ('old', 'kept', 'spec', 'h', 'finished', '2026-01-02 03:04:05+00:00')")
-        )  # fmt: skip
+            text(
+                "INSERT INTO sweeps (name, description, spec, spec_hash, status, created_at) "
+                "VALUES ('old', 'kept', 'spec', 'h', 'finished', '2026-01-02 03:04:05+00:00')"
+            )
+        )
         connection.execute(
-            text("INSERT INTO runs (sweep_id, config_hash, status, seed, config, attempts, "
-                 "learning_rate, activation) "
-                 "VALUES (1, 'c1', 'completed', 3, '{}', 1, 0.5, 'tanh')")
-        )  # fmt: skip
+            text(
+                "INSERT INTO runs (sweep_id, config_hash, status, seed, config, attempts, "
+                "learning_rate, activation) "
+                "VALUES (1, 'c1', 'completed', 3, '{}', 1, 0.5, 'tanh')"
+            )
+        )
         connection.execute(
-            text("INSERT INTO epochs (run_id, epoch, train_loss, val_loss, train_accuracy) "
-                 "VALUES (1, 1, 0.9, 1.0, 0.25), (1, 2, 0.5, 0.75, 0.5)")
-        )  # fmt: skip
+            text(
+                "INSERT INTO epochs (run_id, epoch, train_loss, val_loss, train_accuracy) "
+                "VALUES (1, 1, 0.9, 1.0, 0.25), (1, 2, 0.5, 0.75, 0.5)"
+            )
+        )
     engine.dispose()
 
 
@@ -134,14 +140,37 @@ def test_alembic_cli_works_on_the_same_database(tmp_path):
     url = f"sqlite:///{tmp_path / 'via-alembic.db'}"
     root = Path(__file__).parent.parent
     upgrade = subprocess.run(
-        [sys.executable, "-m", "alembic", "-c", str(root / "alembic.ini"), "-x", f"db={url}",
-         "upgrade", "head"], capture_output=True, text=True, cwd=tmp_path,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "alembic",
+            "-c",
+            str(root / "alembic.ini"),
+            "-x",
+            f"db={url}",
+            "upgrade",
+            "head",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert upgrade.returncode == 0, upgrade.stderr
     current = subprocess.run(
-        [sys.executable, "-m", "alembic", "-c", str(root / "alembic.ini"), "-x", f"db={url}",
-         "current"], capture_output=True, text=True, cwd=tmp_path,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "alembic",
+            "-c",
+            str(root / "alembic.ini"),
+            "-x",
+            f"db={url}",
+            "current",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert database.head_revision() in current.stdout
     open_store(url)  # nnlab accepts what Alembic made
 
@@ -208,8 +237,13 @@ def test_postgres_without_its_driver_says_what_to_install(command):
     """It used to print a 49-line ModuleNotFoundError."""
     url = "postgresql://someone@127.0.0.1:1/nnlab"
     environment = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", BLOCK_PSYCOPG, *command, "--db", url],
-                          capture_output=True, text=True, env=environment, timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", BLOCK_PSYCOPG, *command, "--db", url],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=60,
+    )
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines() == [
         "Error: postgresql+psycopg://someone@127.0.0.1:1/nnlab needs the PostgreSQL driver "
@@ -264,8 +298,9 @@ def test_a_worker_loads_neither_pandas_nor_alembic(sqlite_url):
         f"open_store({sqlite_url!r});"
         "print(sorted(m for m in ('pandas', 'alembic') if m in sys.modules))"
     )
-    loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            check=True).stdout.strip()  # fmt: skip
+    loaded = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert loaded == "[]"  # each costs a worker process about 0.4 s to import
 
 

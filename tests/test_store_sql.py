@@ -35,11 +35,13 @@ def make_role(pg_server, url: str, *grants: str) -> str:
     name, database = f"reader_{uuid.uuid4().hex[:8]}", make_url(url).database
     dsn = f"host=127.0.0.1 port={pg_server.port} user=postgres dbname={database}"
     with psycopg.connect(dsn, autocommit=True) as connection:
-        for statement in (f"CREATE ROLE {name} LOGIN",
-                          f"GRANT CONNECT ON DATABASE {database} TO {name}",
-                          f"GRANT USAGE ON SCHEMA public TO {name}",
-                          f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {name}",
-                          *(f"GRANT {role} TO {name}" for role in grants)):  # fmt: skip
+        for statement in (
+            f"CREATE ROLE {name} LOGIN",
+            f"GRANT CONNECT ON DATABASE {database} TO {name}",
+            f"GRANT USAGE ON SCHEMA public TO {name}",
+            f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {name}",
+            *(f"GRANT {role} TO {name}" for role in grants),
+        ):
             connection.execute(statement)
     return make_url(url).set(username=name).render_as_string(hide_password=False)
 
@@ -112,12 +114,14 @@ def test_sql_refuses_anything_that_writes_on_sqlite(filled_sqlite, statement, tm
 
 @pytest.mark.parametrize(
     ("statement", "named"),
-    [("UPDATE runs SET seed = 1", "refused: writing table runs (UPDATE)"),
-     ("DELETE FROM epochs", "refused: writing table epochs (DELETE)"),
-     ("PRAGMA journal_mode=DELETE", "refused: PRAGMA journal_mode=DELETE (changes a setting)"),
-     ("DROP TABLE epochs", "refused: changing the schema"),
-     ("SELECT load_extension('x')", "refused: calling load_extension() (loads code)")],
-)  # fmt: skip
+    [
+        ("UPDATE runs SET seed = 1", "refused: writing table runs (UPDATE)"),
+        ("DELETE FROM epochs", "refused: writing table epochs (DELETE)"),
+        ("PRAGMA journal_mode=DELETE", "refused: PRAGMA journal_mode=DELETE (changes a setting)"),
+        ("DROP TABLE epochs", "refused: changing the schema"),
+        ("SELECT load_extension('x')", "refused: calling load_extension() (loads code)"),
+    ],
+)
 def test_sql_refusal_names_what_was_refused(filled_sqlite, statement, named):
     result = sql(statement, "--db", filled_sqlite)
     assert result.exit_code == 2 and named in result.output, result.output
@@ -125,14 +129,16 @@ def test_sql_refusal_names_what_was_refused(filled_sqlite, statement, named):
 
 @pytest.mark.parametrize(
     ("statement", "expected"),
-    [("PRAGMA table_info(runs)", "learning_rate"),
-     ("PRAGMA integrity_check", "ok"),
-     ("PRAGMA quick_check", "ok"),
-     ("PRAGMA foreign_key_check", "(0 rows)"),
-     ("PRAGMA foreign_key_check(runs)", "(0 rows)"),
-     ("SELECT name FROM pragma_table_info('runs') WHERE name = 'seed'", "seed"),
-     ("SELECT * FROM pragma_integrity_check", "ok")],
-)  # fmt: skip
+    [
+        ("PRAGMA table_info(runs)", "learning_rate"),
+        ("PRAGMA integrity_check", "ok"),
+        ("PRAGMA quick_check", "ok"),
+        ("PRAGMA foreign_key_check", "(0 rows)"),
+        ("PRAGMA foreign_key_check(runs)", "(0 rows)"),
+        ("SELECT name FROM pragma_table_info('runs') WHERE name = 'seed'", "seed"),
+        ("SELECT * FROM pragma_integrity_check", "ok"),
+    ],
+)
 def test_sql_read_only_pragmas_work(filled_sqlite, statement, expected):
     result = sql(statement, "--db", filled_sqlite)
     assert result.exit_code == 0, result.output
@@ -141,9 +147,13 @@ def test_sql_read_only_pragmas_work(filled_sqlite, statement, expected):
 
 @pytest.mark.parametrize(
     "statement",
-    ["INSERT INTO sweeps (name) VALUES ('x')", "DELETE FROM epochs", "DROP TABLE epochs",
-     "CREATE TABLE t (x int)"],
-)  # fmt: skip
+    [
+        "INSERT INTO sweeps (name) VALUES ('x')",
+        "DELETE FROM epochs",
+        "DROP TABLE epochs",
+        "CREATE TABLE t (x int)",
+    ],
+)
 def test_sql_refuses_writes_on_postgres(reader_pg, statement):
     result = sql(statement, "--db", reader_pg)
     assert result.exit_code == 2, result.output
@@ -184,8 +194,10 @@ def test_sql_stops_at_max_rows_and_says_so(readable):
     if readable.startswith("postgresql"):
         endless = "SELECT generate_series(1, 1000000000000) AS i"
     started = time.monotonic()
-    result = CliRunner().invoke(cli, ["sql", endless, "--db", readable, "--max-rows", "5",
-                                      "--format", "csv", "--timeout", "20"])  # fmt: skip
+    result = CliRunner().invoke(
+        cli,
+        ["sql", endless, "--db", readable, "--max-rows", "5", "--format", "csv", "--timeout", "20"],
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == ["i", "1", "2", "3", "4", "5"]
     assert "stopped after 5 rows" in result.stderr and "--max-rows" in result.stderr
@@ -230,8 +242,13 @@ def test_a_huge_value_stops_quickly_in_bounded_memory(filled_sqlite):
     """randomblob(400000000) under --timeout 1 used to run 15 s and take 2 GB: a single SQLite
     step, which the time limit cannot interrupt. Measured in a process of its own."""
     environment = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", MEASURED, filled_sqlite], capture_output=True,
-                          text=True, env=environment, timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", MEASURED, filled_sqlite],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=60,
+    )
     seconds, megabytes = done.stdout.split()
     assert "StoreError" in done.stderr and "limit of" in done.stderr
     assert float(seconds) < 2 and int(megabytes) < 200, done.stdout
@@ -245,9 +262,12 @@ def test_sql_syntax_error_is_a_clear_message(readable):
 
 @pytest.mark.parametrize(
     "statement",
-    ["COMMIT; DELETE FROM epochs", "SELECT 1; DELETE FROM epochs",
-     "SET default_transaction_read_only = off"],
-)  # fmt: skip
+    [
+        "COMMIT; DELETE FROM epochs",
+        "SELECT 1; DELETE FROM epochs",
+        "SET default_transaction_read_only = off",
+    ],
+)
 def test_sql_cannot_escape_read_only_on_postgres(reader_pg, filled_pg, statement):
     """One statement only (extended protocol) in a read-only session: no way out of it."""
     result = sql(statement, "--db", reader_pg)
@@ -272,8 +292,15 @@ def test_sql_refuses_a_superuser(filled_pg):
     assert len(result.output.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("role", ["pg_read_server_files", "pg_write_server_files",
-                                  "pg_execute_server_program", "pg_signal_backend"])  # fmt: skip
+@pytest.mark.parametrize(
+    "role",
+    [
+        "pg_read_server_files",
+        "pg_write_server_files",
+        "pg_execute_server_program",
+        "pg_signal_backend",
+    ],
+)
 def test_sql_refuses_a_role_with_powers_beyond_the_database(pg_server, filled_pg, role):
     result = sql("SELECT 1", "--db", make_role(pg_server, filled_pg, role))
     assert result.exit_code == 2, result.output
@@ -282,8 +309,10 @@ def test_sql_refuses_a_role_with_powers_beyond_the_database(pg_server, filled_pg
 
 def test_sql_refuses_copy(reader_pg, tmp_path):
     target = tmp_path / "out.csv"
-    for statement in (f"COPY (SELECT * FROM runs) TO '{target}'",
-                      f"/* a comment */ -- and another\n  copy runs TO '{target}'"):  # fmt: skip
+    for statement in (
+        f"COPY (SELECT * FROM runs) TO '{target}'",
+        f"/* a comment */ -- and another\n  copy runs TO '{target}'",
+    ):
         result = sql(statement, "--db", reader_pg)
         assert result.exit_code == 2, result.output
         assert "refused: COPY" in result.output
@@ -320,14 +349,23 @@ def test_a_reader_role_can_select(reader_pg):
 
 # --- SQLite files read where they lie: read-only media, and nothing left behind ---
 
-READ_COMMANDS = [["sql", "SELECT count(*) AS n FROM runs", "--format", "csv"], ["runs"],
-                 ["sweeps"], ["db", "current"]]  # fmt: skip
+READ_COMMANDS = [
+    ["sql", "SELECT count(*) AS n FROM runs", "--format", "csv"],
+    ["runs"],
+    ["sweeps"],
+    ["db", "current"],
+]
 
 
 def nnlab_cli(*args: str) -> subprocess.CompletedProcess:
     environment = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "nnlab.cli", *args], capture_output=True,
-                          text=True, env=environment, timeout=120)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "nnlab.cli", *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+    )
 
 
 def checkpointed(url: str) -> Path:
@@ -351,8 +389,9 @@ def read_only_mount(tmp_path):
     if bind.returncode != 0:
         pytest.skip(f"cannot bind-mount here: {bind.stderr.decode().strip()}")
     try:
-        remount = subprocess.run(["mount", "-o", "remount,ro,bind", str(mounted)],
-                                 capture_output=True)  # fmt: skip
+        remount = subprocess.run(
+            ["mount", "-o", "remount,ro,bind", str(mounted)], capture_output=True
+        )
         if remount.returncode != 0:
             pytest.skip(f"cannot remount read-only: {remount.stderr.decode().strip()}")
         yield mounted / "nnlab.db"

@@ -25,8 +25,15 @@ from nnlab.store.writer import RunLost
 
 
 def config(**overrides) -> dict:
-    base = {"learning_rate": 0.1, "batch_size": 16, "activation": "tanh", "gd": "minibatch",
-            "optimizer": "sgd", "hidden": [8, 8], "epochs": 10}  # fmt: skip
+    base = {
+        "learning_rate": 0.1,
+        "batch_size": 16,
+        "activation": "tanh",
+        "gd": "minibatch",
+        "optimizer": "sgd",
+        "hidden": [8, 8],
+        "epochs": 10,
+    }
     return {**base, **overrides}
 
 
@@ -39,9 +46,16 @@ def register(url, n_runs=1, name="s"):
 
 
 def record(epoch: int, loss: float = 1.0, **values) -> dict:
-    base = {"epoch": epoch, "train_loss": loss, "val_loss": loss * 1.5, "train_accuracy": 0.5,
-            "val_accuracy": 0.25, "grad_norm": 0.1, "learning_rate": 0.1,
-            "seconds": 0.001}  # fmt: skip
+    base = {
+        "epoch": epoch,
+        "train_loss": loss,
+        "val_loss": loss * 1.5,
+        "train_accuracy": 0.5,
+        "val_accuracy": 0.25,
+        "grad_norm": 0.1,
+        "learning_rate": 0.1,
+        "seconds": 0.001,
+    }
     return {**base, **values}
 
 
@@ -230,14 +244,28 @@ def test_engine_epochs_land_in_the_store_as_trained(db_url):
     data = spirals(n_samples=90, classes=3, seed=0)
     writer = RunWriter(store, run_id, flush_seconds=0)
     writer.start()
-    result = train(MLP([2, 8, 3], activation="tanh"), data.X, data.y, gd="minibatch",
-                   batch_size=16, learning_rate=0.5, epochs=6, val=(data.X, data.y),
-                   on_epoch=writer.log)  # fmt: skip
+    result = train(
+        MLP([2, 8, 3], activation="tanh"),
+        data.X,
+        data.y,
+        gd="minibatch",
+        batch_size=16,
+        learning_rate=0.5,
+        epochs=6,
+        val=(data.X, data.y),
+        on_epoch=writer.log,
+    )
     writer.finish(result.status)
     stored = nnlab.connect(db_url).epochs()
     assert stored.epoch.tolist() == [r.epoch for r in result.history]
-    for column in ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "grad_norm",
-                   "seconds"):  # fmt: skip
+    for column in (
+        "train_loss",
+        "val_loss",
+        "train_accuracy",
+        "val_accuracy",
+        "grad_norm",
+        "seconds",
+    ):
         assert stored[column].tolist() == [getattr(r, column) for r in result.history]
     assert nnlab.connect(db_url).runs().status.tolist() == [result.status]
 
@@ -309,9 +337,16 @@ def test_runs_whose_holder_is_provably_gone_are_taken_over_at_once(db_url):
     ]
     with store.write() as connection:
         for run_id, holder in zip(ids, holders, strict=True):
-            connection.execute(update(Run).where(Run.id == run_id).values(
-                status="running", heartbeat_at=utcnow(), lease=f"lease-{run_id}",
-                **{**vars(here), **holder}))  # fmt: skip
+            connection.execute(
+                update(Run)
+                .where(Run.id == run_id)
+                .values(
+                    status="running",
+                    heartbeat_at=utcnow(),
+                    lease=f"lease-{run_id}",
+                    **{**vars(here), **holder},
+                )
+            )
     assert RunQueue(store, 1).take_over_dead() == 2  # without waiting for a stale heartbeat
     statuses = [_status(store, run_id)[0] for run_id in ids]
     assert statuses == ["interrupted", "running", "interrupted", "running", "running"]
@@ -329,8 +364,9 @@ def test_an_exited_but_unreaped_holder_is_gone():
         assert time.monotonic() < deadline, "the child never exited"
         time.sleep(0.01)
     here = ProcessIdentity.here()
-    zombie = ProcessIdentity(**{**vars(here), "pid": child.pid,
-                                "process_start": int(_proc_stat(child.pid)[19])})  # fmt: skip
+    zombie = ProcessIdentity(
+        **{**vars(here), "pid": child.pid, "process_start": int(_proc_stat(child.pid)[19])}
+    )
     assert zombie.is_gone() and not here.is_gone()
     child.wait()
 

@@ -100,12 +100,14 @@ def test_a_cluster_that_lost_all_its_workers_stalls_instead_of_hanging(pg_server
     url = pg_server.new_database()
     lonely = DaskCluster(workers=1, nanny=False)  # nothing restarts a killed worker
     try:
-        threading.Thread(target=lambda: lonely.kill_worker(wait_for_running(url)[1]),
-                         daemon=True).start()  # fmt: skip
+        threading.Thread(
+            target=lambda: lonely.kill_worker(wait_for_running(url)[1]), daemon=True
+        ).start()
         started = time.monotonic()
         with pytest.raises(SweepStalled, match="run the same command to resume"):
-            run_sweep(parse_spec(SLOW), url, backend="dask", scheduler=lonely.address,
-                      stale_after=5)  # fmt: skip
+            run_sweep(
+                parse_spec(SLOW), url, backend="dask", scheduler=lonely.address, stale_after=5
+            )
         assert time.monotonic() - started < 60
     finally:
         lonely.stop()

@@ -39,8 +39,11 @@ def small_disk(tmp_path):
     """A 600 KiB tmpfs: room for the schema and a few runs' epochs, not for the sweep."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mount)],
-                            capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
     if result.returncode != 0:
         if os.environ.get("CI"):
             raise RuntimeError(f"cannot mount a tmpfs: {result.stderr.strip()}")
@@ -50,8 +53,20 @@ def small_disk(tmp_path):
 
 
 def sweep(spec: Path, db: Path, *options: str, wait: bool = True):
-    command = [sys.executable, "-m", "nnlab", "sweep", str(spec), "--db", str(db), "-j", "2",
-               "-q", "--no-report", *options]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "nnlab",
+        "sweep",
+        str(spec),
+        "--db",
+        str(db),
+        "-j",
+        "2",
+        "-q",
+        "--no-report",
+        *options,
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if wait:
         process.out, process.err = process.communicate(timeout=300)

@@ -94,18 +94,40 @@ GATED_CLI = textwrap.dedent("""\
 """)
 
 
-def start_runner(host, tmp_path, url: str, scheduler: str, *options: str, gate=None
-                 ) -> subprocess.Popen:  # fmt: skip
+def start_runner(
+    host, tmp_path, url: str, scheduler: str, *options: str, gate=None
+) -> subprocess.Popen:
     """`nnlab sweep SPEC` on ``host``, against the cluster at ``scheduler``."""
     spec = tmp_path / "machines.yaml"
     spec.write_text(SPEC)
     start = [sys.executable, "-m", "nnlab.cli"]
     if gate is not None:
-        start = [sys.executable, "-c", GATED_CLI, str(tmp_path / f"{host.namespace}.ready"),
-                 str(gate)]  # fmt: skip
-    return host.popen([*start, "sweep", str(spec), "--db", url, "--backend", "dask",
-                       "--scheduler", scheduler, "-q", "--no-report", *options],
-                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        start = [
+            sys.executable,
+            "-c",
+            GATED_CLI,
+            str(tmp_path / f"{host.namespace}.ready"),
+            str(gate),
+        ]
+    return host.popen(
+        [
+            *start,
+            "sweep",
+            str(spec),
+            "--db",
+            url,
+            "--backend",
+            "dask",
+            "--scheduler",
+            scheduler,
+            "-q",
+            "--no-report",
+            *options,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def finish(runner: subprocess.Popen) -> str:
@@ -173,9 +195,10 @@ def test_runners_starting_at_once_on_an_empty_database_create_its_schema_once(
     logged = len(postgres.log())
     sampler = ConnectionSampler(postgres, database)
     try:
-        runners = [start_runner(host, tmp_path, postgres.url(database), cluster.address,
-                                gate=gate)
-                   for host in hosts]  # fmt: skip
+        runners = [
+            start_runner(host, tmp_path, postgres.url(database), cluster.address, gate=gate)
+            for host in hosts
+        ]
         _wait_for_files([tmp_path / f"{host.namespace}.ready" for host in hosts])
         gate.touch()
         summaries = [finish(runner) for runner in runners]
@@ -184,8 +207,11 @@ def test_runners_starting_at_once_on_an_empty_database_create_its_schema_once(
         for host in hosts:
             network.remove(host)
     assert all(0 < peaks[host.address] <= 2 for host in cluster.workers), peaks
-    errors = [line.split("ERROR:")[1].strip() for line in postgres.log()[logged:].splitlines()
-              if "ERROR:" in line]  # fmt: skip
+    errors = [
+        line.split("ERROR:")[1].strip()
+        for line in postgres.log()[logged:].splitlines()
+        if "ERROR:" in line
+    ]
     # the only statement that failed: each runner's look for a schema, before it was made
     assert len(errors) <= len(hosts), errors
     assert all(e.startswith('relation "alembic_version" does not exist') for e in errors), errors
@@ -200,8 +226,13 @@ def test_runners_starting_at_once_on_an_empty_database_create_its_schema_once(
     assert len(nnlab.connect(url).sweeps()) == 1
     assert set(assert_every_run_ended_once(url).values()) == {1}  # each run trained once
     assert_same_curves(url, reference)
-    print("\nrunners:", *summaries, f"peak connections by address: {dict(peaks)} (workers "
-          f"{[host.address for host in cluster.workers]})", sep="\n  ")  # fmt: skip
+    print(
+        "\nrunners:",
+        *summaries,
+        f"peak connections by address: {dict(peaks)} (workers "
+        f"{[host.address for host in cluster.workers]})",
+        sep="\n  ",
+    )
 
 
 def _wait_for_files(paths, timeout: float = 120) -> None:

@@ -108,9 +108,10 @@ def test_resume_runs_only_what_is_unfinished(sqlite_url, tmp_path):
         ids = [row[0] for row in connection.exec_driver_sql("SELECT id FROM runs LIMIT 3")]
         connection.execute(update(Run).where(Run.id == ids[0]).values(status="interrupted"))
         connection.execute(
-            update(Run).where(Run.id == ids[1])
+            update(Run)
+            .where(Run.id == ids[1])
             .values(status="running", heartbeat_at=utcnow() - timedelta(hours=1))
-        )  # fmt: skip
+        )
         connection.execute(update(Run).where(Run.id == ids[2]).values(status="pending"))
         connection.execute(Epoch.__table__.delete().where(Epoch.run_id == ids[2]))
     result = run_sweep(spec, sqlite_url)
@@ -137,8 +138,14 @@ def _all_final(url: str) -> bool:
 def test_a_run_held_elsewhere_is_waited_for_then_taken_over_when_silent(sqlite_url):
     spec = parse_spec(SPEC)
     run_sweep(spec, sqlite_url)
-    _hold(sqlite_url, 1, hostname="elsewhere", pid=4242, boot_id="their-boot",
-          heartbeat_at=utcnow() - timedelta(seconds=57))  # fmt: skip
+    _hold(
+        sqlite_url,
+        1,
+        hostname="elsewhere",
+        pid=4242,
+        boot_id="their-boot",
+        heartbeat_at=utcnow() - timedelta(seconds=57),
+    )
     waits, started = [], time.monotonic()
     result = run_sweep(spec, sqlite_url, on_wait=waits.append)  # stale after the default 60 s
     waited = time.monotonic() - started
@@ -156,8 +163,9 @@ def test_a_run_whose_local_holder_dies_is_taken_over_at_once(sqlite_url):
     here = ProcessIdentity.here()
     _hold(sqlite_url, 1, **{**vars(here), "pid": holder.pid, "process_start": int(start)})
     waits: list = []
-    resumed = threading.Thread(target=lambda: waits.append(
-        run_sweep(spec, sqlite_url, on_wait=waits.append)))  # fmt: skip
+    resumed = threading.Thread(
+        target=lambda: waits.append(run_sweep(spec, sqlite_url, on_wait=waits.append))
+    )
     resumed.start()
     deadline = time.monotonic() + 30
     while not waits:  # the resume waits for the live holder...
@@ -225,10 +233,25 @@ def _start_sweep(tmp_path, spec_text: str, url: str, *options: str) -> subproces
     spec = tmp_path / "slow.yaml"
     spec.write_text(spec_text)
     return subprocess.Popen(
-        [sys.executable, "-m", "nnlab.cli", "sweep", str(spec), "--db", url, "-j", "2", "-q",
-         "--no-report", *options],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "nnlab.cli",
+            "sweep",
+            str(spec),
+            "--db",
+            url,
+            "-j",
+            "2",
+            "-q",
+            "--no-report",
+            *options,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def wait_for_running(url: str, not_pid: int = -1, timeout: float = 120) -> tuple[int, int]:
@@ -306,10 +329,19 @@ def test_a_closed_terminal_or_ctrl_c_stops_the_sweep_cleanly(tmp_path, stop):
 def test_ctrl_c_while_nnlab_starts_is_not_a_traceback(tmp_path):
     spec = tmp_path / "slow.yaml"
     spec.write_text(SLOW)
-    command = [sys.executable, "-m", "nnlab", "sweep", str(spec), "--db", str(tmp_path / "r.db"),
-               "--no-report"]  # fmt: skip
-    sweep = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                             cwd=tmp_path)  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "nnlab",
+        "sweep",
+        str(spec),
+        "--db",
+        str(tmp_path / "r.db"),
+        "--no-report",
+    ]
+    sweep = subprocess.Popen(
+        command, stderr=subprocess.PIPE, text=True, start_new_session=True, cwd=tmp_path
+    )
     time.sleep(0.5)  # while it imports its libraries
     os.killpg(sweep.pid, signal.SIGINT)
     _, err = sweep.communicate(timeout=60)
@@ -428,8 +460,11 @@ def _kill_loky_workers(stop: threading.Event) -> None:
     while not stop.is_set():
         for status in Path("/proc").glob("[0-9]*/status"):
             with contextlib.suppress(OSError):
-                fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines()
-                              if ":\t" in line)  # fmt: skip
+                fields = dict(
+                    line.split(":\t", 1)
+                    for line in status.read_text().splitlines()
+                    if ":\t" in line
+                )
                 command = (status.parent / "cmdline").read_bytes()
                 if fields.get("PPid", "").strip() == me and b"popen_loky" in command:
                     os.kill(int(status.parent.name), signal.SIGKILL)

@@ -47,8 +47,11 @@ def test_the_issue_example_expands_without_duplicates():
 
 
 def test_seeds_as_a_count_and_number_spellings():
-    spec = parse_spec(SPEC.replace("seeds: [0, 1, 2]", "seeds: 2").replace(
-        "learning_rate: [0.01, 0.1, 1.0]", "learning_rate: [0.1, 1e-1, 0.10]"))  # fmt: skip
+    spec = parse_spec(
+        SPEC.replace("seeds: [0, 1, 2]", "seeds: 2").replace(
+            "learning_rate: [0.01, 0.1, 1.0]", "learning_rate: [0.1, 1e-1, 0.10]"
+        )
+    )
     assert spec.seeds == (0, 1)
     assert len(expand_grid(spec)) == 1 * 4 * 3 * 2  # 0.1, 1e-1 and 0.10 are one value
 
@@ -86,22 +89,70 @@ def test_load_spec_from_a_file(tmp_path):
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
-        ("learning_rate: [", "learning_rat: [", r":7: grid.learning_rat: unknown key.*Did you mean 'learning_rate'"),
-        ("[0.01, 0.1, 1.0]", "[0.01, -0.1]", r":7: grid.learning_rate\[1\]: learning_rate must be a finite number > 0, got -0.1"),
-        ("batch_size: [16, 64]", "batch_size: [16, 0]", r":9: grid.batch_size\[1\]: batch_size must be an integer >= 1, got 0"),
-        ("batch_size: [16, 64]", "batch_size: []", r":9: grid.batch_size: must be a non-empty list"),
-        ("[sigmoid, tanh, relu]", "[sigmoid, tahn]", r":10: grid.activation\[1\]: unknown activation 'tahn'.*Did you mean 'tanh'"),
+        (
+            "learning_rate: [",
+            "learning_rat: [",
+            r":7: grid.learning_rat: unknown key.*Did you mean 'learning_rate'",
+        ),
+        (
+            "[0.01, 0.1, 1.0]",
+            "[0.01, -0.1]",
+            r":7: grid.learning_rate\[1\]: learning_rate must be a finite number > 0, got -0.1",
+        ),
+        (
+            "batch_size: [16, 64]",
+            "batch_size: [16, 0]",
+            r":9: grid.batch_size\[1\]: batch_size must be an integer >= 1, got 0",
+        ),
+        (
+            "batch_size: [16, 64]",
+            "batch_size: []",
+            r":9: grid.batch_size: must be a non-empty list",
+        ),
+        (
+            "[sigmoid, tanh, relu]",
+            "[sigmoid, tahn]",
+            r":10: grid.activation\[1\]: unknown activation 'tahn'.*Did you mean 'tanh'",
+        ),
         ("gd: [batch,", "gd: [full,", r":8: grid.gd\[0\]: unknown gd 'full'"),
-        ("optimizer: sgd", "optimizer: rmsprop", r":5: train.optimizer: unknown optimizer 'rmsprop'"),
-        ("optimizer: sgd", "optimiser: sgd", r":5: train.optimiser: unknown key.*Did you mean 'optimizer'"),
+        (
+            "optimizer: sgd",
+            "optimizer: rmsprop",
+            r":5: train.optimizer: unknown optimizer 'rmsprop'",
+        ),
+        (
+            "optimizer: sgd",
+            "optimiser: sgd",
+            r":5: train.optimiser: unknown key.*Did you mean 'optimizer'",
+        ),
         ("name: gd-variants", "nme: gd-variants", r":1: nme: unknown key.*Did you mean 'name'"),
-        ("seeds: [0, 1, 2]", "seeds: 0", r":11: seeds: a count of seeds must be in \[1, 100_000\], got 0"),
-        ("seeds: [0, 1, 2]", "seeds: [0, -1]", r":11: seeds\[1\]: must be an integer in \[0, 2\*\*32\), got -1"),
-        ("hidden: [16, 16]", "hidden: [16, 0]", r":4: model.hidden: hidden width must be an integer >= 1, got 0"),
-        ("data: {name: spirals", "data: {nam: spirals", r":3: data.name: must name a synthetic set"),
-        ("grid:\n", "grid: [1, 2]\nfoo:\n", r"not valid YAML|foo: unknown key|grid: must be a mapping"),
+        (
+            "seeds: [0, 1, 2]",
+            "seeds: 0",
+            r":11: seeds: a count of seeds must be in \[1, 100_000\], got 0",
+        ),
+        (
+            "seeds: [0, 1, 2]",
+            "seeds: [0, -1]",
+            r":11: seeds\[1\]: must be an integer in \[0, 2\*\*32\), got -1",
+        ),
+        (
+            "hidden: [16, 16]",
+            "hidden: [16, 0]",
+            r":4: model.hidden: hidden width must be an integer >= 1, got 0",
+        ),
+        (
+            "data: {name: spirals",
+            "data: {nam: spirals",
+            r":3: data.name: must name a synthetic set",
+        ),
+        (
+            "grid:\n",
+            "grid: [1, 2]\nfoo:\n",
+            r"not valid YAML|foo: unknown key|grid: must be a mapping",
+        ),
     ],
-)  # fmt: skip
+)
 def test_validation_errors_name_file_line_and_key(old, new, message):
     assert old in SPEC
     with pytest.raises(SpecError, match=message) as error:
@@ -131,8 +182,11 @@ def test_hash_ignores_parameters_that_do_not_apply(lr, batch, seed):
 
 
 @settings(max_examples=60, deadline=None)
-@given(data=st.dictionaries(st.sampled_from(["n_samples", "noise", "classes", "seed"]),
-                            st.integers(1, 100), min_size=1))  # fmt: skip
+@given(
+    data=st.dictionaries(
+        st.sampled_from(["n_samples", "noise", "classes", "seed"]), st.integers(1, 100), min_size=1
+    )
+)
 def test_hash_ignores_key_order(data):
     forward = RunConfig(data={"name": "spirals", **data})
     backward = RunConfig(data=dict(reversed(list({"name": "spirals", **data}.items()))))
@@ -158,8 +212,11 @@ def test_expansion_has_no_duplicates_and_covers_every_distinct_run(lrs, gds, siz
     assert len(hashes) == len(set(hashes))
     distinct = {
         (lr, gd, size if gd == "minibatch" else None, seed)
-        for lr in lrs for gd in gds for size in sizes for seed in seeds
-    }  # fmt: skip
+        for lr in lrs
+        for gd in gds
+        for size in sizes
+        for seed in seeds
+    }
     assert len(points) == len(distinct)
     assert all(isinstance(p, GridPoint) and from_values(p.values) == p.config for p in points)
 
@@ -212,7 +269,8 @@ def test_every_example_spec_is_valid(path, monkeypatch):
 
 def test_patience_without_validation_data_is_refused_before_running():
     text = SPEC.replace("val_fraction: 0.2", "val_fraction: 0").replace(
-        "train: {epochs: 40, optimizer: sgd}", "train: {epochs: 40, optimizer: sgd, patience: 3}")  # fmt: skip
+        "train: {epochs: 40, optimizer: sgd}", "train: {epochs: 40, optimizer: sgd, patience: 3}"
+    )
     spec = parse_spec(text, source="s.yaml")
     with pytest.raises(
         SpecError, match=r"s.yaml:5: train.patience: early stopping needs validation"
@@ -226,7 +284,8 @@ def test_hash_ignores_data_spellings_and_explicit_defaults():
     assert config_hash(plain) == config_hash(spelled)
     assert config_hash(RunConfig(min_delta=0.5)) == config_hash(RunConfig(min_delta=0.0))
     assert config_hash(RunConfig(patience=3, min_delta=0.5)) != config_hash(
-        RunConfig(patience=3, min_delta=0.0))  # fmt: skip
+        RunConfig(patience=3, min_delta=0.0)
+    )
 
 
 def test_exclude_rules_see_the_defaults_a_spec_leaves_out():
@@ -246,17 +305,26 @@ def test_axis_values_blank_what_does_not_apply():
 
 
 def test_a_loss_that_does_not_fit_the_output_is_refused_before_running():
-    text = SPEC.replace("activation: [sigmoid, tanh, relu]",
-                        "activation: [sigmoid, tanh, relu]\n  output: [softmax, identity]")  # fmt: skip
+    text = SPEC.replace(
+        "activation: [sigmoid, tanh, relu]",
+        "activation: [sigmoid, tanh, relu]\n  output: [softmax, identity]",
+    )
     spec = parse_spec(text, source="s.yaml")
-    with pytest.raises(SpecError, match=r"s.yaml:\d+: grid.output: loss 'cross_entropy' does not "
-                       r"fit output activation 'identity'; cross_entropy needs output softmax"):  # fmt: skip
+    with pytest.raises(
+        SpecError,
+        match=r"s.yaml:\d+: grid.output: loss 'cross_entropy' does not "
+        r"fit output activation 'identity'; cross_entropy needs output softmax",
+    ):
         check_data(spec, expand_grid(spec))
 
 
 def test_the_spec_hash_covers_what_trains_not_how_it_is_written():
     spec = parse_spec(SPEC)
-    relaid = parse_spec("# a comment\n" + SPEC.replace("0.01", "1e-2").replace(
-        "description: batch vs stochastic vs mini-batch on spirals", "description: other words"))  # fmt: skip
+    relaid = parse_spec(
+        "# a comment\n"
+        + SPEC.replace("0.01", "1e-2").replace(
+            "description: batch vs stochastic vs mini-batch on spirals", "description: other words"
+        )
+    )
     assert relaid.spec_hash == spec.spec_hash
     assert parse_spec(SPEC.replace("seeds: [0, 1, 2]", "seeds: [0, 1]")).spec_hash != spec.spec_hash

@@ -198,9 +198,26 @@ def train(
 
 
 def make_config(
-    net: MLP, y, *, n_samples: int, loss, gd, batch_size, learning_rate, optimizer, optimizer_args,
-    epochs, seed, patience, min_delta, restore_best, tol, tol_patience, divergence_factor, has_val,
-) -> TrainConfig:  # fmt: skip
+    net: MLP,
+    y,
+    *,
+    n_samples: int,
+    loss,
+    gd,
+    batch_size,
+    learning_rate,
+    optimizer,
+    optimizer_args,
+    epochs,
+    seed,
+    patience,
+    min_delta,
+    restore_best,
+    tol,
+    tol_patience,
+    divergence_factor,
+    has_val,
+) -> TrainConfig:
     """Check every training argument once, before any work; errors name the bad value."""
     loss = _default_loss(net, y) if loss is None else loss
     output = net.output_for(loss)

@@ -41,8 +41,13 @@ RESUMABLE_STATUSES = ("pending", "interrupted")
 FINAL_STATUSES = (*FINISHED_STATUSES, "failed")
 HOLDER_FIELDS = ("hostname", "pid", "boot_id", "pid_namespace", "process_start")
 # what a claim records of the process that trains the run (columns of the runs table)
-PROVENANCE_FIELDS = ("nnlab_version", "numpy_version", "python_version", "git_commit",
-                     *HOLDER_FIELDS)  # fmt: skip
+PROVENANCE_FIELDS = (
+    "nnlab_version",
+    "numpy_version",
+    "python_version",
+    "git_commit",
+    *HOLDER_FIELDS,
+)
 
 
 class RunLost(RuntimeError):
@@ -134,8 +139,9 @@ class RunQueue:
     that trains a run by its id uses them through ``RunWriter``.
     """
 
-    def __init__(self, store: Store, sweep_id: int | None = None,
-                 stale_after: float = STALE_AFTER) -> None:  # fmt: skip
+    def __init__(
+        self, store: Store, sweep_id: int | None = None, stale_after: float = STALE_AFTER
+    ) -> None:
         self.store, self.sweep_id, self.stale_after = store, sweep_id, stale_after
 
     # --- claiming and holding runs ---
@@ -153,9 +159,12 @@ class RunQueue:
         claimed at once, to train them together)."""
         claimed = []
         with self.store.write() as connection:
-            params = {"now": utcnow(), "claimable": list(claimable),
-                      "stale_before": self._stale_before(connection),
-                      "data_fingerprint": data_fingerprint}  # fmt: skip
+            params = {
+                "now": utcnow(),
+                "claimable": list(claimable),
+                "stale_before": self._stale_before(connection),
+                "data_fingerprint": data_fingerprint,
+            }
             params |= {name: provenance[name] for name in PROVENANCE_FIELDS}
             for run_id, lease in leases.items():
                 number = connection.scalar(_CLAIM, {**params, "run_id": run_id, "lease_id": lease})
@@ -171,22 +180,38 @@ class RunQueue:
         run (which rolls back the whole transaction)."""
         self._hold(connection, _HEARTBEAT, attempt, {})
 
-    def finish(self, connection: Connection, attempt: Attempt, status: str,
-               error: str | None, duration_s: float,
-               data_fingerprint: str | None = None) -> None:  # fmt: skip
+    def finish(
+        self,
+        connection: Connection,
+        attempt: Attempt,
+        status: str,
+        error: str | None,
+        duration_s: float,
+        data_fingerprint: str | None = None,
+    ) -> None:
         """Record how the attempt's run ended, in the caller's transaction (``RunLost`` if it
         no longer holds it)."""
         ended = status in FINAL_STATUSES
-        self._hold(connection, _FINISH, attempt, {
-            "status": status, "error": error, "data_fingerprint": data_fingerprint,
-            "finished_at": utcnow() if ended else None, "duration_s": duration_s,
-        })  # fmt: skip
+        self._hold(
+            connection,
+            _FINISH,
+            attempt,
+            {
+                "status": status,
+                "error": error,
+                "data_fingerprint": data_fingerprint,
+                "finished_at": utcnow() if ended else None,
+                "duration_s": duration_s,
+            },
+        )
 
     def _hold(self, connection: Connection, statement, attempt: Attempt, params: dict) -> None:
         params |= {"run_id": attempt.run_id, "lease_id": attempt.lease, "attempt": attempt.number}
         if connection.execute(statement, params).rowcount != 1:
-            raise RunLost(f"run {attempt.run_id} is no longer held by this attempt: it was "
-                          "interrupted, or presumed dead and taken over")  # fmt: skip
+            raise RunLost(
+                f"run {attempt.run_id} is no longer held by this attempt: it was "
+                "interrupted, or presumed dead and taken over"
+            )
 
     # --- a runner's view of its sweep ---
 

@@ -37,21 +37,73 @@ MAX_RESULT_BYTES = 100_000_000  # the most text and bytes held from one result, 
 
 # Pragmas that only report; the first group takes a table, index or count as its argument,
 # the second none (with an argument they would write a setting).
-NAMED_PRAGMAS = frozenset({"table_info", "table_xinfo", "index_list", "index_info", "index_xinfo",
-                           "foreign_key_list", "integrity_check", "quick_check",
-                           "foreign_key_check"})  # fmt: skip
-READ_PRAGMAS = frozenset({"table_list", "user_version", "schema_version", "page_count",
-                          "page_size", "journal_mode", "compile_options", "database_list",
-                          "collation_list", "function_list", "freelist_count", "data_version",
-                          "encoding"})  # fmt: skip
+NAMED_PRAGMAS = frozenset(
+    {
+        "table_info",
+        "table_xinfo",
+        "index_list",
+        "index_info",
+        "index_xinfo",
+        "foreign_key_list",
+        "integrity_check",
+        "quick_check",
+        "foreign_key_check",
+    }
+)
+READ_PRAGMAS = frozenset(
+    {
+        "table_list",
+        "user_version",
+        "schema_version",
+        "page_count",
+        "page_size",
+        "journal_mode",
+        "compile_options",
+        "database_list",
+        "collation_list",
+        "function_list",
+        "freelist_count",
+        "data_version",
+        "encoding",
+    }
+)
 _ALLOWED = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_RECURSIVE}
 # The authorizer's action codes, by name (sqlite3's result and limit codes reuse the numbers).
-_ACTIONS = ("CREATE_INDEX", "CREATE_TABLE", "CREATE_TEMP_INDEX", "CREATE_TEMP_TABLE",
-            "CREATE_TEMP_TRIGGER", "CREATE_TEMP_VIEW", "CREATE_TRIGGER", "CREATE_VIEW", "DELETE",
-            "DROP_INDEX", "DROP_TABLE", "DROP_TEMP_INDEX", "DROP_TEMP_TABLE", "DROP_TEMP_TRIGGER",
-            "DROP_TEMP_VIEW", "DROP_TRIGGER", "DROP_VIEW", "INSERT", "PRAGMA", "READ", "SELECT",
-            "TRANSACTION", "UPDATE", "ATTACH", "DETACH", "ALTER_TABLE", "REINDEX", "ANALYZE",
-            "CREATE_VTABLE", "DROP_VTABLE", "FUNCTION", "SAVEPOINT", "RECURSIVE")  # fmt: skip
+_ACTIONS = (
+    "CREATE_INDEX",
+    "CREATE_TABLE",
+    "CREATE_TEMP_INDEX",
+    "CREATE_TEMP_TABLE",
+    "CREATE_TEMP_TRIGGER",
+    "CREATE_TEMP_VIEW",
+    "CREATE_TRIGGER",
+    "CREATE_VIEW",
+    "DELETE",
+    "DROP_INDEX",
+    "DROP_TABLE",
+    "DROP_TEMP_INDEX",
+    "DROP_TEMP_TABLE",
+    "DROP_TEMP_TRIGGER",
+    "DROP_TEMP_VIEW",
+    "DROP_TRIGGER",
+    "DROP_VIEW",
+    "INSERT",
+    "PRAGMA",
+    "READ",
+    "SELECT",
+    "TRANSACTION",
+    "UPDATE",
+    "ATTACH",
+    "DETACH",
+    "ALTER_TABLE",
+    "REINDEX",
+    "ANALYZE",
+    "CREATE_VTABLE",
+    "DROP_VTABLE",
+    "FUNCTION",
+    "SAVEPOINT",
+    "RECURSIVE",
+)
 _ACTION_NAMES = {
     getattr(sqlite3, f"SQLITE_{name}"): name.replace("_", " ")
     for name in _ACTIONS
@@ -65,8 +117,12 @@ READER_ROLE_HOWTO = (
     "SCHEMA public TO nnlab_reader; then --db postgresql://nnlab_reader@HOST/{db}"
 )
 # Built-in roles that reach beyond the database: server files, programs, other connections.
-POWERFUL_ROLES = ("pg_read_server_files", "pg_write_server_files", "pg_execute_server_program",
-                  "pg_signal_backend")  # fmt: skip
+POWERFUL_ROLES = (
+    "pg_read_server_files",
+    "pg_write_server_files",
+    "pg_execute_server_program",
+    "pg_signal_backend",
+)
 _LEADING_NOISE = re.compile(r"(\s+|--[^\n]*(\n|$)|/\*.*?\*/)*", re.DOTALL)
 
 

@@ -193,9 +193,11 @@ class RunWriter:
         self._queue.stale_after = stale_after
         with self.store.guard():
             claimed = self._queue.claim(
-                {self.run_id: self.lease}, vars(provenance),
-                RUN_STATUSES if claimable is None else claimable, data_fingerprint,
-            )  # fmt: skip
+                {self.run_id: self.lease},
+                vars(provenance),
+                RUN_STATUSES if claimable is None else claimable,
+                data_fingerprint,
+            )
         if not claimed:
             if claimable is not None:
                 return False
@@ -244,8 +246,7 @@ class RunWriter:
         self.close()
         duration = time.monotonic() - self._started
         with self.store.guard(), self.store.write() as connection:
-            self._queue.finish(connection, self._held(), status, error, duration,
-                               data_fingerprint)  # fmt: skip
+            self._queue.finish(connection, self._held(), status, error, duration, data_fingerprint)
             if self._pending:
                 self._insert(connection, self._pending)
         self._pending = []
@@ -277,8 +278,9 @@ class _Heartbeat:
         self._writer = writer
         self._seconds = seconds
         self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"heartbeat-{writer.run_id}",
-                                        daemon=True)  # fmt: skip
+        self._thread = threading.Thread(
+            target=self._loop, name=f"heartbeat-{writer.run_id}", daemon=True
+        )
         self._thread.start()
 
     def _loop(self) -> None:

@@ -79,8 +79,10 @@ def canonical(config: RunConfig) -> dict:
 def axis_values(config: RunConfig, axes: list[str]) -> list:
     """The run's value on each grid axis; None where that parameter does not apply to it."""
     applied = canonical(config)
-    return [config.data.get(axis[len(DATA_PREFIX):]) if axis.startswith(DATA_PREFIX)
-            else applied[axis] for axis in axes]  # fmt: skip
+    return [
+        config.data.get(axis[len(DATA_PREFIX) :]) if axis.startswith(DATA_PREFIX) else applied[axis]
+        for axis in axes
+    ]
 
 
 def config_hash(config: RunConfig) -> str:
@@ -193,8 +195,10 @@ def _configs(spec: SweepSpec) -> Iterator[RunConfig]:
             **spec.base,
             **{k: v for k, v in point.items() if not k.startswith(DATA_PREFIX)},
         }
-        data = {**spec.data, **{k[len(DATA_PREFIX):]: v for k, v in point.items()
-                                if k.startswith(DATA_PREFIX)}}  # fmt: skip
+        data = {
+            **spec.data,
+            **{k[len(DATA_PREFIX) :]: v for k, v in point.items() if k.startswith(DATA_PREFIX)},
+        }
         for seed in spec.seeds:
             yield RunConfig(data=data, seed=seed, **settings)
 

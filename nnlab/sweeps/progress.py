@@ -20,8 +20,13 @@ class SweepProgress:
         self.waiting_message = None
         self.bar = None
         if shown and sys.stdout.isatty():
-            columns = (TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(),
-                       TextColumn("{task.fields[tally]}"), TimeRemainingColumn())  # fmt: skip
+            columns = (
+                TextColumn("[bold]sweep"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[tally]}"),
+                TimeRemainingColumn(),
+            )
             self.bar = Progress(*columns)
 
     def __enter__(self) -> SweepProgress:

@@ -165,9 +165,13 @@ def run_sweep(
     with _Pool(backend, jobs, scheduler, store, stale_after) as pool, store.guard():
         rows = [RunRow(p.values, p.config_hash, p.config.seed) for p in points]
         sweep_id = register_sweep(
-            store, spec.name, rows, description=spec.description, spec=spec.text,
+            store,
+            spec.name,
+            rows,
+            description=spec.description,
+            spec=spec.text,
             spec_hash=spec.spec_hash,
-        )  # fmt: skip
+        )
         queue = RunQueue(store, sweep_id, stale_after)
         result = SweepResult(sweep_id, spec.name, total=len(points), url=store.url)
         result.before = _final(queue.tally(), retry_failed)
@@ -322,8 +326,7 @@ def _quarantine(queue: RunQueue, waiting: dict[int, dict], pool: _Pool):
             results = pool.map([(run_id, config)], claimable=(), alone=True)
             yield from _watched(results, queue)
         except pool.worker_died:
-            queue.fail(run_id, "its worker process died, twice: once beside other runs, "
-                       "once alone")  # fmt: skip
+            queue.fail(run_id, "its worker process died, twice: once beside other runs, once alone")
             yield run_id, "failed"
 
 
@@ -383,16 +386,20 @@ class _Pool:
     again (after its worker died) under the same lease, and stopping interrupts only the runs
     held under this pool's prefix, never those of another runner on the same sweep."""
 
-    def __init__(self, backend: str, jobs: int, scheduler: str | None, store: Store,
-                 stale_after: float) -> None:  # fmt: skip
+    def __init__(
+        self, backend: str, jobs: int, scheduler: str | None, store: Store, stale_after: float
+    ) -> None:
         url = portable_url(store.url)
         if scheduler is not None and backend != "dask":
-            raise InputError(f"a scheduler address ({scheduler!r}) needs --backend dask, "
-                             f"not {backend!r}")  # fmt: skip
+            raise InputError(
+                f"a scheduler address ({scheduler!r}) needs --backend dask, not {backend!r}"
+            )
         if scheduler is not None and url.startswith("sqlite"):
-            raise InputError("the workers of a Dask cluster cannot share an SQLite file: use "
-                             "a PostgreSQL URL (--db postgresql://...), or drop --scheduler "
-                             "to run a local cluster")  # fmt: skip
+            raise InputError(
+                "the workers of a Dask cluster cannot share an SQLite file: use "
+                "a PostgreSQL URL (--db postgresql://...), or drop --scheduler "
+                "to run a local cluster"
+            )
         self.backend, self.jobs, self.scheduler, self.url = backend, jobs, scheduler, url
         self.stale_after = stale_after
         self.database_file = store.file  # workers check that they write to this very file
@@ -417,10 +424,18 @@ class _Pool:
     def map(self, todo: list[tuple[int, dict]], claimable, alone: bool = False) -> Iterator:
         """Train ``todo`` in parallel; yields (run id, status) as runs finish. ``alone``: the
         one run given trains in a worker of its own (never in this process)."""
-        tasks = (joblib.delayed(_train_task)(self.url, run_id, config, claimable,
-                                           self._lease(run_id), self.stale_after,
-                                           self.database_file)
-                 for run_id, config in todo)  # fmt: skip
+        tasks = (
+            joblib.delayed(_train_task)(
+                self.url,
+                run_id,
+                config,
+                claimable,
+                self._lease(run_id),
+                self.stale_after,
+                self.database_file,
+            )
+            for run_id, config in todo
+        )
         tasks = itertools.takewhile(lambda _: not self._stopping.is_set(), tasks)
         jobs = 2 if alone else self.jobs  # joblib runs a single job in this process
         self._dispatched = True
@@ -512,9 +527,15 @@ def _dask_killed_worker() -> type[BaseException]:
     return KilledWorker
 
 
-def _train_task(url: str, run_id: int, config: dict, claimable, lease: str,
-              stale_after: float = STALE_AFTER,
-              database_file: tuple[int, int] | None = None) -> tuple[int, str]:  # fmt: skip
+def _train_task(
+    url: str,
+    run_id: int,
+    config: dict,
+    claimable,
+    lease: str,
+    stale_after: float = STALE_AFTER,
+    database_file: tuple[int, int] | None = None,
+) -> tuple[int, str]:
     """Train one registered run, logging its epochs live; runs in a worker.
 
     Returns (run id, how the run ended), or ``NOT_CLAIMED`` when the run is not this task's

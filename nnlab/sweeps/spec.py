@@ -51,8 +51,9 @@ SEED_LIMIT = 2**32  # seeds are below this (NumPy's legacy seeds; a database's 6
 MAX_SEEDS = 100_000  # a count of seeds; --max-runs bounds the runs anyway
 
 # Only these tags build values: JSON's types. !!binary, !!timestamp, !!set, !!python/... refused.
-JSON_TAGS = frozenset(f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null",
-                                                       "seq", "map")) | {"!"}  # fmt: skip
+JSON_TAGS = frozenset(
+    f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "seq", "map")
+) | {"!"}
 # What may not appear in a string a terminal will show: C0/C1 controls, DEL, and the bidi
 # marks and overrides that make text display in an order other than it is stored.
 UNSAFE_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
@@ -175,8 +176,9 @@ def _data_value(name: str, value: object) -> object:
     if isinstance(value, float) and not math.isfinite(value):
         raise InputError(f"{name} must be a finite number, got {value!r}")
     if value is not None and not isinstance(value, str | int | float):
-        raise InputError(f"{name} must be text, a number, true/false or null, got "
-                         f"{_shown.repr(value)}")  # fmt: skip
+        raise InputError(
+            f"{name} must be text, a number, true/false or null, got {_shown.repr(value)}"
+        )
     return value
 
 
@@ -200,8 +202,13 @@ class SweepSpec:
         """A hash of what the spec trains: its data, settings, grid, seeds and exclusions as
         parsed (so ``0.1`` and ``1e-1`` agree). The description, comments and layout of the file
         do not count: editing them does not stop a sweep from resuming."""
-        trained = {"data": self.data, "base": self.base, "grid": self.grid, "seeds": self.seeds,
-                   "exclude": self.exclude}  # fmt: skip
+        trained = {
+            "data": self.data,
+            "base": self.base,
+            "grid": self.grid,
+            "seeds": self.seeds,
+            "exclude": self.exclude,
+        }
         canonical = json.dumps(trained, sort_keys=True, separators=(",", ":"), default=_plain)
         return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -307,8 +314,13 @@ def _key_lines(node, path: tuple = ()) -> dict[tuple, int]:
                 first = lines[(*path, key.value)]
                 raise _Refused((*path, key.value), line, f"duplicate key: lines {first} and {line}")
             lines[(*path, key.value)] = line
-            lines.update({k: v for k, v in _key_lines(value, (*path, key.value)).items()
-                          if k != (*path, key.value)})  # fmt: skip
+            lines.update(
+                {
+                    k: v
+                    for k, v in _key_lines(value, (*path, key.value)).items()
+                    if k != (*path, key.value)
+                }
+            )
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             lines.update(_key_lines(item, (*path, index)))
@@ -317,9 +329,14 @@ def _key_lines(node, path: tuple = ()) -> dict[tuple, int]:
 
 def _key_path(path: tuple) -> str:
     """``grid.learning_rate[1]``; a key that is not plain printable text is shown quoted."""
-    parts = [f"[{p}]" if isinstance(p, int) else
-             f".{p}" if isinstance(p, str) and p.isprintable() and len(p) <= 80 else
-             f".{_shown.repr(p)}" for p in path]  # fmt: skip
+    parts = [
+        f"[{p}]"
+        if isinstance(p, int)
+        else f".{p}"
+        if isinstance(p, str) and p.isprintable() and len(p) <= 80
+        else f".{_shown.repr(p)}"
+        for p in path
+    ]
     shown = parts if len(parts) <= 8 else [*parts[:8], "..."]  # a path 50 deep is not read
     return "".join(shown).removeprefix(".")
 
@@ -328,8 +345,9 @@ def _unsafe(text: str, path: tuple) -> str | None:
     """Why ``text`` may not be in a spec, or None."""
     if len(text) > MAX_TEXT:
         return f"is longer than {MAX_TEXT:_} characters"
-    bad = UNSAFE_TEXT.search(text.replace("\n", "").replace("\t", "") if path == ("description",)
-                             else text)  # fmt: skip
+    bad = UNSAFE_TEXT.search(
+        text.replace("\n", "").replace("\t", "") if path == ("description",) else text
+    )
     return f"contains the control character U+{ord(bad.group()):04X}" if bad else None
 
 
@@ -338,8 +356,9 @@ class _Validator:
         self.source, self.lines = source, lines
 
     def fail(self, path: tuple, message: str) -> SpecError:
-        line = next((self.lines[path[:i]] for i in range(len(path), -1, -1)
-                     if path[:i] in self.lines), None)  # fmt: skip
+        line = next(
+            (self.lines[path[:i]] for i in range(len(path), -1, -1) if path[:i] in self.lines), None
+        )
         where = f"{self.source}:{line}" if line else self.source
         return SpecError(f"{where}: {_key_path(path) or 'spec'}: {message}")
 
@@ -391,10 +410,17 @@ class _Validator:
         base |= self.settings("train", spec.get("train", {}), TRAIN_KEYS)
         grid = self.grid(spec.get("grid", {}))
         return SweepSpec(
-            name=name.strip(), description=description, data=data, base=base, grid=grid,
-            seeds=self.seeds(spec.get("seeds", [0])), exclude=self.exclude(spec.get("exclude", [])),
-            text=text, source=self.source, lines=self.lines,
-        )  # fmt: skip
+            name=name.strip(),
+            description=description,
+            data=data,
+            base=base,
+            grid=grid,
+            seeds=self.seeds(spec.get("seeds", [0])),
+            exclude=self.exclude(spec.get("exclude", [])),
+            text=text,
+            source=self.source,
+            lines=self.lines,
+        )
 
     def settings(self, section: str, value: object, allowed: tuple[str, ...]) -> dict:
         entries = self.mapping((section,), value, allowed)
@@ -444,8 +470,10 @@ class _Validator:
                 )
             return tuple(range(value))
         if not isinstance(value, list) or not value:
-            raise self.fail(("seeds",), "must be a count or a non-empty list of integers, got "
-                            f"{_shown.repr(value)}")  # fmt: skip
+            raise self.fail(
+                ("seeds",),
+                f"must be a count or a non-empty list of integers, got {_shown.repr(value)}",
+            )
         for i, seed in enumerate(value):
             if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
                 raise self.fail(
@@ -462,11 +490,14 @@ class _Validator:
         excluded = []
         for i, item in enumerate(value):
             point = self.mapping(("exclude", i), item, allowed)
-            excluded.append({
-                k: self.data_value(("exclude", i, k), k[len(DATA_PREFIX) :], v) if _is_data_key(k)
-                else self.field(("exclude", i, k), k, v)
-                for k, v in point.items()
-            })  # fmt: skip
+            excluded.append(
+                {
+                    k: self.data_value(("exclude", i, k), k[len(DATA_PREFIX) :], v)
+                    if _is_data_key(k)
+                    else self.field(("exclude", i, k), k, v)
+                    for k, v in point.items()
+                }
+            )
         return tuple(excluded)
 
     def _grid_keys(self) -> list[str]:
