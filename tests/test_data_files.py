@@ -203,3 +203,14 @@ def test_npz_missing_or_corrupt_file(tmp_path):
     junk.write_text("not a zip")
     with pytest.raises(DataError, match=r"can't read '.*junk.npz' as an NPZ archive"):
         load_npz(junk)
+
+
+@pytest.mark.parametrize("loader", [load_csv, load_npz], ids=["csv", "npz"])
+def test_a_missing_relative_path_says_where_it_was_looked_for(tmp_path, monkeypatch, loader):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError) as info:
+        loader("data/points.csv", *(["y"] if loader is load_csv else []))
+    assert str(info.value).endswith(
+        f"file not found: 'data/points.csv' (looked for {tmp_path / 'data' / 'points.csv'}; "
+        f"the working directory is {tmp_path})"
+    )
