@@ -6,9 +6,11 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import func, select, update
 
 import nnlab
+from nnlab.cli import cli
 from nnlab.store import (
     RunWriter,
     StoreError,
@@ -107,3 +109,27 @@ def test_rename_refuses_bad_or_taken_names(filled, new, message):
 def test_rename_of_an_unknown_sweep_suggests_the_name(filled):
     with pytest.raises(UnknownSweepError, match=r"Did you mean 'acts'\?"):
         rename_sweep(open_store(filled), "acst", "new")
+
+
+def test_cli_delete_asks_first_and_keeps_everything_on_no(filled_sqlite):
+    runner = CliRunner()
+    refused = runner.invoke(cli, ["sweeps", "delete", "acts", "--db", filled_sqlite], input="n\n")
+    assert "delete sweep 'acts', its 6 runs and their epochs?" in refused.output
+    assert refused.exit_code == 1 and counts(filled_sqlite) == (1, 6, 24)
+    done = runner.invoke(cli, ["sweeps", "--db", filled_sqlite, "delete", "acts", "--yes"])
+    assert done.exit_code == 0, done.output
+    assert done.output == "deleted sweep 'acts': 6 runs, 24 epochs\n"
+    assert counts(filled_sqlite) == (0, 0, 0)
+
+
+def test_cli_rename_and_its_mistakes_exit_2_in_one_line(filled_sqlite):
+    runner = CliRunner()
+    renamed = runner.invoke(cli, ["sweeps", "rename", "acts", "acts-v1", "--db", filled_sqlite])
+    assert renamed.output == "renamed sweep 'acts' to 'acts-v1'\n"
+    mistakes = [("act", "x", "Did you mean 'acts-v1'?"), ("acts-v1", "", "a non-empty name")]
+    for old, new, message in mistakes:
+        result = runner.invoke(cli, ["sweeps", "rename", old, new, "--db", filled_sqlite])
+        assert result.exit_code == 2 and message in result.output
+        assert len(result.output.strip().splitlines()) == 1
+    listed = runner.invoke(cli, ["sweeps", "--db", filled_sqlite, "--format", "csv"])
+    assert "acts-v1" in listed.output
