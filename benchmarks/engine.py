@@ -21,17 +21,12 @@ import sys
 import time
 import warnings
 from itertools import pairwise
-from pathlib import Path
 
 import numpy as np
+import numpy_loop
 from threadpoolctl import threadpool_limits
 
-# this folder goes last on the path: its logging.py must not shadow the standard library's
-_here = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here] + [str(_here)]
-import numpy_loop  # noqa: E402
-
-from nnlab.engine import MLP, train  # noqa: E402
+from nnlab.engine import MLP, train
 
 LEARNING_RATE = 0.01
 PAUSE_S = 0.3

@@ -15,26 +15,19 @@ from __future__ import annotations
 import argparse
 import itertools
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-# This folder holds a logging.py: take it off the front of the path before anything imports the
-# standard library's logging.
-_here = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
+import matplotlib
+import numpy as np
 
-import matplotlib  # noqa: E402
-import numpy as np  # noqa: E402
-
-import nnlab  # noqa: E402
-from nnlab.report import figures as charts  # noqa: E402
-from nnlab.report import render_report, write_report  # noqa: E402
-from nnlab.report.analysis import default_threshold, load_sweep  # noqa: E402
-from nnlab.store import RunWriter, open_store, register_sweep  # noqa: E402
-from nnlab.store.queue import RunQueue  # noqa: E402
-from nnlab.store.registry import RunRow  # noqa: E402
+import nnlab
+from nnlab.report import figures as charts
+from nnlab.report import render_report, write_report
+from nnlab.report.analysis import default_threshold, load_sweep
+from nnlab.store import RunWriter, open_store, register_sweep
+from nnlab.store.queue import RunQueue
+from nnlab.store.registry import RunRow
 
 RATES = (0.003, 0.01, 0.03, 0.1, 0.3)
 VARIANTS = (("batch", None), ("stochastic", None), ("minibatch", 16), ("minibatch", 64))

@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -44,27 +45,20 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# This folder holds a logging.py: take it off the front of the path before anything imports the
-# standard library's logging.
-_here = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here] + [str(_here)]
+import joblib
+import numpy as np
+import numpy_loop
+from joblib.externals.loky import get_reusable_executor
 
-import logging  # noqa: E402
-
-import joblib  # noqa: E402
-import numpy as np  # noqa: E402
-import numpy_loop  # noqa: E402
-from joblib.externals.loky import get_reusable_executor  # noqa: E402
-
-import nnlab  # noqa: E402
-from nnlab.data import Dataset  # noqa: E402
-from nnlab.store import RunWriter, open_store, register_sweep  # noqa: E402
-from nnlab.store.queue import RunQueue  # noqa: E402
-from nnlab.store.registry import RunRow  # noqa: E402
-from nnlab.store.sql import run_query  # noqa: E402
-from nnlab.sweeps.config import prepare_data, train_config  # noqa: E402
-from nnlab.sweeps.runner import plan, run_sweep  # noqa: E402
-from nnlab.sweeps.spec import parse_spec  # noqa: E402
+import nnlab
+from nnlab.data import Dataset
+from nnlab.store import RunWriter, open_store, register_sweep
+from nnlab.store.queue import RunQueue
+from nnlab.store.registry import RunRow
+from nnlab.store.sql import run_query
+from nnlab.sweeps.config import prepare_data, train_config
+from nnlab.sweeps.runner import plan, run_sweep
+from nnlab.sweeps.spec import parse_spec
 
 JOBS = 2
 AXES = ("learning_rate", "batch_size", "activation", "seed")

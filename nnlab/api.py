@@ -24,8 +24,9 @@ from pathlib import Path
 import yaml
 
 from nnlab.checks import InputError, did_you_mean
+from nnlab.params import by_name
 from nnlab.store.models import STALE_AFTER
-from nnlab.sweeps.config import DATA_DEFAULTS, RunConfig, RunOutcome, train_config
+from nnlab.sweeps.config import DATA_DEFAULTS, RunConfig, RunOutcome, prepare_data, train_config
 from nnlab.sweeps.grid import DEFAULT_MAX_RUNS
 from nnlab.sweeps.progress import SweepProgress
 from nnlab.sweeps.runner import SweepResult, run_sweep
@@ -99,9 +100,17 @@ def train(
     ``standardize``, ...) may also be passed as keywords, beside the run's settings
     (``hidden``, ``activation``, ``gd``, ``batch_size``, ``learning_rate``, ``optimizer``,
     ``epochs``, ``seed``, ...: the fields of ``RunConfig``). ``on_epoch`` is called with each
-    epoch's record as it ends.
+    epoch's record as it ends. Without a ``batch_size``, mini-batch GD takes batches of 32, or
+    of the whole training set when it is smaller (xor has 4 samples).
     """
+    if settings.get("batch_size") is None:
+        config = as_config(data, **{**settings, "batch_size": None})
+        training_set = prepare_data(config.data)[0]
+        settings["batch_size"] = min(DEFAULT_BATCH_SIZE, training_set.n_samples)
     return train_config(as_config(data, **settings), on_epoch=on_epoch)
+
+
+DEFAULT_BATCH_SIZE = by_name()["batch_size"].default
 
 
 RUN_SETTINGS = tuple(f.name for f in fields(RunConfig) if f.name != "data")

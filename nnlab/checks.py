@@ -11,6 +11,7 @@ import difflib
 import math
 import numbers
 import operator
+import re
 from collections.abc import Iterable
 
 
@@ -21,6 +22,11 @@ class InputError(ValueError):
 def quoted(names: Iterable[str]) -> str:
     """``'a', 'b', 'c'`` — a list of names for an error message."""
     return ", ".join(repr(n) for n in names)
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``1 run``, ``2 runs``; ``many`` for a plural that is not ``word + "s"``."""
+    return f"{n:,} {word if n == 1 else many or word + 's'}"
 
 
 def did_you_mean(value: object, choices: Iterable[str]) -> str:
@@ -79,3 +85,20 @@ def check_number(
         wanted = " and".join(f" {op} {limit}" for op, limit in limits)
         raise error(f"{name} must be a finite number{wanted}, got {value!r}")
     return float(value)
+
+
+# What may not appear in a name a terminal will show: C0/C1 controls, DEL, and the bidi marks
+# and overrides that make text display in an order other than it is stored (as in sweep specs).
+UNSAFE_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+MAX_NAME = 200
+
+
+def check_name(what: str, value: object, error=InputError) -> str:
+    """A name that prints safely: non-empty, at most ``MAX_NAME`` characters, no control or
+    bidi characters; else ``error`` naming it."""
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_NAME:
+        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+        raise error(f"{what} must be a non-empty name of up to {MAX_NAME} characters, got {shown}")
+    if bad := UNSAFE_TEXT.search(value):
+        raise error(f"{what} {value!r} contains the control character U+{ord(bad.group()):04X}")
+    return value

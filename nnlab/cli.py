@@ -9,9 +9,12 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 
 import click
 from rich.console import Console
@@ -19,12 +22,13 @@ from rich.table import Table
 
 from nnlab import __version__, api
 from nnlab.__main__ import EXIT_INTERRUPTED
-from nnlab.checks import InputError
+from nnlab.checks import InputError, check_choice, plural
 from nnlab.engine import GD_VARIANTS, HIDDEN_ACTIVATIONS, LOSS_NAMES, OPTIMIZERS, EpochRecord
 from nnlab.report import METRICS, write_report
-from nnlab.store import ENV_VAR, StoreError, connect, database
+from nnlab.store import ENV_VAR, StoreError, connect, database, delete_sweep, rename_sweep
 from nnlab.store.database import StoreFault
 from nnlab.store.models import RUN_STATUSES, STALE_AFTER
+from nnlab.store.query import RUN_COLUMNS, SWEEP_COLUMNS
 from nnlab.store.sql import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, run_query
 from nnlab.sweeps.grid import DEFAULT_MAX_RUNS, axis_values, from_values
 from nnlab.sweeps.runner import BACKENDS, SweepStopped, plan
@@ -55,7 +59,13 @@ def user_errors(ctx: click.Context) -> Iterator[None]:
 @click.version_option(__version__, prog_name="nnlab")
 @click.option("--debug", is_flag=True, help="Show full tracebacks instead of short messages.")
 def cli(debug: bool) -> None:
-    """nnlab: train small neural networks, sweep their hyperparameters, study convergence."""
+    """nnlab: train small neural networks, sweep their hyperparameters, study convergence.
+
+    \b
+    Example:
+      nnlab sweep sweeps/quickstart.yaml -j 2
+      nnlab runs --sweep quickstart
+    """
 
 
 def db_option(command):
@@ -79,6 +89,9 @@ def format_option(command):
         show_default=True,
         help="How to print the rows.",
     )(command)
+
+
+DEFAULT_BATCH_SIZE = api.DEFAULT_BATCH_SIZE
 
 
 def _parse_hidden(ctx, param, value: str) -> tuple[int, ...]:
@@ -127,7 +140,11 @@ def _parse_hidden(ctx, param, value: str) -> tuple[int, ...]:
     help="Hidden layer widths, comma-separated; '' for none.",
 )
 @click.option(
-    "--activation", default="relu", show_default=True, type=click.Choice(list(HIDDEN_ACTIVATIONS))
+    "--activation",
+    default="relu",
+    show_default=True,
+    type=click.Choice(list(HIDDEN_ACTIVATIONS)),
+    help="Activation of the hidden layers.",
 )
 @click.option(
     "--output",
@@ -146,9 +163,22 @@ def _parse_hidden(ctx, param, value: str) -> tuple[int, ...]:
     type=click.Choice(GD_VARIANTS),
     help="batch: all samples per update; stochastic: one; minibatch: --batch-size.",
 )
-@click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--learning-rate", "-lr", type=float, default=0.1, show_default=True)
-@click.option("--optimizer", default="sgd", show_default=True, type=click.Choice(list(OPTIMIZERS)))
+@click.option(
+    "--batch-size",
+    type=int,
+    help=f"Samples per update for --gd minibatch [default: {DEFAULT_BATCH_SIZE}, or all the "
+    "training samples when fewer].",
+)
+@click.option(
+    "--learning-rate", "-lr", type=float, default=0.1, show_default=True, help="Step size η."
+)
+@click.option(
+    "--optimizer",
+    default="sgd",
+    show_default=True,
+    type=click.Choice(list(OPTIMIZERS)),
+    help="How a gradient updates the weights.",
+)
 @click.option(
     "--momentum",
     type=float,
@@ -156,7 +186,13 @@ def _parse_hidden(ctx, param, value: str) -> tuple[int, ...]:
     show_default=True,
     help="μ for the momentum and nesterov optimizers.",
 )
-@click.option("--epochs", type=int, default=50, show_default=True)
+@click.option(
+    "--epochs",
+    type=int,
+    default=50,
+    show_default=True,
+    help="Passes over the training set, at most.",
+)
 @click.option(
     "--seed", type=int, default=0, show_default=True, help="Seeds the weights and the shuffling."
 )
@@ -169,31 +205,32 @@ def _parse_hidden(ctx, param, value: str) -> tuple[int, ...]:
     help="Stop as converged when the training loss decreases by less than this.",
 )
 @click.option(
-    "--dtype", type=click.Choice(["float64", "float32"]), default="float64", show_default=True
+    "--dtype",
+    type=click.Choice(["float64", "float32"]),
+    default="float64",
+    show_default=True,
+    help="Floating-point precision of the weights and the data.",
 )
 @click.option(
     "--every", type=int, default=0, help="Print every Nth epoch (default: about 25 rows in all)."
 )
 @click.pass_context
-def train(ctx, data, target, n_samples, classes, noise, val_fraction, standardize, hidden,
-          activation, output, loss, gd, batch_size, learning_rate, optimizer, momentum, epochs,
-          seed, patience, tol, dtype, every):  # fmt: skip
+def train(
+    ctx, data, target, n_samples, classes, noise, val_fraction, standardize, every, **settings
+):
     """Train one network and print its per-epoch metrics.
 
     \b
     Example:
       nnlab train --data spirals --hidden 16,16 --activation tanh --gd minibatch \\
         --batch-size 32 --learning-rate 0.1 --optimizer sgd --epochs 50 --seed 0
+      nnlab train --data xor --hidden 4 --activation tanh --epochs 500
       nnlab train --data measurements.csv --target label --epochs 20
     """
-    data_settings = {"target": target, "n_samples": n_samples, "classes": classes, "noise": noise}
-    settings = dict(
-        val_fraction=val_fraction, standardize=standardize, hidden=hidden, activation=activation,
-        output=output, loss=loss, gd=gd, batch_size=batch_size, learning_rate=learning_rate,
-        optimizer=optimizer, momentum=momentum, epochs=epochs, seed=seed, dtype=dtype,
-        patience=patience, tol=tol,
-        **{key: value for key, value in data_settings.items() if value is not None},
-    )  # fmt: skip
+    data_params = {"name": data, "val_fraction": val_fraction, "standardize": standardize}
+    extras = {"target": target, "n_samples": n_samples, "classes": classes, "noise": noise}
+    data_params.update({key: value for key, value in extras.items() if value is not None})
+    epochs = settings["epochs"]
     console = _console()
     table = _epoch_table()
     stride = every if every > 0 else max(1, math.ceil(epochs / 25))
@@ -205,8 +242,8 @@ def train(ctx, data, target, n_samples, classes, noise, val_fraction, standardiz
             table.add_row(*_epoch_cells(record))
             shown.append(record.epoch)
 
-    with user_errors(ctx):
-        outcome = api.train(data, on_epoch=on_epoch, **settings)
+    with _option_terms(ctx):
+        outcome = api.train(data_params, on_epoch=on_epoch, **settings)
     result = outcome.result
     if result.final is not None and result.final.epoch not in shown:
         table.add_row(*_epoch_cells(result.final))
@@ -214,9 +251,33 @@ def train(ctx, data, target, n_samples, classes, noise, val_fraction, standardiz
     colour = {"diverged": "red", "early_stopped": "yellow"}.get(result.status, "green")
     reason = f" ({result.reason})" if result.reason else ""
     console.print(
-        f"[bold {colour}]{result.status}[/] after {result.epochs_run} epochs, "
-        f"{result.updates} updates{reason}; data {outcome.fingerprint[:19]}…"
+        f"[bold {colour}]{result.status}[/] after {plural(result.epochs_run, 'epoch')}, "
+        f"{plural(result.updates, 'update')}{reason}; data {outcome.fingerprint[:19]}…"
     )
+
+
+# `nnlab train`'s options, by the names the API's messages use for them (batch_size=, target=)
+_NAMED = "|".join(param.name for param in train.params)
+_SETTING = re.compile(rf"\b({_NAMED})=('?)([^\s',;]*)\2|\b({_NAMED})(?= must\b)")
+
+
+@contextmanager
+def _option_terms(ctx: click.Context) -> Iterator[None]:
+    """``user_errors`` for ``nnlab train``, its messages in the user's terms: ``--batch-size
+    5000`` where the API says ``batch_size=5000``, ``--target`` for ``target=``."""
+    try:
+        with user_errors(ctx):
+            yield
+    except UserError as error:
+        message = _SETTING.sub(_as_option, error.message)
+        error.message = message.replace("the parameter --", "--")
+        raise
+
+
+def _as_option(match: re.Match) -> str:
+    name, value = match[1] or match[4], match[3]
+    flag = "--" + name.replace("_", "-")
+    return f"{flag} {value}" if value else flag
 
 
 def _epoch_table() -> Table:
@@ -286,7 +347,8 @@ def _epoch_cells(record: EpochRecord) -> list[str]:
 @click.pass_context
 def sweep(ctx, spec, db, jobs, backend, scheduler, stale_after, dry_run, retry_failed, max_runs,
           quiet, no_report):  # fmt: skip
-    """Run the grid of a sweep spec, logging every run and epoch to the database.
+    """Run the grid of a sweep spec, logging every run and epoch to the database, then write
+    its HTML report (reports/<sweep>.html) and print the path.
 
     Running the same spec again resumes it: only unfinished runs train.
 
@@ -314,7 +376,7 @@ def sweep(ctx, spec, db, jobs, backend, scheduler, stale_after, dry_run, retry_f
             click.echo(f"error: {error}", err=True)
             ctx.exit(1)
         click.echo(result.summary())
-        _print_best(result.best(BEST_SHOWN), list(parsed.grid), result.metric)
+        _print_best(result.best(), list(parsed.grid), result.metric)
     if result.report is not None:
         click.echo(f"report: {result.report}")
     elif result.report_error is not None:
@@ -332,8 +394,10 @@ def _print_stopped(stop: BaseException) -> None:
 BEST_SHOWN = 10
 
 
-def _print_best(best, axes: list[str], metric: str) -> None:
-    """The best configurations: grid settings, final ``metric`` mean ± std over seeds."""
+def _print_best(configurations, axes: list[str], metric: str) -> None:
+    """The best ``BEST_SHOWN`` configurations: grid settings, final ``metric`` mean ± std over
+    seeds."""
+    best = configurations.head(BEST_SHOWN)
     rows = []
     for row in best.itertuples():
         # a configuration is its runs' settings without the seed
@@ -342,8 +406,14 @@ def _print_best(best, axes: list[str], metric: str) -> None:
         trouble = f"{row.diverged}/{row.runs}" if row.diverged else ""
         failed = f"{row.failed}/{row.runs}" if row.failed else ""
         rows.append((*settings, loss, trouble, failed))
-    click.echo(f"best configurations (of {len(best)} shown), mean ± std over seeds:")
-    _print_rows([*axes, f"final_{metric}", "diverged", "failed"], rows, "table")
+    total = len(configurations)
+    which = (
+        f"all {plural(total, 'configuration')}"
+        if total == len(best)
+        else (f"the best {len(best)} of {plural(total, 'configuration')}")
+    )
+    click.echo(f"{which}, best first, final {metric} mean ± std over seeds:")
+    _print_rows([*axes, f"final_{metric}", "diverged", "failed"], rows, "table", noun=None)
 
 
 def _mean_std(mean: float, std: float) -> str:
@@ -355,14 +425,21 @@ def _mean_std(mean: float, std: float) -> str:
 
 def _print_plan(spec, points) -> None:
     axes = list(spec.grid)
-    click.echo(f"sweep {spec.name!r}: {len(points)} runs ({len(spec.seeds)} seeds each)")
+    seeds = plural(len(spec.seeds), "seed")
+    click.echo(f"sweep {spec.name!r}: {plural(len(points), 'run')} ({seeds} each)")
     rows = [(*axis_values(p.config, axes), p.config.seed) for p in points]
-    _print_rows([*axes, "seed"], rows, "table")
+    _print_rows([*axes, "seed"], rows, "table", "run")
 
 
 @cli.group()
 def db() -> None:
-    """The database schema: see where it stands, bring it up to date."""
+    """The database schema: see where it stands, bring it up to date.
+
+    \b
+    Example:
+      nnlab db current
+      nnlab db upgrade
+    """
 
 
 @db.command("upgrade")
@@ -385,7 +462,12 @@ def db_upgrade(ctx, db):
 @db_option
 @click.pass_context
 def db_current(ctx, db):
-    """Show the database's schema revision and this nnlab's."""
+    """Show the database's schema revision and this nnlab's.
+
+    \b
+    Example:
+      nnlab db current --db sqlite:///nnlab.db
+    """
     with user_errors(ctx):
         state = database.database_state(db)
     click.echo(f"database {state.current or '-'}, nnlab head {state.head}: {state.verdict}")
@@ -421,22 +503,154 @@ def sql(ctx, query, db, fmt, timeout, max_rows):
     """
     with user_errors(ctx):
         result = run_query(query, db, timeout=timeout, max_rows=max_rows)
-    _print_rows(result.columns, result.rows, fmt)
+    _print_rows(result.columns, result.rows, fmt, "row")
     if result.truncated:
-        click.echo(f"note: output stopped after {len(result.rows)} rows; more rows were not "
-                   "fetched (raise --max-rows, or narrow the query with WHERE or LIMIT)",
-                   err=True)  # fmt: skip
+        click.echo(
+            f"note: output stopped after {plural(len(result.rows), 'row')}; more rows were not "
+            "fetched (raise --max-rows, or narrow the query with WHERE or LIMIT)",
+            err=True,
+        )
 
 
-@cli.command()
+# What `nnlab runs` and `nnlab sweeps` tables show without --columns, in order; KEEP says which
+# stay longest when a terminal is too narrow for all of them (the last is left out first).
+RUN_TABLE = (
+    "run_id",
+    "sweep",
+    "status",
+    "seed",
+    "learning_rate",
+    "batch_size",
+    "activation",
+    "gd",
+    "optimizer",
+    "hidden",
+    "final_val_loss",
+    "best_val_loss",
+    "epochs_run",
+    "duration_s",
+)
+RUN_KEEP = (
+    "run_id",
+    "status",
+    "final_val_loss",
+    "learning_rate",
+    "gd",
+    "batch_size",
+    "activation",
+    "sweep",
+    "best_val_loss",
+    "optimizer",
+    "hidden",
+    "seed",
+    "epochs_run",
+    "duration_s",
+)
+SWEEP_TABLE = ("sweep_id", "name", "status", "runs", "created_at", "finished_at", "description")
+SWEEP_KEEP = ("name", "status", "runs", "description", "sweep_id", "created_at", "finished_at")
+WRAPPED = 20  # characters a text column needs at least: longer text wraps onto more lines
+# Table headers shorter than their columns' names, so that more columns fit a terminal.
+SHORT_HEADERS = {
+    "run_id": "run",
+    "sweep_id": "id",
+    "learning_rate": "lr",
+    "batch_size": "batch",
+    "final_val_loss": "final_val",
+    "best_val_loss": "best_val",
+    "epochs_run": "epochs",
+    "duration_s": "seconds",
+}
+
+
+def columns_option(known: tuple[str, ...]):
+    """``--columns a,b,c``: which of ``known`` to print, in that order."""
+
+    def parse(ctx, param, value: str | None) -> tuple[str, ...] | None:
+        if value is None:
+            return None
+        names = tuple(name.strip() for name in value.split(",") if name.strip())
+        try:
+            return tuple(check_choice("column", name, known) for name in names) or None
+        except InputError as error:
+            raise click.BadParameter(str(error)) from None
+
+    return click.option(
+        "--columns",
+        metavar="A,B,…",
+        callback=parse,
+        help=f"Columns to print, comma-separated [default: all for csv and json; for a table, "
+        f"those that fit the terminal]. Any of: {', '.join(known)}.",
+    )
+
+
+@cli.group(invoke_without_command=True)
 @db_option
 @format_option
+@columns_option(SWEEP_COLUMNS)
 @click.pass_context
-def sweeps(ctx, db, fmt):
-    """List the sweeps in the database."""
+def sweeps(ctx, db, fmt, columns):
+    """List the sweeps in the database; rename or delete one.
+
+    \b
+    Example:
+      nnlab sweeps
+      nnlab sweeps --columns name,status,runs --format csv
+      nnlab sweeps rename quickstart quickstart-v1
+      nnlab sweeps delete quickstart-v1 --yes
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     with user_errors(ctx):
         frame = connect(db).sweeps()
-    _print_frame(frame, fmt)
+    _print_listing(frame, fmt, columns or SWEEP_TABLE, "sweep", columns is None and SWEEP_KEEP)
+
+
+def _group_db(ctx: click.Context, db: str | None) -> str | None:
+    """``--db`` given after the subcommand, else before it (``nnlab sweeps --db X delete``)."""
+    return db if db is not None else ctx.parent.params.get("db")
+
+
+@sweeps.command("delete")
+@click.argument("name")
+@db_option
+@click.option("--yes", "-y", is_flag=True, help="Delete without asking for confirmation.")
+@click.pass_context
+def sweeps_delete(ctx, name, db, yes):
+    """Delete sweep NAME with all its runs and their epochs, in one transaction.
+
+    Refused while a runner holds any of its runs (a heartbeat in the last minute).
+
+    \b
+    Example:
+      nnlab sweeps delete quickstart --yes
+    """
+    db = _group_db(ctx, db)
+    with user_errors(ctx):
+        runs = connect(db).sweep(name).runs
+        if not yes:
+            question = f"delete sweep {name!r}, its {plural(runs, 'run')} and their epochs?"
+            click.confirm(question, abort=True)
+        deleted = delete_sweep(database.open_store(db), name)
+    click.echo(
+        f"deleted sweep {name!r}: {plural(deleted.runs, 'run')}, {plural(deleted.epochs, 'epoch')}"
+    )
+
+
+@sweeps.command("rename")
+@click.argument("old")
+@click.argument("new")
+@db_option
+@click.pass_context
+def sweeps_rename(ctx, old, new, db):
+    """Rename sweep OLD to NEW (a name no other sweep has; up to 200 characters).
+
+    \b
+    Example:
+      nnlab sweeps rename quickstart quickstart-v1
+    """
+    with user_errors(ctx):
+        rename_sweep(database.open_store(_group_db(ctx, db)), old, new)
+    click.echo(f"renamed sweep {old!r} to {new!r}")
 
 
 @cli.command()
@@ -449,12 +663,20 @@ def sweeps(ctx, db, fmt):
     help="Only runs with this status (repeatable).",
 )
 @format_option
+@columns_option(tuple(RUN_COLUMNS))
 @click.pass_context
-def runs(ctx, db, sweep, status, fmt):
-    """List runs with their hyperparameters and results (the run_summary view)."""
+def runs(ctx, db, sweep, status, fmt, columns):
+    """List runs with their hyperparameters and results (the run_summary view).
+
+    \b
+    Example:
+      nnlab runs --sweep quickstart
+      nnlab runs --sweep quickstart --status diverged --columns run_id,learning_rate,gd
+      nnlab runs --format csv > runs.csv
+    """
     with user_errors(ctx):
         frame = connect(db).runs(sweep=sweep, status=status or None)
-    _print_frame(frame, fmt)
+    _print_listing(frame, fmt, columns or RUN_TABLE, "run", columns is None and RUN_KEEP)
 
 
 @cli.command()
@@ -497,12 +719,50 @@ def report(ctx, sweeps, db, output, metric, threshold):
     click.echo(str(path))
 
 
-def _print_frame(frame, fmt: str) -> None:
-    cells = frame.astype(object).where(frame.notna(), None)
-    _print_rows(list(frame.columns), list(cells.itertuples(index=False, name=None)), fmt)
+def _print_listing(frame, fmt: str, columns, noun: str, keep) -> None:
+    """Print the ``columns`` of ``frame``. Unless they were chosen (``keep`` is false), csv and
+    json get all of the frame's columns, and a table as many as fit the terminal, dropping
+    them in the reverse order of ``keep``."""
+    if fmt != "table" and keep:
+        columns = list(frame.columns)
+    cells = frame[list(columns)].astype(object)
+    rows = list(cells.where(cells.notna(), None).itertuples(index=False, name=None))
+    width, left_out = _console().width, []
+    if fmt == "table" and keep:
+        columns, rows, left_out = _fitting(list(columns), rows, width, keep)
+    _print_rows(columns, rows, fmt, noun, SHORT_HEADERS)
+    if left_out:
+        click.echo(
+            f"left out to fit {width} columns: {', '.join(left_out)} (choose with --columns, "
+            "or see them all with --format csv)"
+        )
 
 
-def _print_rows(columns: list[str], rows: list[tuple], fmt: str) -> None:
+def _fitting(columns: list[str], rows: list[tuple], width: int, keep: tuple[str, ...]):
+    """The ``columns`` that fit ``width`` characters of terminal (the first of ``keep`` kept
+    longest), their cells, and the names of those left out."""
+    needs = {column: _needed(column, [row[i] for row in rows]) for i, column in enumerate(columns)}
+    shown = list(columns)
+    for column in reversed(keep[1:]):
+        if sum(needs[c] for c in shown) + len(shown) - 1 <= width:
+            break
+        shown.remove(column)
+    index = [columns.index(column) for column in shown]
+    left_out = [column for column in columns if column not in shown]
+    return shown, [tuple(row[i] for i in index) for row in rows], left_out
+
+
+def _needed(column: str, values: list) -> int:
+    """Characters column ``column`` needs: all of its longest cell, but text wraps."""
+    header = len(SHORT_HEADERS.get(column, column))
+    cells = max((len(_cell(value)) for value in values), default=0)
+    text = any(isinstance(value, str) for value in values)
+    return max(header, min(cells, WRAPPED) if text else cells)
+
+
+def _print_rows(columns, rows, fmt: str, noun: str | None = "row", headers=None) -> None:
+    """``rows`` as csv, json or a table (whose ``headers`` may abbreviate ``columns``), then
+    for a table how many ``noun``s it has (nothing for None)."""
     if fmt == "csv":
         writer = csv.writer(sys.stdout)
         writer.writerow(columns)
@@ -511,22 +771,46 @@ def _print_rows(columns: list[str], rows: list[tuple], fmt: str) -> None:
         records = [dict(zip(columns, row, strict=True)) for row in rows]
         click.echo(json.dumps(records, default=str, indent=1))
     else:
-        table = Table(box=None, header_style="bold")
-        for column in columns:
-            table.add_column(column)
-        for row in rows:
-            table.add_row(*("" if v is None else _cell(v) for v in row))
-        _console().print(table)
-        click.echo(f"({len(rows)} rows)")
+        _console().print(_table([(headers or {}).get(c, c) for c in columns], rows))
+        if noun is not None:
+            click.echo(f"({plural(len(rows), noun)})")
+
+
+def _table(columns: list[str], rows: list[tuple]) -> Table:
+    """Columns one space apart; a cell too long for its column wraps onto more lines, so that
+    nothing is cut short, and numbers only when nothing else can give way."""
+    table = Table(box=None, header_style="bold", pad_edge=False, collapse_padding=True)
+    numeric = [
+        all(isinstance(row[i], int | float) or row[i] is None for row in rows)
+        for i in range(len(columns))
+    ]
+    for column, is_number in zip(columns, numeric, strict=True):
+        table.add_column(
+            column,
+            justify="right" if is_number else "left",
+            overflow="fold",
+            no_wrap=False,
+        )
+    for row in rows:
+        table.add_row(*(_cell(value) for value in row))
+    return table
 
 
 def _console() -> Console:
-    # piped output gets room for wide tables instead of rich's 80-column default
-    return Console() if sys.stdout.isatty() else Console(width=250)
+    # piped output gets room for wide tables instead of rich's 80-column default, unless the
+    # user set COLUMNS
+    return Console() if sys.stdout.isatty() or "COLUMNS" in os.environ else Console(width=250)
 
 
 def _cell(value) -> str:
-    return format(value, ".6g") if isinstance(value, float) else str(value)
+    """A table cell: floats to 4 significant digits, times to the second, NULL as nothing."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return format(value, ".4g")
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    return str(value)
 
 
 def main() -> None:

@@ -77,16 +77,17 @@ def test_train_on_a_csv_file(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--learning-rate", "-1"], "learning_rate must be a finite number > 0, got -1.0"),
-        (["--batch-size", "0"], "batch_size must be an integer >= 1, got 0"),
-        (["--batch-size", "5000"], "batch_size=5000 is larger than the 240 training samples"),
+        (["--learning-rate", "-1"], "--learning-rate must be a finite number > 0, got -1.0"),
+        (["--batch-size", "0"], "--batch-size must be an integer >= 1, got 0"),
+        (["--batch-size", "5000"], "--batch-size 5000 is larger than the 240 training samples"),
         (["--data", "spiralz"], "Did you mean 'spirals'?"),
         (["--activation", "sigmoidal"], "'sigmoidal' is not one of"),
         (["--hidden", "16,x"], "not a comma-separated list of layer widths"),
         (["--hidden", "0"], "layer widths must be >= 1"),
         (["--loss", "cross_entropy", "--output", "identity"], "does not fit output activation"),
         (["--data", "missing.csv", "--target", "y"], "missing.csv"),
-        (["--epochs", "0"], "epochs must be an integer >= 1, got 0"),
+        (["--epochs", "0"], "--epochs must be an integer >= 1, got 0"),
+        (["--data", str(README.parent / "sweeps/data/moons.csv")], "moons.csv' needs --target"),
     ],
 )
 def test_bad_input_exits_2_with_a_message(args, message):
@@ -114,16 +115,17 @@ def test_console_script_runs_in_a_fresh_process():
         text=True,
     )
     assert process.returncode == 2
-    assert "learning_rate must be a finite number > 0" in process.stderr
+    assert "--learning-rate must be a finite number > 0" in process.stderr
     assert "Traceback" not in process.stderr
 
 
 def _commands(group, prefix="nnlab"):
+    """Every command a user can run, groups that run without a subcommand included."""
     for name, command in group.commands.items():
+        if not isinstance(command, click.Group) or command.invoke_without_command:
+            yield f"{prefix} {name}", command
         if isinstance(command, click.Group):
             yield from _commands(command, f"{prefix} {name}")
-        else:
-            yield f"{prefix} {name}", command
 
 
 def _options(command) -> set[str]:
@@ -136,7 +138,7 @@ def _readme_docs(readme: str, name: str) -> str:
     heading = f"`{name}` options:"
     if heading in readme:
         return readme.split(heading, 1)[1].split("\n\n", 2)[1]
-    rows = [line for line in readme.splitlines() if line.startswith(f"| `{name}")]
+    rows = [line for line in readme.splitlines() if line.startswith((f"| `{name}`", f"| `{name} "))]
     assert rows, f"README has no table row for {name}"
     return rows[0]
 
@@ -159,3 +161,25 @@ def test_readme_mentions_only_options_that_exist():
     every.add("--help")
     mentioned = set(re.findall(r"nnlab [a-z ]*?(--[a-z][a-z-]*)", README.read_text()))
     assert mentioned <= every, mentioned - every
+
+
+def test_every_help_describes_every_option_and_shows_an_example():
+    for name, command in [("nnlab", cli), *_commands(cli)]:
+        assert "Example:" in (command.help or ""), f"{name} --help has no example"
+        for param in command.params:
+            if isinstance(param, click.Option):
+                assert param.help, f"{name} {param.opts[0]} has no help"
+    assert "report" in invoke("sweep", "--help").output.split("Options:")[0]
+
+
+def test_train_on_xor_works_with_the_defaults():
+    """Regression (issue 10): the default batch size of 32 was larger than xor's 4 samples."""
+    result = CliRunner().invoke(cli, ["train", "--data", "xor", "--epochs", "3"])
+    assert result.exit_code == 0, result.output
+    assert "completed after 3 epochs" in result.output
+    assert "Error" not in result.output
+
+
+def test_counts_are_singular_for_one():
+    result = invoke("train", "--gd", "batch", "--epochs", "1")
+    assert "after 1 epoch, 1 update;" in result.output

@@ -8,6 +8,7 @@ import sqlite3
 import pytest
 from click.testing import CliRunner
 from conftest import ACTIVATIONS
+from sqlalchemy import text
 
 import nnlab
 from nnlab.checks import InputError
@@ -34,7 +35,6 @@ def test_runs_frame_is_typed(filled):
 def test_runs_filters(filled):
     lab = nnlab.connect(filled)
     assert len(lab.runs(sweep="acts")) == 6
-    assert len(lab.runs(sweep="other")) == 0
     assert len(lab.runs(status="completed")) == 6
     assert len(lab.runs(status=["pending", "failed"])) == 0
 
@@ -90,6 +90,58 @@ def test_an_unknown_sweep_is_an_error_naming_close_matches(filled):
         lab.sweep("act")
     with pytest.raises(StoreError, match=r"no sweep named 'zzz' .*; it holds 'acts'"):
         lab.sweep("zzz")
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        lambda lab: lab.runs(sweep="act"),
+        lambda lab: lab.runs(sweep="act", status="completed"),
+        lambda lab: lab.epochs(sweep="act"),
+        lambda lab: lab.curves("act"),
+        lambda lab: lab.configurations("act"),
+        lambda lab: lab.settings("act"),
+        lambda lab: lab.failures("act"),
+        lambda lab: lab.default_metric(["acts", "act"]),
+    ],
+    ids=[
+        "runs",
+        "runs-status",
+        "epochs",
+        "curves",
+        "configurations",
+        "settings",
+        "failures",
+        "default_metric",
+    ],
+)
+def test_a_mistyped_sweep_name_is_an_error_not_an_empty_table(filled, read):
+    with pytest.raises(UnknownSweepError, match=r"^no sweep named 'act' .*Did you mean 'acts'\?$"):
+        read(nnlab.connect(filled))
+
+
+def test_cli_runs_of_a_mistyped_sweep_exit_2_with_one_line(filled):
+    result = CliRunner().invoke(cli, ["runs", "--db", filled, "--sweep", "act"])
+    assert result.exit_code == 2
+    assert result.output.startswith("Error: no sweep named 'act' in ")
+    assert result.output.strip().endswith("Did you mean 'acts'?")
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_stored_config_says_the_batch_size_the_run_trains_with(db_url):
+    config = {"learning_rate": 0.1, "batch_size": 16, "activation": "relu", "epochs": 3}
+    rows = [RunRow({**config, "gd": gd}, gd, 0) for gd in ("batch", "stochastic", "minibatch")]
+    register_sweep(open_store(db_url), "gd", rows)
+    settings = nnlab.connect(db_url).settings("gd")
+    with open_store(db_url).read() as connection:
+        stored = dict(connection.execute(text("SELECT gd, config FROM runs")).all())
+    batch_sizes = {gd: json.loads(c) if isinstance(c, str) else c for gd, c in stored.items()}
+    assert {gd: c["batch_size"] for gd, c in batch_sizes.items()} == {
+        "batch": None,
+        "stochastic": 1,
+        "minibatch": 16,
+    }
+    assert settings.batch_size.tolist()[1:] == [1, 16]
 
 
 def test_settings_flatten_the_configuration_with_typed_hyperparameters(db_url):

@@ -407,7 +407,7 @@ def test_read_only_commands_work_on_read_only_media(read_only_mount, command):
         (read_only_mount.parent / "probe").touch()  # the mount really is read-only
     done = nnlab_cli(*command, "--db", str(read_only_mount))
     assert done.returncode == 0, done.stderr
-    expected = {"sql": "n\n6\n", "runs": "(6 rows)", "sweeps": "acts", "db": "up to date"}
+    expected = {"sql": "n\n6\n", "runs": "(6 runs)", "sweeps": "acts", "db": "up to date"}
     assert expected[command[0]] in done.stdout
     assert sorted(p.name for p in read_only_mount.parent.iterdir()) == ["nnlab.db"]
     assert len(nnlab.connect(str(read_only_mount)).runs()) == 6  # the Python API too

@@ -72,10 +72,21 @@ def test_registration_is_typed_and_idempotent(db_url):
     assert len(again) == 4 and again.run_id.tolist()[:3] == ids
 
 
-def test_batch_gd_has_null_batch_size(db_url):
+def test_batch_gd_is_stored_with_the_batch_size_it_trains_with(db_url):
+    """NULL (every sample) for batch GD, 1 for stochastic: in the typed column and the
+    configuration alike, whatever batch_size the spec's defaults carried."""
+    from nnlab.sweeps.config import RunConfig
+    from nnlab.sweeps.grid import as_values
+
     store = open_store(db_url)
-    register_sweep(store, "b", [RunRow(config(gd="batch", batch_size=64), "h", 0)])
-    assert nnlab.connect(db_url).runs().batch_size.isna().all()
+    rows = [
+        RunRow(as_values(RunConfig(gd=gd, batch_size=64)), gd, 0) for gd in ("batch", "stochastic")
+    ]
+    register_sweep(store, "b", rows)
+    runs = nnlab.connect(db_url).runs()
+    assert runs.batch_size.isna().tolist() == [True, False] and runs.batch_size[1] == 1
+    configs = nnlab.connect(db_url).settings("b").batch_size
+    assert configs.isna().tolist() == [True, False] and configs[1] == 1
 
 
 def test_epochs_are_committed_live_and_visible_to_other_readers(db_url):

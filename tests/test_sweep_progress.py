@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nnlab.sweeps.progress import SweepProgress, plural
+from nnlab.sweeps.progress import SweepProgress
 
 
 def test_sweep_progress_counts_running_failed_and_diverged():
@@ -24,7 +24,3 @@ def test_piped_progress_prints_a_line_per_run_and_what_it_waits_for(capsys):
         "[1/2] run 7: completed",
         "[2/3] run 8: diverged",
     ]
-
-
-def test_plural():
-    assert [plural(n, "run") for n in (0, 1, 2)] == ["runs", "run", "runs"]

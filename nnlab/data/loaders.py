@@ -158,9 +158,19 @@ def _check_params(key: str, accepted: list[inspect.Parameter], params: dict[str,
             raise DataError(f"dataset {key!r} needs the parameter {p.name}=")
 
 
+def _not_found(kind: str, path: Path) -> str:
+    """Where a missing file was looked for: a relative path is read from the working directory."""
+    if path.is_absolute():
+        return f"{kind} file not found: '{path}'"
+    return (
+        f"{kind} file not found: '{path}' (looked for {path.absolute()}; the working "
+        f"directory is {Path.cwd()})"
+    )
+
+
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     if not path.is_file():
-        raise DataError(f"NPZ file not found: '{path}'")
+        raise DataError(_not_found("NPZ", path))
     try:
         with np.load(path, allow_pickle=False) as archive:
             return {key: archive[key] for key in archive.files}
@@ -172,7 +182,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
     import pandas as pd  # only CSV files need pandas (a worker need not load it)
 
     if not path.is_file():
-        raise DataError(f"CSV file not found: '{path}'")
+        raise DataError(_not_found("CSV", path))
     try:
         return pd.read_csv(path, low_memory=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:

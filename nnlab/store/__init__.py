@@ -1,10 +1,10 @@
 """The tracking store: sweeps, runs and epochs in SQLite or PostgreSQL via SQLAlchemy."""
 
 from nnlab.store.database import DEFAULT_URL, ENV_VAR, Store, StoreError, open_store, resolve_url
-from nnlab.store.registry import register_sweep
+from nnlab.store.registry import UnknownSweepError, delete_sweep, register_sweep, rename_sweep
 from nnlab.store.writer import Provenance, RunWriter
 
-_READING = ("Lab", "SweepDetails", "UnknownSweepError", "connect")
+_READING = ("Lab", "SweepDetails", "connect")
 
 
 def __getattr__(name: str):
@@ -28,7 +28,9 @@ __all__ = [
     "SweepDetails",
     "UnknownSweepError",
     "connect",
+    "delete_sweep",
     "open_store",
     "register_sweep",
+    "rename_sweep",
     "resolve_url",
 ]

@@ -2,8 +2,8 @@
 
 >>> import nnlab
 >>> lab = nnlab.connect()                       # NNLAB_DB or sqlite:///nnlab.db
->>> lab.runs(sweep="gd-variants").groupby("gd").final_val_loss.mean()
->>> lab.epochs(sweep="gd-variants").groupby(["activation", "epoch"]).val_loss.median()
+>>> lab.runs(sweep="quickstart").groupby("gd").final_val_loss.mean()
+>>> lab.epochs(sweep="quickstart").groupby(["activation", "epoch"]).val_loss.median()
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import func, select, text
 
-from nnlab.checks import check_choice, did_you_mean
-from nnlab.store.database import Store, StoreError, display_url, open_store
+from nnlab.checks import check_choice
+from nnlab.store.database import Store, display_url, open_store
 from nnlab.store.models import CLEAN_STATUSES, EPOCH_METRICS, FINISHED_STATUSES, Epoch, Run, Sweep
+from nnlab.store.registry import unknown_sweep
 
 RUN_COLUMNS = {
     "run_id": "int64",
@@ -48,10 +49,6 @@ SWEEP_COLUMNS = ("sweep_id", "name", "description", "status", "spec_hash", "crea
 # Where and with what a sweep's runs trained: the runs-table columns SweepDetails summarises.
 PROVENANCE_COLUMNS = ("nnlab_version", "numpy_version", "python_version", "hostname",
                       "git_commit", "data_fingerprint")  # fmt: skip
-
-
-class UnknownSweepError(StoreError):
-    """A sweep name the database does not hold; the message names close matches."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +93,12 @@ class Lab:
         return frame.astype({"sweep_id": "int64", "runs": "int64"})
 
     def runs(self, sweep: str | None = None, status: str | Iterable[str] | None = None):
-        """One row per run with its hyperparameters and results (the ``run_summary`` view)."""
+        """One row per run with its hyperparameters and results (the ``run_summary`` view).
+
+        Raises ``UnknownSweepError`` for a ``sweep`` the database does not hold (as do all
+        methods that take a sweep name).
+        """
+        self._known(sweep)
         where, params = _filters(sweep=sweep, status=status)
         frame = self._frame(f"SELECT * FROM run_summary {where} ORDER BY run_id", params)
         return _typed(frame, RUN_COLUMNS)
@@ -107,6 +109,7 @@ class Lab:
         NaN metrics (stored as NULL and named in ``nan_fields``) come back as NaN. The epoch's
         own learning rate is ``epoch_learning_rate``; ``learning_rate`` is the run's setting.
         """
+        self._known(sweep)
         where, params = _filters(sweep=sweep, runs=runs, sweep_column="s.name")
         sql = f"""
             SELECT e.run_id, s.name AS sweep, r.status, r.seed,
@@ -132,6 +135,7 @@ class Lab:
         """
         known = dict(zip(_metric_names(), EPOCH_METRICS, strict=True))
         names = [check_choice("metric", m, known) for m in (metrics or known)]
+        self._known(sweep)
         sql = f"""
             SELECT e.run_id, e.epoch, {", ".join(f"e.{known[n]} AS {n}" for n in names)},
                    e.nan_fields
@@ -193,7 +197,7 @@ class Lab:
         with self.store.read() as connection:
             sweep = connection.execute(select(*Sweep.__table__.c).where(Sweep.name == name)).first()
             if sweep is None:
-                raise UnknownSweepError(self._unknown_sweep(connection, name))
+                raise unknown_sweep(connection, name, self.store.url)
             runs = Run.sweep_id == sweep.id
             statuses = connection.execute(
                 select(Run.status, func.count()).where(runs).group_by(Run.status)
@@ -211,14 +215,17 @@ class Lab:
             provenance=_distinct(provenance), last_activity=last_activity,
         )  # fmt: skip
 
-    def _unknown_sweep(self, connection, name: str) -> str:
-        names = list(connection.scalars(select(Sweep.name).order_by(Sweep.id)))
-        where = display_url(self.store.url)
-        hint = did_you_mean(name, names)
-        if not hint:
-            shown = ", ".join(repr(n) for n in names[:10]) + (", …" if len(names) > 10 else "")
-            hint = f"; it holds {shown}" if names else "; it holds no sweep yet"
-        return f"no sweep named {name!r} in {where}{hint}"
+    def _known(self, *names: str | None) -> None:
+        """Raise ``UnknownSweepError`` for the first of ``names`` (None: no filter) that the
+        database does not hold: a mistyped name is an error, not an empty result."""
+        wanted = [name for name in names if name is not None]
+        if not wanted:
+            return
+        with self.store.read() as connection:
+            known = set(connection.scalars(select(Sweep.name).where(Sweep.name.in_(wanted))))
+            for name in wanted:
+                if name not in known:
+                    raise unknown_sweep(connection, name, self.store.url)
 
     def settings(self, sweep: str) -> pd.DataFrame:
         """One row per run of ``sweep``: ``run_id``, ``seed`` and every setting of its
@@ -228,6 +235,7 @@ class Lab:
         GD (the whole training set) and 1 for stochastic GD, whatever the configuration says.
         The columns whose values differ between runs, other than ``seed``, are the sweep's grid.
         """
+        self._known(sweep)
         typed = [getattr(Run, name) for name in HYPERPARAMETERS]
         with self.store.read() as connection:
             rows = connection.execute(
@@ -247,8 +255,10 @@ class Lab:
     def default_metric(self, sweeps: Iterable[str]) -> str:
         """What to rank and plot ``sweeps`` by: ``val_loss``, unless they have logged epochs
         and none of them a validation loss (no validation split), then ``train_loss``."""
+        sweeps = list(sweeps)
+        self._known(*sweeps)
         epochs = select(Epoch.val_loss).join(Run, Run.id == Epoch.run_id).join(
-            Sweep, Sweep.id == Run.sweep_id).where(Sweep.name.in_(list(sweeps)))  # fmt: skip
+            Sweep, Sweep.id == Run.sweep_id).where(Sweep.name.in_(sweeps))  # fmt: skip
         with self.store.read() as connection:
             logged = connection.execute(epochs.limit(1)).first() is not None
             validated = connection.execute(
@@ -262,6 +272,7 @@ class Lab:
         columns = [Run.id.label("run_id"), Run.seed,
                    *(getattr(Run, name) for name in HYPERPARAMETERS), Run.attempts,
                    Run.error]  # fmt: skip
+        self._known(sweep)
         with self.store.read() as connection:
             result = connection.execute(
                 select(*columns)

@@ -1,15 +1,17 @@
 """Registering a sweep and its runs, all in one transaction (``RunQueue`` does the rest of a
-run's life)."""
+run's life); renaming and deleting a sweep."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select, update
 
-from nnlab.store.database import Store, StoreError, lock
-from nnlab.store.models import HYPERPARAMETER_COLUMNS, Run, Sweep
+from nnlab.checks import check_name, did_you_mean, plural
+from nnlab.store.database import Store, StoreError, database_now, display_url, lock
+from nnlab.store.models import HYPERPARAMETER_COLUMNS, STALE_AFTER, Epoch, Run, Sweep
 
 
 @dataclass(frozen=True)
@@ -64,8 +66,6 @@ def _run_values(sweep_id: int, run: RunRow) -> dict:
     config = dict(run.config)
     hidden = config.get("hidden")
     values = {name: config.get(name) for name in HYPERPARAMETER_COLUMNS if name != "hidden"}
-    if config.get("gd") in ("batch", "stochastic"):
-        values["batch_size"] = None if config["gd"] == "batch" else 1
     return {
         "sweep_id": sweep_id,
         "config_hash": run.config_hash,
@@ -82,3 +82,80 @@ def sweep_spec_hash(store: Store, name: str) -> str | None:
     """The spec hash sweep ``name`` was registered with, or None for a new sweep."""
     with store.read() as connection:
         return connection.scalar(select(Sweep.spec_hash).where(Sweep.name == name))
+
+
+class UnknownSweepError(StoreError):
+    """A sweep name the database does not hold; the message names close matches."""
+
+
+def unknown_sweep(connection, name: str, url) -> UnknownSweepError:
+    """The error for sweep ``name`` missing from the database at ``url``, with a did-you-mean
+    (or the names it holds, when none is close)."""
+    names = list(connection.scalars(select(Sweep.name).order_by(Sweep.id)))
+    hint = did_you_mean(name, names)
+    if not hint:
+        shown = ", ".join(repr(n) for n in names[:10]) + (", …" if len(names) > 10 else "")
+        hint = f"; it holds {shown}" if names else "; it holds no sweep yet"
+    return UnknownSweepError(f"no sweep named {name!r} in {display_url(url)}{hint}")
+
+
+@dataclass(frozen=True)
+class Deleted:
+    """What ``delete_sweep`` removed."""
+
+    sweep: str
+    runs: int
+    epochs: int
+
+
+def delete_sweep(store: Store, name: str) -> Deleted:
+    """Delete sweep ``name`` with its runs and their epochs, in one transaction.
+
+    Refused (``StoreError``) while a runner holds any of its runs: a ``running`` run whose
+    heartbeat is within ``STALE_AFTER`` seconds of the database's clock. Raises
+    ``UnknownSweepError`` for a name the database does not hold.
+    """
+    with store.write() as connection:
+        sweep_id = _sweep_id(connection, store, name, "delete")
+        runs = select(Run.id).where(Run.sweep_id == sweep_id)
+        epochs = connection.execute(delete(Epoch).where(Epoch.run_id.in_(runs))).rowcount
+        count = connection.execute(delete(Run).where(Run.sweep_id == sweep_id)).rowcount
+        connection.execute(delete(Sweep).where(Sweep.id == sweep_id))
+    return Deleted(name, count, epochs)
+
+
+def rename_sweep(store: Store, old: str, new: str) -> None:
+    """Rename sweep ``old`` to ``new``: a non-empty name of up to 200 characters without
+    control or bidi characters, that no other sweep has. Refused, like ``delete_sweep``,
+    while a runner holds one of its runs (it finds its sweep by name)."""
+    check_name("the new sweep name", new, error=StoreError)
+    with store.write() as connection:
+        lock(connection, f"sweep:{new}")  # against registering a sweep under the new name
+        sweep_id = _sweep_id(connection, store, old, "rename")
+        if connection.scalar(select(Sweep.id).where(Sweep.name == new)) is not None:
+            raise StoreError(f"a sweep named {new!r} already exists; choose another new name")
+        connection.execute(update(Sweep).where(Sweep.id == sweep_id).values(name=new))
+
+
+def _sweep_id(connection, store: Store, name: str, action: str) -> int:
+    """The id of sweep ``name``, its runs locked against claims; refused while it has runs a
+    live runner holds."""
+    lock(connection, f"sweep:{name}")
+    sweep_id = connection.scalar(select(Sweep.id).where(Sweep.name == name))
+    if sweep_id is None:
+        raise unknown_sweep(connection, name, store.url)
+    connection.execute(select(Run.id).where(Run.sweep_id == sweep_id).with_for_update()).all()
+    live_since = database_now(connection) - timedelta(seconds=STALE_AFTER)
+    held = connection.execute(
+        select(Run.hostname, Run.pid).where(
+            Run.sweep_id == sweep_id, Run.status == "running", Run.heartbeat_at >= live_since
+        )
+    ).all()
+    if held:
+        holders = ", ".join(sorted({f"{host} pid {pid}" for host, pid in held}))
+        raise StoreError(
+            f"cannot {action} sweep {name!r}: {plural(len(held), 'run')} running, held by a "
+            f"live runner ({holders}); stop it, or wait until it has been silent for "
+            f"{STALE_AFTER:g} s"
+        )
+    return sweep_id

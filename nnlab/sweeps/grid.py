@@ -42,7 +42,11 @@ class GridPoint:
 
 
 def as_values(config: RunConfig) -> dict:
+    """The configuration as stored (``runs.config``), with the batch size a run trains with:
+    None (every sample) for batch GD, 1 for stochastic GD."""
     values = asdict(config)
+    if values["gd"] in ("batch", "stochastic"):
+        values["batch_size"] = None if values["gd"] == "batch" else 1
     values["hidden"] = list(values["hidden"])
     values["data"] = dict(sorted(values["data"].items()))
     return values

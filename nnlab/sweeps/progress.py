@@ -8,6 +8,8 @@ from collections import Counter
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from nnlab.checks import plural
+
 
 class SweepProgress:
     """Progress of one sweep; ``workers``: how many runs train at once (None when unknown, on
@@ -52,7 +54,7 @@ class SweepProgress:
         """Runs another runner holds: say which, and that they are waited for."""
         holders = ", ".join(sorted({run.holder for run in held}))
         message = (
-            f"waiting for {len(held)} {plural(len(held), 'run')} held by another runner "
+            f"waiting for {plural(len(held), 'run')} held by another runner "
             f"({holders}); they are trained here if it stops beating"
         )
         if self.shown and message != self.waiting_message:
@@ -79,8 +81,3 @@ class SweepProgress:
             self.bar.console.print(message)
         else:
             print(message, flush=True)
-
-
-def plural(n: int, word: str) -> str:
-    """``word`` for one, ``words`` for any other count."""
-    return word if n == 1 else f"{word}s"

@@ -32,7 +32,7 @@ from joblib.externals.loky import get_reusable_executor
 from joblib.externals.loky.process_executor import TerminatedWorkerError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from nnlab.checks import InputError, check_choice
+from nnlab.checks import InputError, check_choice, plural
 from nnlab.store import RunWriter, open_store, register_sweep
 from nnlab.store.database import Store, StoreFault, portable_url
 from nnlab.store.models import STALE_AFTER, heartbeat_interval
@@ -40,7 +40,6 @@ from nnlab.store.queue import FINAL_STATUSES, RESUMABLE_STATUSES, Holding, RunLo
 from nnlab.store.registry import RunRow, sweep_spec_hash
 from nnlab.sweeps.config import train_config
 from nnlab.sweeps.grid import DEFAULT_MAX_RUNS, GridPoint, check_data, expand_grid, from_values
-from nnlab.sweeps.progress import plural
 from nnlab.sweeps.spec import SpecError, SweepSpec
 
 
@@ -98,8 +97,7 @@ class SweepResult:
             parts.append(f"failed in all: {self.failed}")
         if self.unfinished:
             parts.append(f"left: {_counts(self.left)}")
-        runs = plural(self.total, "run")
-        return f"sweep {self.name!r}: {self.total} {runs}; " + "; ".join(parts)
+        return f"sweep {self.name!r}: {plural(self.total, 'run')}; " + "; ".join(parts)
 
 
 def _counts(counter: Counter) -> str:

@@ -7,7 +7,7 @@ would take minutes), all in one run. Prints µs per epoch row, amortised over th
 (registration, start, every row, finish).
 
     pip install -e '.[bench]'
-    python benchmarks/logging.py [--runs 100] [--epochs 1000] [--pg URL]
+    python benchmarks/epoch_logging.py [--runs 100] [--epochs 1000] [--pg URL]
 
 Without --pg a throwaway PostgreSQL server is started (Debian's postgresql package).
 """
@@ -21,15 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
-# This file is named logging.py: take its folder off the front of the path before anything
-# imports the standard library's logging.
-_here = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
-sys.path.append(str(_here.parent / "tests"))  # the throwaway PostgreSQL server helper
+# the throwaway PostgreSQL server helper
+sys.path.append(str(Path(__file__).resolve().parent.parent / "tests"))
 
-from nnlab.engine import EpochRecord  # noqa: E402
-from nnlab.store import RunWriter, open_store, register_sweep  # noqa: E402
-from nnlab.store.registry import RunRow  # noqa: E402
+from nnlab.engine import EpochRecord
+from nnlab.store import RunWriter, open_store, register_sweep
+from nnlab.store.registry import RunRow
 
 METRICS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "grad_norm",
            "learning_rate", "seconds")  # fmt: skip
