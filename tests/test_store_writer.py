@@ -76,12 +76,11 @@ def test_batch_gd_is_stored_with_the_batch_size_it_trains_with(db_url):
     """NULL (every sample) for batch GD, 1 for stochastic: in the typed column and the
     configuration alike, whatever batch_size the spec's defaults carried."""
     from nnlab.sweeps.config import RunConfig
-    from nnlab.sweeps.grid import as_values
+    from nnlab.sweeps.grid import as_trained, as_values
 
     store = open_store(db_url)
-    rows = [
-        RunRow(as_values(RunConfig(gd=gd, batch_size=64)), gd, 0) for gd in ("batch", "stochastic")
-    ]
+    trained = [as_trained(RunConfig(gd=gd, batch_size=64)) for gd in ("batch", "stochastic")]
+    rows = [RunRow(as_values(config), config.gd, 0) for config in trained]
     register_sweep(store, "b", rows)
     runs = nnlab.connect(db_url).runs()
     assert runs.batch_size.isna().tolist() == [True, False] and runs.batch_size[1] == 1

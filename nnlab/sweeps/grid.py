@@ -13,7 +13,7 @@ import itertools
 import json
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from nnlab.checks import InputError
 from nnlab.engine.validation import check_loss_output
@@ -41,12 +41,16 @@ class GridPoint:
         return as_values(self.config)
 
 
+def as_trained(config: RunConfig) -> RunConfig:
+    """``config`` with the batch size its run trains with: None (every sample) for batch GD,
+    1 for stochastic GD, so that what is stored says what happened."""
+    sizes = {"batch": None, "stochastic": 1}
+    return replace(config, batch_size=sizes[config.gd]) if config.gd in sizes else config
+
+
 def as_values(config: RunConfig) -> dict:
-    """The configuration as stored (``runs.config``), with the batch size a run trains with:
-    None (every sample) for batch GD, 1 for stochastic GD."""
+    """The configuration as stored (``runs.config``), plain JSON-ready values."""
     values = asdict(config)
-    if values["gd"] in ("batch", "stochastic"):
-        values["batch_size"] = None if values["gd"] == "batch" else 1
     values["hidden"] = list(values["hidden"])
     values["data"] = dict(sorted(values["data"].items()))
     return values
@@ -204,7 +208,7 @@ def _configs(spec: SweepSpec) -> Iterator[RunConfig]:
             **{k[len(DATA_PREFIX) :]: v for k, v in point.items() if k.startswith(DATA_PREFIX)},
         }
         for seed in spec.seeds:
-            yield RunConfig(data=data, seed=seed, **settings)
+            yield as_trained(RunConfig(data=data, seed=seed, **settings))
 
 
 # what a run gets for the settings a spec leaves out
