@@ -353,6 +353,29 @@ def test_several_sweeps_side_by_side(real, tmp_path):
     assert write_report(lab, ["small", "other"], directory=tmp_path).name == "small-vs-other.html"
 
 
+def test_each_sweep_keeps_its_own_threshold_unless_one_is_given(sqlite_url):
+    # issue 10: one threshold for all sweeps changed each sweep's numbers
+    for name, scale in (("low", 0.1), ("high", 1.0)):
+        runs = [
+            ({"learning_rate": r}, 0, "completed", [2.0, scale * r * 10, scale * r * 5])
+            for r in (0.1, 0.2)
+        ]
+        write_sweep(sqlite_url, name, runs)
+    lab = nnlab.connect(sqlite_url)
+    alone = {}
+    for name in ("low", "high"):
+        alone[name] = re.search(r"threshold <b>([0-9.]+)</b>", render_report(lab, [name]))[1]
+    assert alone == {"low": "0.075", "high": "0.75"}
+    html = render_report(lab, ["low", "high"])
+    assert "threshold <b>each sweep&#39;s own</b> (see its section;" in html
+    for name, level in alone.items():
+        section = html[html.index(f'data-sweep="{name}"') :]
+        assert f"time to the threshold (<b>{level}</b>: the median best val_loss" in section
+        assert f"<b>{level}</b> (the median best val_loss" in html  # side by side, too
+    given = render_report(lab, ["low", "high"], threshold=0.5)
+    assert given.count("<b>0.5</b> (as given)") == 3  # the header and each side-by-side table
+
+
 # --- hostile names and paths ----------------------------------------------------------------
 
 
