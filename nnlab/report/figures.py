@@ -54,6 +54,7 @@ DIVERGED_MARK = {"marker": "^", "linestyle": "none", "markersize": 5, "clip_on":
 # and the band are drawn.
 THIN_LINES = 12
 PAIRS = 6  # heatmaps of at most this many pairs of grid settings
+WIDE_HEATMAP = 4  # columns of cells past which a heatmap takes more room, in smaller text
 TOP = 3  # best configurations drawn where curves are compared
 # Bands under medians, the configurations' thin lines under both.
 Z_THIN, Z_BAND, Z_MEDIAN = 1, 2, 3
@@ -261,7 +262,9 @@ def heatmap_chart(view: SweepView) -> Chart:
     cells = [pair_cells(view, rows, columns) for rows, columns in pairs]
     norm = _norm([median for median, _, _ in cells])
     tallest = max(len(setting_values(view.runs, rows)) for rows, _ in pairs)
-    fig, panels = _panels(len(pairs), columns=3, height=1.2 + 0.4 * tallest)
+    widest = max(len(setting_values(view.runs, columns)) for _, columns in pairs)
+    per_row = 3 if widest <= WIDE_HEATMAP else 2  # room for each cell's text
+    fig, panels = _panels(len(pairs), columns=per_row, height=1.2 + 0.4 * tallest)
     for ax, (rows, columns), cell in zip(panels, pairs, cells, strict=True):
         _heatmap(ax, *cell, norm)
         ax.set_title(f"{rows} × {columns}")
@@ -339,7 +342,8 @@ def _heatmap(ax, median, diverged, total, norm) -> None:
         dark = not np.isnan(value) and norm(value) > 0.6
         color = "white" if dark else "black"
         text = _cell_text(value, diverged[i, j], total[i, j])
-        ax.text(j, i, text, ha="center", va="center", fontsize=7.5, color=color)
+        size = 7.5 if median.shape[1] <= WIDE_HEATMAP else 6.5
+        ax.text(j, i, text, ha="center", va="center", fontsize=size, color=color)
 
 
 def _cell_text(median: float, diverged: int, total: int) -> str:
