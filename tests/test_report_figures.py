@@ -159,6 +159,21 @@ def test_at_most_six_pairs_of_settings_the_fullest_first(sqlite_url):
     assert "(9 less varied pairs left out)" in html
 
 
+def test_heatmaps_with_many_columns_get_more_room_and_smaller_text(sqlite_url):
+    activations = ("tanh", "relu", "sigmoid", "identity", "softplus")
+    runs = [
+        ({"learning_rate": r, "activation": a}, 0, "diverged", [1.0, 500.0])
+        for r in (0.1, 0.2)
+        for a in activations
+    ]
+    write_sweep(sqlite_url, "many", [*runs, ({}, 1, "completed", [1.0, 0.5])])
+    heatmap = figure(render_report(nnlab.connect(sqlite_url), ["many"]), "heatmaps")
+    assert b"learning_rate \xc3\x97 activation" in heatmap  # rows × five columns
+    # a line of text per cell, two in the cell (0.1, tanh): its median and "1/2 div."
+    assert heatmap.count(b"font-size: 6.5px") == 2 * len(activations) + 1
+    assert heatmap.count(b"font-size: 7.5px") == 0
+
+
 def test_classification_sweeps_show_accuracy(real):
     html = render_report(nnlab.connect(real), ["small"])
     head = re.search(r"<thead>(.*?)</thead>", html).group(1)
