@@ -21,6 +21,7 @@ from nnlab.store.query import METRICS
 DIVERGED = 1e300
 # Every curve a report reads: the losses, and the accuracies classification sweeps record.
 SERIES = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
+ACCURACY = {"val_loss": "val_accuracy", "train_loss": "train_accuracy"}  # on the same data
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ class SweepView:
     runs: pd.DataFrame
     curves: Curves
     failures: pd.DataFrame
-    series: dict[str, np.ndarray] = field(default_factory=dict)
+    series: dict[str, np.ndarray]
     threshold: float | None = None
     configurations: pd.DataFrame = field(default_factory=pd.DataFrame)
 
@@ -85,12 +86,12 @@ class SweepView:
     @property
     def accuracy(self) -> str:
         """The accuracy measured on the same data as ``metric``."""
-        return self.metric.replace("_loss", "_accuracy")
+        return ACCURACY[self.metric]
 
     @property
     def has_accuracy(self) -> bool:
         """Whether any epoch recorded an accuracy (classification; regression has none)."""
-        return any(np.isfinite(self.series.get(s, np.empty(0))).any() for s in SERIES[2:])
+        return any(np.isfinite(self.series[name]).any() for name in ACCURACY.values())
 
     @property
     def diverged(self) -> np.ndarray:
@@ -135,7 +136,7 @@ def load_sweep(lab: Lab, name: str, metric: str = "val_loss") -> SweepView:
     runs = settings.merge(statuses, on="run_id", how="left", validate="one_to_one")
     axes = grid_axes(settings)
     curves, series = read_curves(lab, name, runs.run_id.to_numpy(), metric)
-    accuracy = Curves(series[metric.replace("_loss", "_accuracy")], curves.logged, curves.elapsed)
+    accuracy = Curves(series[ACCURACY[metric]], curves.logged, curves.elapsed)
     runs = runs.assign(
         configuration=_configuration_ids(runs, axes),
         **_results(curves),
