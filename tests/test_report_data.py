@@ -44,4 +44,4 @@ def test_without_validation_data_the_report_shows_the_training_loss(sqlite_url):
     assert "Metric <b>train_loss</b> (no validation data: the training loss instead)" in html
     assert "no run has finished without diverging" not in html
     assert "final train_accuracy" in html  # the accuracy on the same data as the loss
-    assert "train only" in html  # the training-vs-validation figure has one side to show
+    assert "(training only: no validation data)" in html  # in training vs validation

@@ -415,18 +415,18 @@ def fit_chart(view: SweepView, top: int = TOP) -> Chart:
         if kind == "loss":
             log_y(ax, loss_limits(drawn, np.zeros(len(drawn), dtype=bool)))
     fig.legend(*panels[0].get_legend_handles_labels(), loc="outside lower center")
-    lines = "solid: validation, dashed: training" if len(parts) == 2 else f"{parts[0]} only"
-    missing = (
-        ""
-        if view.has_accuracy
-        else " No accuracy was recorded (a regression loss): there is no accuracy panel."
-    )
+    lines = "solid: validation, dashed: training" if len(parts) == 2 else _ONE_SIDE[parts[0]]
+    missing = "" if view.has_accuracy else " No accuracy was recorded (a regression loss)."
     caption = (
         f"The best {len(best)} configurations, ranked as in the table: median over their "
         f"seeds after each epoch ({lines}). A validation loss that rises while the training "
         f"loss falls is overfitting.{missing}"
     )
     return Chart(caption, _encode(fig, dense=False), f"{view.name}: training vs validation")
+
+
+# What the training-vs-validation figure draws when a sweep logged only one side
+_ONE_SIDE = {"val": "validation only", "train": "training only: no validation data"}
 
 
 def _fit_lines(ax, view: SweepView, best: pd.DataFrame, series: list[str]) -> np.ndarray:
