@@ -210,11 +210,14 @@ def test_regression_sweeps_show_no_accuracy_and_say_so(sqlite_url):
     assert "loss of the best 1" in fit and "accuracy of the best" not in fit
 
 
-def test_a_legend_below_its_panel_hides_no_curve():
+@pytest.mark.parametrize("columns", [1, 2])  # 1: the comparison's long labels
+def test_a_legend_below_its_panel_hides_no_curve(columns):
+    # issue 10: legends in the lower left covered the curves
     fig = Figure(layout="constrained")
     ax = fig.add_subplot()
-    ax.plot([1, 2, 3], [3, 2, 1], label="a long configuration label, learning_rate 0.03")
-    legend_below(ax, "setting")
+    for rate in (0.03, 0.3, 3.0):
+        ax.plot([1, 2, 3], [3, 2, 1], label=f"a long configuration label, learning_rate {rate}")
+    legend_below(ax, "setting", columns)
     renderer = FigureCanvasAgg(fig).get_renderer()
     fig.draw(renderer)
     assert ax.get_legend().get_window_extent(renderer).y1 < ax.get_window_extent(renderer).y0

@@ -188,9 +188,9 @@ def median_line(ax, x, mid: np.ndarray, color, label: str | None, **style) -> No
     ax.plot(x, mid, color=color, linewidth=2, label=label, zorder=Z_MEDIAN, **style)
 
 
-def legend_below(ax, title: str | None = None) -> None:
+def legend_below(ax, title: str | None = None, columns: int = 2) -> None:
     """The legend under the panel, where it hides no curve."""
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=2, title=title)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=columns, title=title)
 
 
 def mark_divergence(ax, settled, diverged, rows: np.ndarray, limits, color) -> None:
@@ -503,7 +503,7 @@ def comparison_chart(views: list[SweepView], top: int = TOP) -> Chart:
             quartiles = np.minimum(quantiles(loss[rows]), limits[1] * 10)
             band(ax, view.curves.epochs, quartiles, color, configuration_label(view, row))
         if ax.lines:
-            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2))
+            legend_below(ax, columns=1)  # configurations' labels are long
         else:
             ax.text(0.5, 0.5, "no curves yet", ha="center", transform=ax.transAxes)
         log_y(ax, limits)
