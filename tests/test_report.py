@@ -12,17 +12,14 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import matplotlib.image
-import numpy as np
 import pytest
 from click.testing import CliRunner
-from matplotlib.figure import Figure
 
 import nnlab
 from nnlab.checks import InputError
 from nnlab.cli import cli
 from nnlab.report import file_stem, render_report, write_report
 from nnlab.report.analysis import load_sweep
-from nnlab.report.figures import _show_short_curves
 from nnlab.store import RunWriter, UnknownSweepError, open_store, register_sweep
 from nnlab.store.queue import RunQueue
 from nnlab.store.registry import RunRow
@@ -42,7 +39,7 @@ SPEC = textwrap.dedent("""\
       activation: [tanh, relu]
     seeds: [0, 1]
 """)
-PARTS = ("summary", "best", "curves", "heatmap", "gd", "marginal", "failures", "spec")
+PARTS = ("summary", "best", "curves", "fit", "heatmap", "gd", "marginal", "failures", "spec")
 HOSTILE = '<img src=x onerror="document.body.dataset.pwned=1">'
 
 
@@ -54,14 +51,27 @@ def real(tmp_path_factory) -> str:
     return url
 
 
-def write_sweep(url: str, name: str, runs: list, *, status="finished", description="") -> None:
+def write_sweep(
+    url: str, name: str, runs: list, *, status="finished", description="", accuracy=False
+) -> None:
     """Register ``name`` and write each run as ``(settings, seed, run status, losses)``: its
-    validation loss after each epoch. Pending runs get no epochs; running ones stay running."""
+    validation loss after each epoch (the training loss 0.9 × that), and with ``accuracy`` a
+    validation accuracy of 1 / (1 + loss) (training: 1 / (1 + 0.9 × loss)). Pending runs get
+    no epochs; running ones stay running."""
     store = open_store(url)
-    base = {"learning_rate": 0.1, "batch_size": 16, "activation": "tanh", "gd": "minibatch",
-            "optimizer": "sgd", "hidden": [4], "epochs": 4}  # fmt: skip
-    rows = [RunRow({**base, **settings, "seed": seed}, f"{i}", seed)
-            for i, (settings, seed, _, _) in enumerate(runs)]  # fmt: skip
+    base = {
+        "learning_rate": 0.1,
+        "batch_size": 16,
+        "activation": "tanh",
+        "gd": "minibatch",
+        "optimizer": "sgd",
+        "hidden": [4],
+        "epochs": 4,
+    }
+    rows = [
+        RunRow({**base, **settings, "seed": seed}, f"{i}", seed)
+        for i, (settings, seed, _, _) in enumerate(runs)
+    ]
     sweep_id = register_sweep(store, name, rows, description=description, spec=f"name: {name}\n")
     ids = nnlab.connect(url).runs(sweep=name).run_id.tolist()
     for run_id, (_, _, run_status, losses) in zip(ids, runs, strict=True):
@@ -70,8 +80,7 @@ def write_sweep(url: str, name: str, runs: list, *, status="finished", descripti
         with RunWriter(store, run_id, flush_seconds=0, heartbeat_seconds=0) as writer:
             writer.start()
             for epoch, loss in enumerate(losses, 1):
-                writer.log({"epoch": epoch, "train_loss": loss * 0.9, "val_loss": loss,
-                            "seconds": 0.01})  # fmt: skip
+                writer.log(_record(epoch, loss, accuracy))
             if run_status == "running":
                 writer.flush()
             else:
@@ -83,6 +92,13 @@ def write_sweep(url: str, name: str, runs: list, *, status="finished", descripti
     assert nnlab.connect(url).sweep(name).status == status
 
 
+def _record(epoch: int, loss: float, accuracy: bool) -> dict:
+    record = {"epoch": epoch, "train_loss": loss * 0.9, "val_loss": loss, "seconds": 0.01}
+    if accuracy:
+        record.update(train_accuracy=1 / (1 + loss * 0.9), val_accuracy=1 / (1 + loss))
+    return record
+
+
 def parts(html: str) -> list[str]:
     return re.findall(r'data-part="([a-z]+)"', html)
 
@@ -90,6 +106,12 @@ def parts(html: str) -> list[str]:
 def images(html: str) -> list[tuple[str, bytes]]:
     found = re.findall(r'src="data:image/([a-z+]+);base64,([^"]+)"', html)
     return [(mime, base64.b64decode(data)) for mime, data in found]
+
+
+def figure(html: str, what: str) -> bytes:
+    """The image whose alt text ends with ``what`` (``curves``, ``heatmaps``, …)."""
+    (data,) = re.findall(rf'src="data:image/[a-z+]+;base64,([^"]+)" alt="[^"]*: {what}"', html)
+    return base64.b64decode(data)
 
 
 def svg_text(svg: bytes) -> str:
@@ -143,10 +165,13 @@ def test_a_report_from_postgresql_matches_the_one_from_sqlite(real, pg_server):
     assert on_postgres.to_dict("records") == on_sqlite.to_dict("records")  # same runs, same curves
 
 
-def test_the_heatmap_counts_and_the_gd_comparison_uses_seconds(real):
+def test_the_heatmaps_pair_the_settings_and_the_gd_comparison_uses_seconds(real):
     html = render_report(nnlab.connect(real), ["small"])
-    heatmap, gd, marginal = [svg_text(data) for mime, data in images(html) if mime == "svg+xml"]
-    assert "tanh · stochastic" in heatmap and "relu · batch" in heatmap and "all" in heatmap
+    _fit, heatmap, gd, marginal = [
+        svg_text(data) for mime, data in images(html) if mime == "svg+xml"
+    ]
+    assert "learning_rate × activation" in heatmap and "activation × gd" in heatmap
+    assert "all" in heatmap  # batch GD's batch size
     assert "against wall-clock time" in gd and "seconds of training" in gd
     assert "learning_rate" in marginal and "activation" in marginal
 
@@ -303,7 +328,7 @@ def test_a_single_run(sqlite_url):
     write_sweep(sqlite_url, "one", [({}, 0, "completed", [1.0, 0.5, 0.4, 0.35])])
     html = render_report(nnlab.connect(sqlite_url), ["one"])
     assert "A single run: there are no seeds to aggregate" in html
-    assert "No heatmap: it needs both the learning rate and the batch size to vary" in html
+    assert "No heatmap: it needs two settings that vary in the grid; nothing varies." in html
     assert "One GD variant only (minibatch)" in html
     assert "<td>the only one</td>" in html and "0.35" in html
 
@@ -326,6 +351,29 @@ def test_several_sweeps_side_by_side(real, tmp_path):
     assert '<a href="#sweep-1">small</a><a href="#sweep-2">other</a>' in html
     assert "Convergence report: small, other" in html
     assert write_report(lab, ["small", "other"], directory=tmp_path).name == "small-vs-other.html"
+
+
+def test_each_sweep_keeps_its_own_threshold_unless_one_is_given(sqlite_url):
+    # issue 10: one threshold for all sweeps changed each sweep's numbers
+    for name, scale in (("low", 0.1), ("high", 1.0)):
+        runs = [
+            ({"learning_rate": r}, 0, "completed", [2.0, scale * r * 10, scale * r * 5])
+            for r in (0.1, 0.2)
+        ]
+        write_sweep(sqlite_url, name, runs)
+    lab = nnlab.connect(sqlite_url)
+    alone = {}
+    for name in ("low", "high"):
+        alone[name] = re.search(r"threshold <b>([0-9.]+)</b>", render_report(lab, [name]))[1]
+    assert alone == {"low": "0.075", "high": "0.75"}
+    html = render_report(lab, ["low", "high"])
+    assert "threshold <b>each sweep&#39;s own</b> (see its section;" in html
+    for name, level in alone.items():
+        section = html[html.index(f'data-sweep="{name}"') :]
+        assert f"time to the threshold (<b>{level}</b>: the median best val_loss" in section
+        assert f"<b>{level}</b> (the median best val_loss" in html  # side by side, too
+    given = render_report(lab, ["low", "high"], threshold=0.5)
+    assert given.count("<b>0.5</b> (as given)") == 3  # the header and each side-by-side table
 
 
 # --- hostile names and paths ----------------------------------------------------------------
@@ -373,49 +421,7 @@ def test_file_names_are_safe_and_distinct():
     assert file_stem("Réglages rapides").startswith("reglages-rapides-")
 
 
-# --- review cases: data axes, runs that end early, no validation data, one epoch -------------
-
-
-def test_a_grid_over_a_data_parameter_reports(sqlite_url):
-    spec = SPEC.replace("activation: [tanh, relu]", "activation: [tanh]\n  data.noise: [0.1, 0.3]")
-    run_sweep(parse_spec(spec), sqlite_url)
-    html = render_report(nnlab.connect(sqlite_url), ["small"])
-    assert "data.noise" in html and parts(html) == list(PARTS)
-
-
-def test_runs_that_stopped_early_keep_their_last_loss_in_the_medians(sqlite_url):
-    # two seeds converge and stop after 2 epochs, two run on to 6 and end higher
-    write_sweep(sqlite_url, "early", [
-        ({"learning_rate": 0.1}, 0, "converged", [1.0, 0.1]),
-        ({"learning_rate": 0.1}, 1, "converged", [1.0, 0.1]),
-        ({"learning_rate": 0.1}, 2, "completed", [1.0, 0.8, 0.6, 0.5, 0.4, 0.3]),
-        ({"learning_rate": 0.2}, 0, "completed", [1.0, 0.8, 0.6, 0.5, 0.4, 0.3]),
-    ])  # fmt: skip
-    view = load_sweep(nnlab.connect(sqlite_url), "early")
-    settled = view.settled()
-    assert settled[0].tolist() == [1.0, 0.1, 0.1, 0.1, 0.1, 0.1]  # carried to the end
-    assert np.median(settled[:3, -1]) == pytest.approx(0.1)  # not 0.3: the stopped runs count
-
-
-def test_without_validation_data_the_report_shows_the_training_loss(sqlite_url):
-    spec = SPEC.replace("val_fraction: 0.2", "val_fraction: 0.0")
-    run_sweep(parse_spec(spec), sqlite_url)
-    html = render_report(nnlab.connect(sqlite_url), ["small"])
-    assert "Metric <b>train_loss</b> (no validation data: the training loss instead)" in html
-    assert "no run has finished without diverging" not in html
-
-
-def test_a_single_epoch_sweep_draws_its_points(sqlite_url):
-    write_sweep(sqlite_url, "one", [({"learning_rate": r}, 0, "completed", [0.5 + r])
-                                    for r in (0.1, 0.2)])  # fmt: skip
-    html = render_report(nnlab.connect(sqlite_url), ["one"])
-    assert parts(html) == list(PARTS)
-    fig = Figure()
-    ax = fig.add_subplot()
-    (point,) = ax.plot([1], [0.5])
-    ax.set_xlabel("epoch")
-    _show_short_curves(fig)  # what every figure goes through before it is encoded
-    assert point.get_marker() == "o" and ax.get_xlim() == (0.5, 1.5)
+# --- paths ----------------------------------------------------------------------------------
 
 
 def test_output_with_a_trailing_slash_is_a_folder(sqlite_url, tmp_path):

@@ -1,7 +1,7 @@
 """What a report says about a sweep, computed from the store's read API (``Lab``) alone.
 
 A ``SweepView`` holds one sweep's runs with their grid settings and results, and every run's
-loss curve as a (runs × epochs) array; the figures and the page are drawn from it.
+loss and accuracy curves as (runs × epochs) arrays; the figures and the page are drawn from it.
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ from nnlab.store.query import METRICS
 # A diverged run's loss once it has stopped: finite, so that quantiles over runs stay defined
 # (one diverged seed of two puts the median off the chart instead of dropping out of it).
 DIVERGED = 1e300
+# Every curve a report reads: the losses, and the accuracies classification sweeps record.
+SERIES = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
+ACCURACY = {"val_loss": "val_accuracy", "train_loss": "train_accuracy"}  # on the same data
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,9 @@ class SweepView:
     ``runs`` has one row per run, in the order of ``curves``: ``run_id``, ``seed``, ``status``,
     every setting (see ``Lab.settings``), ``configuration`` (the runs that differ only in seed
     share it), ``final`` and ``best`` (the metric at the last epoch, and its lowest),
-    ``epochs_run``, and, once a threshold is set, ``reached_epoch`` and ``reached_seconds``.
+    ``epochs_run``, ``final_accuracy`` (the accuracy that goes with ``metric`` at the last
+    epoch), and, once a threshold is set, ``reached_epoch`` and ``reached_seconds``.
+    ``series`` holds the (runs × epochs) curve of each of ``SERIES``, NaN where not logged.
     """
 
     details: SweepDetails
@@ -70,12 +75,23 @@ class SweepView:
     runs: pd.DataFrame
     curves: Curves
     failures: pd.DataFrame
+    series: dict[str, np.ndarray]
     threshold: float | None = None
     configurations: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def name(self) -> str:
         return self.details.name
+
+    @property
+    def accuracy(self) -> str:
+        """The accuracy measured on the same data as ``metric``."""
+        return ACCURACY[self.metric]
+
+    @property
+    def has_accuracy(self) -> bool:
+        """Whether any epoch recorded an accuracy (classification; regression has none)."""
+        return any(np.isfinite(self.series[name]).any() for name in ACCURACY.values())
 
     @property
     def diverged(self) -> np.ndarray:
@@ -94,11 +110,18 @@ class SweepView:
         """The curves to aggregate over runs (see ``Curves.settled``)."""
         return self.curves.settled(self.diverged, self.clean)
 
+    def settled_series(self, name: str) -> np.ndarray:
+        """Curve ``name`` of ``SERIES`` to aggregate over runs: a run that ended cleanly keeps
+        its last value, any other is unknown (NaN) past its last epoch."""
+        curves = Curves(self.series[name], self.curves.logged, self.curves.elapsed)
+        return curves.settled(np.zeros(len(self.runs), dtype=bool), self.clean)
+
     def set_threshold(self, threshold: float | None) -> None:
         """Time each run to ``threshold`` and rank the configurations."""
         self.threshold = threshold
         self.runs = self.runs.assign(**_time_to(self.curves, threshold))
-        self.configurations = rank_configurations(self.runs, self.axes)
+        ranked = rank_configurations(self.runs, self.axes)
+        self.configurations = ranked.join(_accuracy_columns(self.runs), on="configuration")
 
 
 def load_sweep(lab: Lab, name: str, metric: str = "val_loss") -> SweepView:
@@ -112,9 +135,14 @@ def load_sweep(lab: Lab, name: str, metric: str = "val_loss") -> SweepView:
     statuses = lab.runs(sweep=name)[["run_id", "status", "duration_s"]]
     runs = settings.merge(statuses, on="run_id", how="left", validate="one_to_one")
     axes = grid_axes(settings)
-    curves = read_curves(lab, name, runs.run_id.to_numpy(), metric)
-    runs = runs.assign(configuration=_configuration_ids(runs, axes), **_results(curves))
-    return SweepView(details, metric, axes, runs, curves, lab.failures(name))
+    curves, series = read_curves(lab, name, runs.run_id.to_numpy(), metric)
+    accuracy = Curves(series[ACCURACY[metric]], curves.logged, curves.elapsed)
+    runs = runs.assign(
+        configuration=_configuration_ids(runs, axes),
+        **_results(curves),
+        final_accuracy=_results(accuracy)["final"],
+    )
+    return SweepView(details, metric, axes, runs, curves, lab.failures(name), series)
 
 
 def setting_label(setting: str, value) -> str:
@@ -139,21 +167,26 @@ def grid_axes(settings: pd.DataFrame) -> list[str]:
     return [c for c in candidates if settings[c].nunique(dropna=False) > 1]
 
 
-def read_curves(lab: Lab, name: str, run_ids: np.ndarray, metric: str) -> Curves:
-    """The (runs × epochs) arrays of ``metric`` and elapsed seconds, rows in ``run_ids`` order."""
-    epochs = lab.curves(name, [metric, "seconds"])
+def read_curves(
+    lab: Lab, name: str, run_ids: np.ndarray, metric: str
+) -> tuple[Curves, dict[str, np.ndarray]]:
+    """The ``Curves`` of ``metric`` and the (runs × epochs) array of each of ``SERIES``, rows
+    in ``run_ids`` order."""
+    epochs = lab.curves(name, [*SERIES, "seconds"])
     width = int(epochs.epoch.max()) if len(epochs) else 0
     row = pd.Index(run_ids).get_indexer(epochs.run_id)
     keep = row >= 0  # a run registered after the runs were read cannot have a row
     row, column = row[keep], epochs.epoch.to_numpy()[keep] - 1
     shape = (len(run_ids), width)
-    loss, seconds = np.full(shape, np.nan), np.zeros(shape)
-    logged = np.zeros(shape, dtype=bool)
-    loss[row, column] = epochs[metric].to_numpy()[keep]
+    series = {}
+    for series_name in SERIES:
+        series[series_name] = np.full(shape, np.nan)
+        series[series_name][row, column] = epochs[series_name].to_numpy()[keep]
+    seconds, logged = np.zeros(shape), np.zeros(shape, dtype=bool)
     seconds[row, column] = np.nan_to_num(epochs.seconds.to_numpy()[keep])
     logged[row, column] = True
     elapsed = np.where(logged, np.cumsum(seconds, axis=1), np.nan)
-    return Curves(loss, logged, elapsed)
+    return Curves(series[metric], logged, elapsed), series
 
 
 def _configuration_ids(runs: pd.DataFrame, axes: list[str]) -> np.ndarray:
@@ -244,6 +277,14 @@ def rank_configurations(runs: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
     return table.reset_index()
 
 
+def _accuracy_columns(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration, mean and std of the final accuracy over its clean seeds."""
+    clean = runs[runs.status.isin(CLEAN_STATUSES)].groupby("configuration")
+    return clean.agg(
+        accuracy_mean=("final_accuracy", "mean"), accuracy_std=("final_accuracy", "std")
+    )
+
+
 def explain(view: SweepView) -> list[str]:
     """What a reader should know before trusting the figures: a sweep still running or
     interrupted, nothing logged or finished yet, every run diverged, too few runs to
@@ -266,6 +307,11 @@ def explain(view: SweepView) -> list[str]:
             "converged. A smaller learning rate is the usual cure."
         )
     notes.extend(_size_notes(view, total))
+    if view.has_epochs and not view.has_accuracy:
+        notes.append(
+            "No accuracy was recorded (a regression loss, or targets that are not class ids): "
+            "the tables and figures show losses only."
+        )
     if counts.get("failed"):
         notes.append(f"{counts['failed']} of {total} runs failed: see the failures below.")
     return notes

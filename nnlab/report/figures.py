@@ -48,7 +48,16 @@ PNG_DPI = 110
 COLORS = matplotlib.color_sequences["tab10"]
 QUARTILES = (0.25, 0.5, 0.75)
 PLAIN_NUMBER = FuncFormatter(lambda value, _: f"{value:g}")
-DIVERGED_MARK = {"marker": "x", "linestyle": "none", "markersize": 6, "clip_on": False}
+# A diverged run leaves the chart upwards: a triangle on the top edge at the epoch it did.
+DIVERGED_MARK = {"marker": "^", "linestyle": "none", "markersize": 5, "clip_on": False}
+# Past this many configurations for one value, their thin lines are spaghetti: only the median
+# and the band are drawn.
+THIN_LINES = 12
+PAIRS = 6  # heatmaps of at most this many pairs of grid settings
+WIDE_HEATMAP = 4  # columns of cells past which a heatmap takes more room, in smaller text
+TOP = 3  # best configurations drawn where curves are compared
+# Bands under medians, the configurations' thin lines under both.
+Z_THIN, Z_BAND, Z_MEDIAN = 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -121,8 +130,10 @@ def convergence_chart(view: SweepView) -> Chart:
     caption = (
         f"{view.metric} against epoch, grouped by {by}. Thick line: the median over every run "
         "with that value (all other settings and seeds); band: the interquartile range; thin "
-        "lines: each configuration's median over its seeds. × marks where a run diverged; a "
-        "diverged run counts as off the chart from then on."
+        "lines: each configuration's median over its seeds (left out for a value with more "
+        f"than {THIN_LINES} configurations). The y axis spans the runs that did not diverge "
+        "(up to their 99th percentile); ▲ on the top edge marks the epoch a diverged run left "
+        "the chart, and it counts as off the chart from then on."
     )
     return Chart(caption, _encode(fig, dense=curves > SVG_CURVES), f"{view.name}: curves")
 
@@ -133,40 +144,69 @@ def _facet(ax, view: SweepView, settled: np.ndarray, setting, limits) -> int:
     drawn = 0
     for color, (label, rows) in zip(itertools.cycle(COLORS), groups(view.runs, setting)):
         drawn += _thin_lines(ax, view, settled, rows, color, ceiling)
-        low, mid, high = np.minimum(quantiles(settled[rows]), ceiling)
-        ax.fill_between(epochs, low, high, color=color, alpha=0.18, linewidth=0)
-        ax.plot(epochs, mid, color=color, linewidth=2, label=f"{label} ({len(rows)})")
-        mark_divergence(ax, view, rows, color)
+        quartiles = np.minimum(quantiles(settled[rows]), ceiling)
+        band(ax, epochs, quartiles, color, f"{label} ({len(rows)})")
+        mark_divergence(ax, settled, view.diverged, rows, limits, color)
         drawn += 1
     ax.set_title("all runs" if setting is None else f"by {setting}")
     epoch_axis(ax)
     log_y(ax, limits)
-    ax.legend(loc="lower left", title=setting)
+    legend_below(ax, setting)
     return drawn
 
 
 def _thin_lines(ax, view: SweepView, settled, rows, color, ceiling) -> int:
     """Each configuration's median over seeds (each run, when all rows are one
-    configuration), as one LineCollection."""
+    configuration), as one LineCollection; none past ``THIN_LINES`` configurations."""
     configurations = view.runs.configuration.to_numpy()[rows]
-    if len(set(configurations)) > 1:
-        lines = [quantiles(settled[rows[configurations == c]], (0.5,))[0]
-                 for c in dict.fromkeys(configurations)]  # fmt: skip
+    distinct = list(dict.fromkeys(configurations))
+    if len(distinct) > THIN_LINES:
+        return 0
+    if len(distinct) > 1:
+        lines = [quantiles(settled[rows[configurations == c]], (0.5,))[0] for c in distinct]
     else:
-        lines = list(settled[rows]) if len(rows) > 1 else []
+        lines = list(settled[rows]) if 1 < len(rows) <= THIN_LINES else []
     epochs = view.curves.epochs
     segments = [np.column_stack([epochs, np.minimum(line, ceiling)]) for line in lines]
-    ax.add_collection(LineCollection(segments, colors=[color], linewidths=0.6, alpha=0.35))
+    thin = LineCollection(segments, colors=[color], linewidths=0.6, alpha=0.35, zorder=Z_THIN)
+    ax.add_collection(thin)
     return len(segments)
 
 
-def mark_divergence(ax, view: SweepView, rows: np.ndarray, color) -> None:
-    """An × at the top of the panel over the epoch each diverged run diverged at."""
-    diverged = rows[view.diverged[rows]]
-    if diverged.size:
-        at = view.runs.epochs_run.to_numpy()[diverged]
+def band(ax, x, quartiles: np.ndarray, color, label: str, **style) -> None:
+    """The interquartile range as a band under the median, drawn over any thin lines. A
+    curve of one or two epochs gets markers (a lone point draws no line)."""
+    low, mid, high = quartiles
+    ax.fill_between(x, low, high, color=color, alpha=0.18, linewidth=0, zorder=Z_BAND)
+    median_line(ax, x, mid, color, label, **style)
+
+
+def median_line(ax, x, mid: np.ndarray, color, label: str | None, **style) -> None:
+    """A median curve; one of one or two epochs gets markers (a lone point draws no line)."""
+    if len(x) <= 2:
+        style.setdefault("marker", "o")
+    ax.plot(x, mid, color=color, linewidth=2, label=label, zorder=Z_MEDIAN, **style)
+
+
+def legend_below(ax, title: str | None = None, columns: int = 2) -> None:
+    """The legend under the panel, where it hides no curve."""
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=columns, title=title)
+
+
+def mark_divergence(ax, settled, diverged, rows: np.ndarray, limits, color) -> None:
+    """A ▲ on the top edge of the panel at the epoch each diverged run left it."""
+    gone = rows[diverged[rows]]
+    if gone.size:
+        at = exit_epochs(settled[gone], limits[1])
         top = blended_transform_factory(ax.transData, ax.transAxes)
-        ax.plot(at, np.full(at.shape, 0.97), color=color, transform=top, **DIVERGED_MARK)
+        ax.plot(at, np.ones(at.shape), color=color, transform=top, **DIVERGED_MARK)
+
+
+def exit_epochs(settled: np.ndarray, top: float) -> np.ndarray:
+    """For each row of ``settled`` (diverged runs × epochs), the first epoch whose loss is
+    above ``top``, or the last epoch of all when it stays on the chart."""
+    above = settled > top
+    return np.where(above.any(axis=1), above.argmax(axis=1) + 1, settled.shape[1])
 
 
 def _positive_range(values: np.ndarray) -> tuple[float, float]:
@@ -175,13 +215,14 @@ def _positive_range(values: np.ndarray) -> tuple[float, float]:
 
 
 def loss_limits(settled: np.ndarray, diverged: np.ndarray) -> tuple[float, float]:
-    """A log-axis range for the runs that did not diverge (diverged ones leave it upwards,
-    an × marking where), or for every run when all diverged."""
+    """A log-axis range from the lowest loss of the runs that did not diverge to their 99th
+    percentile, with a margin (diverged runs and the rare spike leave it upwards, a ▲ marking
+    where), or of every run when all diverged."""
     values = settled[~diverged] if not diverged.all() else settled
     values = values[np.isfinite(values) & (values > 0) & (values < DIVERGED)]
     if not values.size:
         return 0.1, 10.0
-    low, high = values.min() * 0.8, values.max() * 1.3
+    low, high = values.min() * 0.8, np.percentile(values, 99) * 1.3
     return low, max(high, low * 10)
 
 
@@ -206,69 +247,77 @@ def plain_log_ticks(axis, low: float, high: float) -> None:
     axis.set_minor_locator(NullLocator())
 
 
-# --- learning rate × batch size heatmap -----------------------------------------------------
+# --- two settings at a time: heatmaps -------------------------------------------------------
 
 
 def heatmap_chart(view: SweepView) -> Chart:
-    """Median final loss over learning rate × batch size, a panel per (activation, GD)."""
-    runs = view.runs
-    if not all(runs[s].nunique(dropna=False) > 1 for s in ("learning_rate", "batch_size")):
-        return Chart(
-            "No heatmap: it needs both the learning rate and the batch size to vary in the grid "
-            "(batch GD counts as batch size 'all', stochastic GD as 1)."
-        )
+    """Median final loss over each pair of grid settings (at most ``PAIRS``, the most varied
+    first), a panel per pair, the diverged runs counted in each cell."""
+    if len(view.axes) < 2:
+        varies = f"only {view.axes[0]} varies" if view.axes else "nothing varies"
+        return Chart(f"No heatmap: it needs two settings that vary in the grid; {varies}.")
     if not (view.clean | view.diverged).any():
         return Chart("No heatmap yet: no run has finished.")
-    activations, variants = setting_values(runs, "activation"), setting_values(runs, "gd")
-    rates = setting_values(runs, "learning_rate")
-    sizes = {_key(gd): setting_values(runs[matches(runs.gd, gd)], "batch_size") for gd in variants}
-    cells = _cells(view, activations, rates, sizes)
-    norm = _norm([median for median, _, _ in cells.values()])
-    widths = [max(1.5, 0.9 * len(sizes[_key(gd)])) for gd in variants]
-    size = (1.8 + sum(widths), len(activations) * (1.0 + 0.42 * len(rates)))
-    fig = Figure(figsize=size, layout="constrained")
-    panels = fig.subplots(len(activations), len(variants), squeeze=False,
-                          gridspec_kw={"width_ratios": widths})  # fmt: skip
-    for (i, activation), (j, gd) in itertools.product(enumerate(activations), enumerate(variants)):
-        ax, columns = panels[i, j], sizes[_key(gd)]
-        _heatmap(ax, *cells[_key(activation), _key(gd)], norm)
-        ax.set_title(f"{setting_label('activation', activation)} · {setting_label('gd', gd)}")
-        ax.set_xticks(range(len(columns)), [setting_label("batch_size", s) for s in columns])
-        ax.set_yticks(range(len(rates)), [setting_label("learning_rate", r) for r in rates])
-        ax.set_xlabel("batch size")
-        ax.set_ylabel("learning rate" if j == 0 else "")
+    pairs = setting_pairs(view.runs, view.axes)
+    cells = [pair_cells(view, rows, columns) for rows, columns in pairs]
+    norm = _norm([median for median, _, _ in cells])
+    tallest = max(len(setting_values(view.runs, rows)) for rows, _ in pairs)
+    widest = max(len(setting_values(view.runs, columns)) for _, columns in pairs)
+    per_row = 3 if widest <= WIDE_HEATMAP else 2  # room for each cell's text
+    fig, panels = _panels(len(pairs), columns=per_row, height=1.2 + 0.4 * tallest)
+    for ax, (rows, columns), cell in zip(panels, pairs, cells, strict=True):
+        _heatmap(ax, *cell, norm)
+        ax.set_title(f"{rows} × {columns}")
+        _label_cells(ax, view.runs, rows, columns)
     bar = fig.colorbar(
         ScalarMappable(norm, "viridis_r"), ax=panels, label=f"median final {view.metric}"
     )
     plain_log_ticks(bar.ax.yaxis, norm.vmin, norm.vmax)
-    others = [a for a in view.axes if a not in ("learning_rate", "batch_size", "activation", "gd")]
+    total = math.comb(len(view.axes), 2)
+    left_out = f" ({total - len(pairs)} less varied pairs left out)" if total > len(pairs) else ""
     caption = (
-        f"Median final {view.metric} over the runs in each cell that finished without diverging "
-        f"(over seeds{' and ' + ', '.join(others) if others else ''}); 'k/n div.' counts the "
-        "cell's runs that diverged; grey: no run finished cleanly."
+        f"Median final {view.metric} over the runs in each cell that finished without "
+        "diverging (over seeds and every other setting), for each pair of grid settings, the "
+        f"pairs whose runs fill the most cells first{left_out}. 'k/n div.' counts the cell's "
+        "runs that diverged; grey: no run finished cleanly; '–': no run has both values (batch "
+        "GD's batch size is 'all')."
     )
-    return Chart(caption, _encode(fig, dense=False), f"{view.name}: heatmap")
+    return Chart(caption, _encode(fig, dense=False), f"{view.name}: heatmaps")
 
 
-def _cells(view: SweepView, activations: list, rates: list, sizes: dict) -> dict:
-    """For each (activation, GD variant) panel, the (rates × sizes[gd]) arrays of the median
-    final loss of its clean runs, of its diverged runs, and of all its runs."""
+def setting_pairs(runs: pd.DataFrame, axes: list[str], most: int = PAIRS) -> list[tuple]:
+    """Up to ``most`` pairs of grid settings (rows, columns), those whose runs fill the most
+    cells first, ties in grid order: a pair whose values come only together (batch size and
+    GD variant) fills few and comes last."""
+    pairs = list(itertools.combinations(axes, 2))
+    filled = {pair: runs.groupby(list(pair), dropna=False).ngroups for pair in pairs}
+    return sorted(pairs, key=lambda pair: -filled[pair])[:most]
+
+
+def pair_cells(view: SweepView, rows: str, columns: str) -> tuple[np.ndarray, ...]:
+    """The (values of ``rows`` × values of ``columns``) arrays of the median final loss of
+    each cell's clean runs, of its diverged runs, and of all its runs."""
     runs = view.runs.assign(clean_final=view.runs.final.where(view.clean), bad=view.diverged)
-    stats = runs.groupby(["activation", "gd", "learning_rate", "batch_size"], dropna=False).agg(
+    stats = runs.groupby([rows, columns], dropna=False).agg(
         median=("clean_final", "median"), diverged=("bad", "sum"), total=("run_id", "size")
     )
-    row = {_key(rate): i for i, rate in enumerate(rates)}
-    column = {gd: {_key(size): j for j, size in enumerate(values)} for gd, values in sizes.items()}
-    cells = {}
-    for activation, gd in itertools.product(map(_key, activations), sizes):
-        shape = (len(rates), len(sizes[gd]))
-        cells[activation, gd] = (np.full(shape, np.nan), np.zeros(shape, int), np.zeros(shape, int))
-    for (activation, gd, rate, size), stat in stats.iterrows():
-        panel = (_key(activation), _key(gd))
-        median, diverged, total = cells[panel]
-        i, j = row[_key(rate)], column[panel[1]][_key(size)]
+    row = {_key(value): i for i, value in enumerate(setting_values(runs, rows))}
+    column = {_key(value): j for j, value in enumerate(setting_values(runs, columns))}
+    shape = (len(row), len(column))
+    median, diverged, total = np.full(shape, np.nan), np.zeros(shape, int), np.zeros(shape, int)
+    for (a, b), stat in stats.iterrows():
+        i, j = row[_key(a)], column[_key(b)]
         median[i, j], diverged[i, j], total[i, j] = stat["median"], stat.diverged, stat.total
-    return cells
+    return median, diverged, total
+
+
+def _label_cells(ax, runs: pd.DataFrame, rows: str, columns: str) -> None:
+    across = setting_values(runs, columns)
+    down = setting_values(runs, rows)
+    ax.set_xticks(range(len(across)), [setting_label(columns, v) for v in across])
+    ax.set_yticks(range(len(down)), [setting_label(rows, v) for v in down])
+    ax.tick_params(axis="x", labelrotation=30 if len(across) > 4 else 0)
+    ax.set(xlabel=columns, ylabel=rows)
 
 
 def _key(value):
@@ -290,12 +339,20 @@ def _heatmap(ax, median, diverged, total, norm) -> None:
     ax.imshow(np.ma.masked_invalid(median), cmap=cmap, norm=norm, origin="lower", aspect="auto")
     ax.grid(False)
     for (i, j), value in np.ndenumerate(median):
-        lines = [] if np.isnan(value) else [f"{value:.3g}"]
-        if diverged[i, j]:
-            lines.append(f"{diverged[i, j]}/{total[i, j]} div.")
         dark = not np.isnan(value) and norm(value) > 0.6
-        ax.text(j, i, "\n".join(lines), ha="center", va="center", fontsize=7.5,
-                color="white" if dark else "black")  # fmt: skip
+        color = "white" if dark else "black"
+        text = _cell_text(value, diverged[i, j], total[i, j])
+        size = 7.5 if median.shape[1] <= WIDE_HEATMAP else 6.5
+        ax.text(j, i, text, ha="center", va="center", fontsize=size, color=color)
+
+
+def _cell_text(median: float, diverged: int, total: int) -> str:
+    if total == 0:
+        return "–"
+    lines = [] if np.isnan(median) else [f"{median:.3g}"]
+    if diverged:
+        lines.append(f"{diverged}/{total} div.")
+    return "\n".join(lines)
 
 
 # --- batch vs stochastic vs mini-batch ------------------------------------------------------
@@ -315,12 +372,11 @@ def gd_chart(view: SweepView) -> Chart:
     limits = loss_limits(settled, view.diverged)
     fig, (by_epoch, by_time) = _panels(2, columns=2, height=3.2)
     for color, (label, rows) in zip(itertools.cycle(COLORS), groups(view.runs, "gd")):
-        low, mid, high = np.minimum(quantiles(settled[rows]), limits[1] * 10)
+        quartiles = np.minimum(quantiles(settled[rows]), limits[1] * 10)
         seconds = quantiles(view.curves.elapsed[rows], (0.5,))[0]
         for ax, x in ((by_epoch, view.curves.epochs), (by_time, seconds)):
-            ax.fill_between(x, low, high, color=color, alpha=0.18, linewidth=0)
-            ax.plot(x, mid, color=color, linewidth=2, label=f"{label} ({len(rows)})")
-        mark_divergence(by_epoch, view, rows, color)
+            band(ax, x, quartiles, color, f"{label} ({len(rows)})")
+        mark_divergence(by_epoch, settled, view.diverged, rows, limits, color)
     by_epoch.set(ylabel=view.metric, title="against epochs")
     epoch_axis(by_epoch)
     by_time.set(xlabel="seconds of training (median over runs)", title="against wall-clock time")
@@ -328,7 +384,7 @@ def gd_chart(view: SweepView) -> Chart:
     plain_log_ticks(by_time.xaxis, *_positive_range(view.curves.elapsed))
     for ax in (by_epoch, by_time):
         log_y(ax, limits)
-        ax.legend(loc="lower left", title="gd")
+        legend_below(ax, "gd")
     caption = (
         "An epoch of batch GD is one update on every sample, of stochastic GD one update per "
         "sample, of mini-batch GD one per batch: per epoch, stochastic GD updates most and costs "
@@ -336,6 +392,58 @@ def gd_chart(view: SweepView) -> Chart:
         "other settings and seeds), band: interquartile range."
     )
     return Chart(caption, _encode(fig, dense=False), f"{view.name}: GD variants")
+
+
+# --- training vs validation: loss and accuracy ---------------------------------------------
+
+
+def fit_chart(view: SweepView, top: int = TOP) -> Chart:
+    """The best configurations' training and validation loss on one panel and, for a
+    classification sweep, their training and validation accuracy on another."""
+    if not view.has_epochs:
+        return Chart("No curves yet: no epoch has been logged.")
+    if not view.clean.any():
+        return Chart("No best configuration yet: no run has finished without diverging.")
+    parts = [p for p in ("val", "train") if np.isfinite(view.series[f"{p}_loss"]).any()]
+    kinds = ["loss", "accuracy"] if view.has_accuracy else ["loss"]
+    fig, panels = _panels(len(kinds), columns=2, height=3.4)
+    best = view.configurations.head(top)
+    for ax, kind in zip(panels, kinds, strict=True):
+        drawn = _fit_lines(ax, view, best, [f"{part}_{kind}" for part in parts])
+        ax.set(title=f"{kind} of the best {len(best)}", ylabel=kind)
+        epoch_axis(ax)
+        if kind == "loss":
+            log_y(ax, loss_limits(drawn, np.zeros(len(drawn), dtype=bool)))
+    fig.legend(*panels[0].get_legend_handles_labels(), loc="outside lower center")
+    lines = "solid: validation, dashed: training" if len(parts) == 2 else _ONE_SIDE[parts[0]]
+    missing = "" if view.has_accuracy else " No accuracy was recorded (a regression loss)."
+    caption = (
+        f"The best {len(best)} configurations, ranked as in the table: median over their "
+        f"seeds after each epoch ({lines}). A validation loss that rises while the training "
+        f"loss falls is overfitting.{missing}"
+    )
+    return Chart(caption, _encode(fig, dense=False), f"{view.name}: training vs validation")
+
+
+# What the training-vs-validation figure draws when a sweep logged only one side
+_ONE_SIDE = {"val": "validation only", "train": "training only: no validation data"}
+
+
+def _fit_lines(ax, view: SweepView, best: pd.DataFrame, series: list[str]) -> np.ndarray:
+    """Each best configuration's median of each of ``series``, validation solid, training
+    dashed; return the medians drawn (curves × epochs)."""
+    configurations = view.runs.configuration.to_numpy()
+    settled = {name: view.settled_series(name) for name in series}
+    drawn = []
+    for color, row in zip(itertools.cycle(COLORS), best.itertuples()):
+        rows = np.flatnonzero(configurations == row.configuration)
+        for name in series:
+            mid = quantiles(settled[name][rows], (0.5,))[0]
+            label = configuration_label(view, row) if name == series[0] else None
+            style = {"linestyle": "--"} if name.startswith("train") else {}
+            median_line(ax, view.curves.epochs, mid, color, label, **style)
+            drawn.append(mid)
+    return np.array(drawn)
 
 
 # --- marginal effect of each setting --------------------------------------------------------
@@ -376,7 +484,7 @@ def marginal_chart(view: SweepView) -> Chart:
 # --- several sweeps side by side ------------------------------------------------------------
 
 
-def comparison_chart(views: list[SweepView], top: int = 3) -> Chart:
+def comparison_chart(views: list[SweepView], top: int = TOP) -> Chart:
     """Each sweep's best configurations' curves, one panel per sweep, on a shared axis."""
     settled = [view.settled() for view in views]
     limits = loss_limits(
@@ -392,12 +500,10 @@ def comparison_chart(views: list[SweepView], top: int = 3) -> Chart:
         best = view.configurations.head(top).itertuples()
         for color, row in zip(itertools.cycle(COLORS), best):
             rows = np.flatnonzero(view.runs.configuration.to_numpy() == row.configuration)
-            low, mid, high = np.minimum(quantiles(loss[rows]), limits[1] * 10)
-            ax.fill_between(view.curves.epochs, low, high, color=color, alpha=0.18, lw=0)
-            ax.plot(view.curves.epochs, mid, color=color, lw=2,
-                    label=configuration_label(view, row))  # fmt: skip
+            quartiles = np.minimum(quantiles(loss[rows]), limits[1] * 10)
+            band(ax, view.curves.epochs, quartiles, color, configuration_label(view, row))
         if ax.lines:
-            ax.legend(loc="lower left")
+            legend_below(ax, columns=1)  # configurations' labels are long
         else:
             ax.text(0.5, 0.5, "no curves yet", ha="center", transform=ax.transAxes)
         log_y(ax, limits)
@@ -423,13 +529,9 @@ def _panels(n: int, columns: int, height: float, sharey: bool = False):
     return fig, list(axes[:n])
 
 
-def _show_short_curves(fig: Figure) -> None:
-    """A curve of one or two points gets markers (a lone point draws no line), and an epoch
-    axis spanning a single epoch gets room around it."""
+def _widen_single_epoch(fig: Figure) -> None:
+    """An epoch axis spanning a single epoch gets room around it."""
     for ax in fig.axes:
-        for line in ax.lines:
-            if len(line.get_xdata()) <= 2 and line.get_marker() in ("None", "", None):
-                line.set_marker("o")
         low, high = ax.get_xlim()
         if ax.get_xlabel() == "epoch" and high - low < 1:
             ax.set_xlim(0.5, 1.5)
@@ -439,7 +541,7 @@ def _encode(fig: Figure, dense: bool) -> str:
     """The figure as a ``data:`` URI, PNG when ``dense`` else SVG. The caller draws and encodes
     inside ``matplotlib.rc_context(STYLE)``, so no text is parsed as math, tick labels
     included (they are made while saving)."""
-    _show_short_curves(fig)
+    _widen_single_epoch(fig)
     buffer = io.BytesIO()
     if dense:
         fig.savefig(buffer, format="png", dpi=PNG_DPI, metadata={"Software": None})

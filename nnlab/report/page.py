@@ -37,6 +37,7 @@ from nnlab.report.figures import (
     STYLE,
     comparison_chart,
     convergence_chart,
+    fit_chart,
     gd_chart,
     heatmap_chart,
     marginal_chart,
@@ -55,7 +56,8 @@ def render_report(
 
     It depends on nothing but what ``lab`` holds: the same store gives the same text. The
     threshold (the loss a run must reach to count as converged, for the epochs and seconds it
-    took) defaults to the median best ``metric`` of the runs that finished without diverging.
+    took) defaults, for each sweep, to the median best ``metric`` of its runs that finished
+    without diverging; a ``threshold`` given holds for every sweep.
 
     Raises ``UnknownSweepError`` (a ``StoreError``) for a name the store does not hold, and
     ``InputError`` for a bad ``metric`` or ``threshold`` or no sweep at all.
@@ -66,18 +68,16 @@ def render_report(
         metric, metric_note = "train_loss", " (no validation data: the training loss instead)"
     views = [load_sweep(lab, name, metric) for name in names]
     given = check_threshold(threshold)
-    level = given if given is not None else default_threshold(views)
     for view in views:
-        view.set_threshold(level)
+        view.set_threshold(given if given is not None else default_threshold([view]))
     with matplotlib.rc_context(STYLE):
-        sections = [_section(view, index) for index, view in enumerate(views, 1)]
+        sections = [_section(view, index, given) for index, view in enumerate(views, 1)]
         comparison = _comparison(views, sections) if len(views) > 1 else None
     return _template().render(
         title=", ".join(names),
         metric=metric,
         metric_note=metric_note,
-        threshold="none" if level is None else f"{level:g}",
-        threshold_note=_threshold_note(given, level, metric),
+        threshold=_threshold_text(views, given),
         store=lab.location,
         version=__version__,
         sweeps=sections,
@@ -163,13 +163,22 @@ def _template() -> jinja2.Template:
     return environment.get_template("report.html.j2")
 
 
-def _threshold_note(given: float | None, level: float | None, metric: str) -> str:
+def _threshold_text(views: list[SweepView], given: float | None) -> tuple[str, str]:
+    """The threshold for the page's header: the one given, else the sweep's own, or for
+    several sweeps a pointer to each one's."""
+    if given is not None or len(views) == 1:
+        return _threshold(views[0], given)
+    return "each sweep's own", "see its section; set one for all with --threshold"
+
+
+def _threshold(view: SweepView, given: float | None) -> tuple[str, str]:
+    """The threshold ``view`` uses, and why."""
     if given is not None:
-        return "as given"
-    if level is None:
-        return "no run has finished without diverging yet, so none"
-    return (
-        f"the median best {metric} of the runs that finished without diverging; "
+        return f"{given:g}", "as given"
+    if view.threshold is None:
+        return "none", "no run has finished without diverging yet, so none"
+    return f"{view.threshold:g}", (
+        f"the median best {view.metric} of the runs that finished without diverging; "
         "set your own with --threshold"
     )
 
@@ -177,16 +186,18 @@ def _threshold_note(given: float | None, level: float | None, metric: str) -> st
 # --- one sweep's section --------------------------------------------------------------------
 
 
-def _section(view: SweepView, index: int) -> dict:
+def _section(view: SweepView, index: int, given: float | None) -> dict:
     return {
         "name": view.name,
         "anchor": f"sweep-{index}",
         "description": view.details.description,
         "notes": explain(view),
         "summary": _summary(view),
+        "threshold": _threshold(view, given),
         "best": _best_table(view),
         "charts": {
             "curves": convergence_chart(view),
+            "fit": fit_chart(view),
             "heatmap": heatmap_chart(view),
             "gd": gd_chart(view),
             "marginal": marginal_chart(view),
@@ -235,18 +246,27 @@ def _sweep_duration(view: SweepView) -> str:
 
 def _best_table(view: SweepView) -> dict:
     """The ranked configurations as table cells; rows past ``ROWS_SHOWN`` under ``more``.
-    Columns for failed and unfinished seeds appear only when some configuration has any."""
+    The accuracy column appears for classification sweeps only, and columns for failed and
+    unfinished seeds only when some configuration has any."""
     configurations, metric = view.configurations, view.metric
     extra = _extra_counts(configurations)
     extra = {name: counts for name, counts in extra.items() if (counts > 0).any()}
     settings = view.axes or ["configuration"]
-    head = [*settings, f"final {metric}", f"best {metric}", "epochs to threshold",
-            "seconds to threshold", "diverged", *extra]  # fmt: skip
-    rows = [
-        {"cells": _best_cells(view, row, [counts[i] for counts in extra.values()]),
-         "troubled": row.troubled > 0}
-        for i, row in zip(configurations.index, configurations.itertuples(), strict=True)
-    ]  # fmt: skip
+    accuracy = [f"final {view.accuracy}"] if view.has_accuracy else []
+    head = [
+        *settings,
+        f"final {metric}",
+        *accuracy,
+        f"best {metric}",
+        "epochs to threshold",
+        "seconds to threshold",
+        "diverged",
+        *extra,
+    ]
+    rows = []
+    for i, row in zip(configurations.index, configurations.itertuples(), strict=True):
+        cells = _best_cells(view, row, [counts[i] for counts in extra.values()])
+        rows.append({"cells": cells, "troubled": row.troubled > 0})
     numeric = [False] * len(settings) + [True] * (len(head) - len(settings))
     table = {"head": head, "numeric": numeric, "empty": "This sweep has no runs.", "more": None}
     if len(rows) > ROWS_SHOWN:
@@ -265,9 +285,11 @@ def _best_cells(view: SweepView, row, extra: list[int]) -> list[str]:
     at = view.configurations.at  # by label: itertuples renames settings such as data.noise
     settings = [setting_label(axis, at[row.Index, axis]) for axis in view.axes] or ["the only one"]
     reached = view.threshold is not None and row.reached > 0
+    accuracy = [_mean_std(row.accuracy_mean, row.accuracy_std)] if view.has_accuracy else []
     return [
         *settings,
         _mean_std(row.final_mean, row.final_std),
+        *accuracy,
         _mean_std(row.best_mean, row.best_std),
         f"{row.epochs_to_threshold:.1f} ({row.reached}/{row.runs})" if reached else "–",
         f"{row.seconds_to_threshold:.3g} s" if reached else "–",
@@ -308,7 +330,12 @@ def _comparison(views: list[SweepView], sections: list[dict]) -> dict:
     return {
         "chart": comparison_chart(views),
         "sweeps": [
-            {"name": view.name, "anchor": section["anchor"], "best": _compact_table(view)}
+            {
+                "name": view.name,
+                "anchor": section["anchor"],
+                "best": _compact_table(view),
+                "threshold": section["threshold"],
+            }
             for view, section in zip(views, sections, strict=True)
         ],
     }
