@@ -51,6 +51,14 @@ def real(tmp_path_factory) -> str:
     return url
 
 
+def _as_trained(settings: dict) -> dict:
+    """Settings as a sweep stores them: batch GD trains on every sample (batch size None),
+    stochastic GD on one (see nnlab.sweeps.grid.as_trained)."""
+    sizes = {"batch": None, "stochastic": 1}
+    gd = settings["gd"]
+    return {**settings, "batch_size": sizes[gd]} if gd in sizes else settings
+
+
 def write_sweep(
     url: str, name: str, runs: list, *, status="finished", description="", accuracy=False
 ) -> None:
@@ -69,7 +77,7 @@ def write_sweep(
         "epochs": 4,
     }
     rows = [
-        RunRow({**base, **settings, "seed": seed}, f"{i}", seed)
+        RunRow(_as_trained({**base, **settings, "seed": seed}), f"{i}", seed)
         for i, (settings, seed, _, _) in enumerate(runs)
     ]
     sweep_id = register_sweep(store, name, rows, description=description, spec=f"name: {name}\n")

@@ -10,8 +10,8 @@ from test_report import PARTS, SPEC, parts, write_sweep
 import nnlab
 from nnlab.report import render_report
 from nnlab.report.analysis import load_sweep
-from nnlab.sweep.runner import run_sweep
-from nnlab.sweep.spec import parse_spec
+from nnlab.sweeps.runner import run_sweep
+from nnlab.sweeps.spec import parse_spec
 
 
 def test_a_grid_over_a_data_parameter_reports(sqlite_url):
