@@ -23,7 +23,8 @@ from rich.table import Table
 from nnlab import __version__, api
 from nnlab.__main__ import EXIT_INTERRUPTED
 from nnlab.checks import InputError, check_choice, plural
-from nnlab.engine import GD_VARIANTS, HIDDEN_ACTIVATIONS, LOSS_NAMES, OPTIMIZERS, EpochRecord
+from nnlab.engine import EpochRecord
+from nnlab.params import PARAMS, Param, by_name
 from nnlab.report import METRICS, write_report
 from nnlab.store import ENV_VAR, StoreError, connect, database, delete_sweep, rename_sweep
 from nnlab.store.database import StoreFault
@@ -94,7 +95,9 @@ def format_option(command):
 DEFAULT_BATCH_SIZE = api.DEFAULT_BATCH_SIZE
 
 
-def _parse_hidden(ctx, param, value: str) -> tuple[int, ...]:
+def _parse_hidden(ctx, param, value: str | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
     if value.strip() == "":
         return ()
     try:
@@ -106,6 +109,41 @@ def _parse_hidden(ctx, param, value: str) -> tuple[int, ...]:
     if any(size < 1 for size in sizes):
         raise click.BadParameter(f"layer widths must be >= 1, got {value!r}")
     return sizes
+
+
+SHORT_FLAGS = {"learning_rate": "-lr"}
+
+
+def param_options(command):
+    """An option of ``nnlab train`` for every hyperparameter of ``nnlab.params.PARAMS``, with
+    its choices and help; one left out is not passed, so the API's default applies."""
+    for param in reversed(PARAMS):
+        command = click.option(param.option, *_short(param), param.name, **_option(param))(command)
+    return command
+
+
+def _short(param: Param) -> tuple[str, ...]:
+    return (SHORT_FLAGS[param.name],) if param.name in SHORT_FLAGS else ()
+
+
+def _option(param: Param) -> dict:
+    """click's settings for ``param``'s option: its type, help, and the default it shows."""
+    shown = _shown_default(param)
+    help_text = f"{param.help}{f' [default: {shown}]' if shown else ''}"
+    if param.applies is not None:
+        help_text += f" Applies {param.applies}."
+    if param.kind is tuple:
+        return {"callback": _parse_hidden, "metavar": "WIDTHS", "help": help_text}
+    kind = click.Choice(param.choices) if param.choices else param.kind
+    return {"type": kind, "help": help_text}
+
+
+def _shown_default(param: Param) -> str:
+    if param.name == "batch_size":
+        return f"{DEFAULT_BATCH_SIZE}, or all the training samples when fewer"
+    if param.kind is tuple:
+        return ",".join(map(str, param.default))
+    return "" if param.default is None else str(param.default)
 
 
 @cli.command()
@@ -133,84 +171,9 @@ def _parse_hidden(ctx, param, value: str) -> tuple[int, ...]:
     help="Scale features to zero mean, unit variance (fitted on the training part).",
 )
 @click.option(
-    "--hidden",
-    default="16,16",
-    show_default=True,
-    callback=_parse_hidden,
-    help="Hidden layer widths, comma-separated; '' for none.",
-)
-@click.option(
-    "--activation",
-    default="relu",
-    show_default=True,
-    type=click.Choice(list(HIDDEN_ACTIVATIONS)),
-    help="Activation of the hidden layers.",
-)
-@click.option(
-    "--output",
-    type=click.Choice(["softmax", "sigmoid", "identity"]),
-    help="Output activation; chosen from the loss when omitted.",
-)
-@click.option(
-    "--loss",
-    type=click.Choice(list(LOSS_NAMES)),
-    help="Loss; cross_entropy for class labels, mse for numbers when omitted.",
-)
-@click.option(
-    "--gd",
-    default="minibatch",
-    show_default=True,
-    type=click.Choice(GD_VARIANTS),
-    help="batch: all samples per update; stochastic: one; minibatch: --batch-size.",
-)
-@click.option(
-    "--batch-size",
-    type=int,
-    help=f"Samples per update for --gd minibatch [default: {DEFAULT_BATCH_SIZE}, or all the "
-    "training samples when fewer].",
-)
-@click.option(
-    "--learning-rate", "-lr", type=float, default=0.1, show_default=True, help="Step size η."
-)
-@click.option(
-    "--optimizer",
-    default="sgd",
-    show_default=True,
-    type=click.Choice(list(OPTIMIZERS)),
-    help="How a gradient updates the weights.",
-)
-@click.option(
-    "--momentum",
-    type=float,
-    default=0.9,
-    show_default=True,
-    help="μ for the momentum and nesterov optimizers.",
-)
-@click.option(
-    "--epochs",
-    type=int,
-    default=50,
-    show_default=True,
-    help="Passes over the training set, at most.",
-)
-@click.option(
     "--seed", type=int, default=0, show_default=True, help="Seeds the weights and the shuffling."
 )
-@click.option(
-    "--patience", type=int, help="Stop early after this many epochs without validation improvement."
-)
-@click.option(
-    "--tol",
-    type=float,
-    help="Stop as converged when the training loss decreases by less than this.",
-)
-@click.option(
-    "--dtype",
-    type=click.Choice(["float64", "float32"]),
-    default="float64",
-    show_default=True,
-    help="Floating-point precision of the weights and the data.",
-)
+@param_options
 @click.option(
     "--every", type=int, default=0, help="Print every Nth epoch (default: about 25 rows in all)."
 )
@@ -230,7 +193,8 @@ def train(
     data_params = {"name": data, "val_fraction": val_fraction, "standardize": standardize}
     extras = {"target": target, "n_samples": n_samples, "classes": classes, "noise": noise}
     data_params.update({key: value for key, value in extras.items() if value is not None})
-    epochs = settings["epochs"]
+    settings = {name: value for name, value in settings.items() if value is not None}
+    epochs = settings.get("epochs", by_name()["epochs"].default)
     console = _console()
     table = _epoch_table()
     stride = every if every > 0 else max(1, math.ceil(epochs / 25))

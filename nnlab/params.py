@@ -57,6 +57,7 @@ class Param:
     """One hyperparameter of a run (see the module's docstring)."""
 
     name: str
+    kind: type  # of a value: int, float, str, or tuple (hidden's widths)
     default: object
     check: Check  # (name, value) -> the value in canonical form, or InputError
     help: str
@@ -112,14 +113,16 @@ _ADAM = When("optimizer", ("adam",))
 PARAMS: list[Param] = [
     _param(
         "hidden",
+        tuple,
         (16, 16),
         widths,
-        "Hidden layer widths, e.g. [16, 16]; [] for none.",
+        "Hidden layer widths: [16, 16] in a spec, 16,16 on the command line; none: [] or ''.",
         section="model",
         configures="network",
     ),
     _param(
         "activation",
+        str,
         "relu",
         choice(HIDDEN_ACTIVATIONS),
         "Activation of the hidden layers.",
@@ -129,6 +132,7 @@ PARAMS: list[Param] = [
     ),
     _param(
         "output",
+        str,
         None,
         optional(choice(OUTPUTS)),
         "Output activation; chosen from the loss when omitted.",
@@ -138,6 +142,7 @@ PARAMS: list[Param] = [
     ),
     _param(
         "loss",
+        str,
         None,
         optional(choice(LOSS_NAMES)),
         "Loss; cross_entropy for class labels, mse for numbers when omitted.",
@@ -146,6 +151,7 @@ PARAMS: list[Param] = [
     ),
     _param(
         "dtype",
+        str,
         "float64",
         choice(DTYPES),
         "Floating-point precision of the network.",
@@ -155,6 +161,7 @@ PARAMS: list[Param] = [
     ),
     _param(
         "gd",
+        str,
         "minibatch",
         choice(GD_VARIANTS),
         "batch: all samples per update; stochastic: one; minibatch: batch_size.",
@@ -162,34 +169,50 @@ PARAMS: list[Param] = [
     ),
     _param(
         "batch_size",
+        int,
         32,
         optional(count(1, MAX_BATCH)),
         "Samples per update.",
         applies=When("gd", ("minibatch",)),
     ),
-    _param("learning_rate", 0.1, number(above=0), "The step size η."),
-    _param("optimizer", "sgd", choice(OPTIMIZERS), "The update rule.", choices=OPTIMIZERS),
+    _param("learning_rate", float, 0.1, number(above=0), "The step size η."),
+    _param("optimizer", str, "sgd", choice(OPTIMIZERS), "The update rule.", choices=OPTIMIZERS),
     _param(
         "momentum",
+        float,
         0.9,
         number(at_least=0, below=1),
         "μ of the momentum optimizers.",
         applies=When("optimizer", ("momentum", "nesterov")),
     ),
-    _param("beta1", 0.9, number(at_least=0, below=1), "Adam's first-moment decay.", applies=_ADAM),
     _param(
-        "beta2", 0.999, number(at_least=0, below=1), "Adam's second-moment decay.", applies=_ADAM
+        "beta1",
+        float,
+        0.9,
+        number(at_least=0, below=1),
+        "Adam's first-moment decay.",
+        applies=_ADAM,
     ),
-    _param("epsilon", 1e-8, number(above=0), "Adam's ε.", applies=_ADAM),
-    _param("epochs", 50, count(1, MAX_EPOCHS), "Passes over the training set, at most."),
+    _param(
+        "beta2",
+        float,
+        0.999,
+        number(at_least=0, below=1),
+        "Adam's second-moment decay.",
+        applies=_ADAM,
+    ),
+    _param("epsilon", float, 1e-8, number(above=0), "Adam's ε.", applies=_ADAM),
+    _param("epochs", int, 50, count(1, MAX_EPOCHS), "Passes over the training set, at most."),
     _param(
         "patience",
+        int,
         None,
         optional(count(1, MAX_EPOCHS)),
         "Stop early after this many epochs without validation improvement.",
     ),
     _param(
         "min_delta",
+        float,
         0.0,
         number(at_least=0),
         "Validation improvement that counts, for patience.",
@@ -197,12 +220,14 @@ PARAMS: list[Param] = [
     ),
     _param(
         "tol",
+        float,
         None,
         optional(number(at_least=0)),
         "Stop as converged when the training loss decreases by less than this.",
     ),
     _param(
         "divergence_factor",
+        float,
         100.0,
         optional(number(above=1)),
         "Diverged when the training loss exceeds this × the initial loss.",

@@ -150,7 +150,7 @@ def test_readme_documents_every_command_and_option():
         docs = _readme_docs(readme, name)
         for opt in _options(command) - {"--help"}:
             assert f"`{opt}" in docs or f"{opt}`" in docs, f"README: {name} lacks {opt}"
-        documented = set(re.findall(r"`(--[a-z][a-z-]*)", docs))
+        documented = set(re.findall(r"`(--[a-z][a-z0-9-]*)", docs))
         assert documented <= _options(command), (
             f"README: {name} has no {documented - _options(command)}"
         )
@@ -159,7 +159,7 @@ def test_readme_documents_every_command_and_option():
 def test_readme_mentions_only_options_that_exist():
     every = set().union(*(_options(command) for _, command in _commands(cli)), _options(cli))
     every.add("--help")
-    mentioned = set(re.findall(r"nnlab [a-z ]*?(--[a-z][a-z-]*)", README.read_text()))
+    mentioned = set(re.findall(r"nnlab [a-z ]*?(--[a-z][a-z0-9-]*)", README.read_text()))
     assert mentioned <= every, mentioned - every
 
 
