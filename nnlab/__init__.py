@@ -12,8 +12,8 @@ Each name is loaded on first use, so ``import nnlab`` stays light.
 
 __version__ = "0.1.0"
 
-_API = ("sweep", "train")
-__all__ = ["__version__", "connect", "render_report", "sweep", "train", "write_report"]
+_API = ("plan", "sweep", "train")
+__all__ = ["__version__", "connect", "plan", "render_report", "sweep", "train", "write_report"]
 
 
 def __getattr__(name: str):

@@ -18,14 +18,17 @@ import contextlib
 import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import yaml
 
 from nnlab.checks import InputError, did_you_mean
 from nnlab.params import by_name
+from nnlab.store.database import NoDatabase, open_store
 from nnlab.store.models import STALE_AFTER
+from nnlab.store.queue import FINAL_STATUSES
+from nnlab.sweeps import runner
 from nnlab.sweeps.config import DATA_DEFAULTS, RunConfig, RunOutcome, prepare_data, train_config
 from nnlab.sweeps.grid import DEFAULT_MAX_RUNS
 from nnlab.sweeps.progress import SweepProgress
@@ -84,6 +87,52 @@ def sweep(
     if report:
         _write_report(result)
     return result
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """What ``nnlab.sweep`` would do, found without writing anything: every run of the spec
+    (``points``), how it meets the database (``resumption``: ``new``, ``same`` or
+    ``extends``), and how many of its runs are final there already."""
+
+    spec: SweepSpec
+    points: list
+    resumption: str
+    final: int
+
+    @property
+    def to_train(self) -> int:
+        return len(self.points) - self.final
+
+
+def plan(
+    spec: str | Path | Mapping | SweepSpec,
+    db: str | None = None,
+    *,
+    jobs: int = 1,
+    scheduler: str | None = None,
+    max_runs: int = DEFAULT_MAX_RUNS,
+) -> SweepPlan:
+    """The dry run of ``nnlab.sweep``: the expanded, validated grid, and whether the database
+    at ``db`` would take it. Raises ``SpecError`` exactly where the real run would refuse the
+    spec (a bad spec, or one that changes a stored sweep other than by extending it); writes
+    and creates nothing."""
+    parsed = as_spec(spec)
+    points = runner.plan(parsed, max_runs, workers=1 if scheduler else jobs)
+    try:
+        store = open_store(db, read_only=True)
+    except NoDatabase:
+        return SweepPlan(parsed, points, "new", 0)
+    kind = runner.resumption(store, parsed).kind
+    final = 0 if kind == "new" else _final_runs(store, parsed.name)
+    return SweepPlan(parsed, points, kind, final)
+
+
+def _final_runs(store, name: str) -> int:
+    from nnlab.store import Lab
+
+    statuses = Lab(store).runs(sweep=name).status
+    return int(statuses.isin(FINAL_STATUSES).sum())
 
 
 def train(

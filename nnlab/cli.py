@@ -32,7 +32,7 @@ from nnlab.store.models import RUN_STATUSES, STALE_AFTER
 from nnlab.store.query import RUN_COLUMNS, SWEEP_COLUMNS
 from nnlab.store.sql import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, run_query
 from nnlab.sweeps.grid import DEFAULT_MAX_RUNS, axis_values, from_values
-from nnlab.sweeps.runner import BACKENDS, SweepStopped, plan
+from nnlab.sweeps.runner import BACKENDS, SweepStopped
 from nnlab.sweeps.spec import load_spec
 
 EXIT_USAGE = 2
@@ -323,7 +323,7 @@ def sweep(ctx, spec, db, jobs, backend, scheduler, stale_after, dry_run, retry_f
     with user_errors(ctx):
         parsed = load_spec(spec)
         if dry_run:
-            _print_plan(parsed, plan(parsed, max_runs, workers=1 if scheduler else jobs))
+            _print_plan(api.plan(parsed, db, jobs=jobs, scheduler=scheduler, max_runs=max_runs))
             return
         try:
             result = api.sweep(parsed, db, jobs=jobs, backend=backend, scheduler=scheduler,
@@ -387,12 +387,23 @@ def _mean_std(mean: float, std: float) -> str:
     return f"{mean:.4g} ± {0 if math.isnan(std) else std:.2g}"
 
 
-def _print_plan(spec, points) -> None:
+def _print_plan(planned) -> None:
+    spec, points = planned.spec, planned.points
     axes = list(spec.grid)
     seeds = plural(len(spec.seeds), "seed")
     click.echo(f"sweep {spec.name!r}: {plural(len(points), 'run')} ({seeds} each)")
     rows = [(*axis_values(p.config, axes), p.config.seed) for p in points]
     _print_rows([*axes, "seed"], rows, "table", "run")
+    click.echo(_RESUMPTION[planned.resumption].format(final=planned.final,
+                                                      train=planned.to_train))  # fmt: skip
+
+
+_RESUMPTION = {
+    "new": "a new sweep: every run would train",
+    "same": "resumes the stored sweep: {final} runs final, {train} would train",
+    "extends": "extends the stored sweep with new grid values or seeds: {final} runs final, "
+    "{train} would train",
+}
 
 
 @cli.group()

@@ -188,11 +188,62 @@ def test_failed_runs_rerun_only_when_asked(sqlite_url):
     assert run_sweep(spec, sqlite_url, retry_failed=True).ran == 1
 
 
-def test_a_changed_spec_under_the_same_name_is_refused(sqlite_url):
+@pytest.mark.parametrize(
+    ("old", "new", "why"),
+    [
+        ("epochs: 5", "epochs: 6", "its model or train settings differ"),
+        ("noise: 0.2", "noise: 0.3", "its data settings differ"),
+        (
+            "learning_rate: [0.05, 0.5]",
+            "learning_rate: [0.05, 1.0]",
+            "it drops grid.learning_rate 0.5",
+        ),
+        ("seeds: [0, 1]", "seeds: [1, 2]", "it drops seeds 0"),
+        ("  batch_size: [8]\n", "", "its grid axes differ: batch_size"),
+    ],
+)
+def test_a_changed_spec_under_the_same_name_is_refused_saying_why(sqlite_url, old, new, why):
     run_sweep(parse_spec(SPEC), sqlite_url)
-    changed = parse_spec(SPEC.replace("epochs: 5", "epochs: 6"), source="s.yaml")
-    with pytest.raises(SpecError, match=r"already exists with a different spec.*name: small-2"):
+    changed = parse_spec(SPEC.replace(old, new), source="s.yaml")
+    pattern = rf"s.yaml: a sweep named 'small' already exists with a different spec \({why}\)"
+    with pytest.raises(SpecError, match=pattern + ".*name: small-2"):
         run_sweep(changed, sqlite_url)
+    assert nnlab.connect(sqlite_url).sweep("small").spec == SPEC  # nothing changed
+
+
+def test_a_finished_sweep_is_extended_by_new_grid_values_and_seeds(sqlite_url):
+    run_sweep(parse_spec(SPEC), sqlite_url)
+    reference = curves(sqlite_url)
+    wider = SPEC.replace("[0.05, 0.5]", "[0.05, 0.5, 1.0]").replace("[0, 1]", "[0, 1, 2]")
+    result = run_sweep(parse_spec(wider), sqlite_url)
+    assert result.before == N_RUNS and result.total == 3 * 2 * 2 * 3  # lr × gd × act × seeds
+    assert result.ran == result.total - N_RUNS  # only the new runs trained
+    lab = nnlab.connect(sqlite_url)
+    assert lab.sweep("small").spec == wider and lab.sweeps().status.tolist() == ["finished"]
+    assert {k: v for k, v in curves(sqlite_url).items() if k in reference} == reference
+    assert run_sweep(parse_spec(wider), sqlite_url).ran == 0  # the extended spec resumes
+
+
+def test_dry_run_says_what_the_real_run_would_do_and_writes_nothing(tmp_path):
+    db = tmp_path / "runs.db"
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SPEC)
+    runner = CliRunner()
+    fresh = runner.invoke(cli, ["sweep", str(spec), "--db", str(db), "--dry-run"])
+    assert fresh.exit_code == 0 and "a new sweep: every run would train" in fresh.output
+    assert not db.exists()
+    run_sweep(parse_spec(SPEC), f"sqlite:///{db}")
+    before = db.read_bytes()
+    spec.write_text(SPEC.replace("[0.05, 0.5]", "[0.05, 0.5, 1.0]"))
+    wider = runner.invoke(cli, ["sweep", str(spec), "--db", str(db), "--dry-run"])
+    assert (
+        f"extends the stored sweep with new grid values or seeds: {N_RUNS} runs final, 8 would"
+        in wider.output
+    )
+    spec.write_text(SPEC.replace("epochs: 5", "epochs: 6"))
+    refused = runner.invoke(cli, ["sweep", str(spec), "--db", str(db), "--dry-run"])
+    assert refused.exit_code == 2 and "its model or train settings differ" in refused.output
+    assert db.read_bytes() == before
 
 
 def test_cli_sweep_dry_run_and_run(tmp_path, monkeypatch):

@@ -39,6 +39,10 @@ class StoreError(Exception):
     """A problem with the database the user named: bad URL, wrong schema version, locked, ..."""
 
 
+class NoDatabase(StoreError):
+    """The SQLite file named does not exist (and a reader never creates one)."""
+
+
 class StoreFault(Exception):
     """The database failed under a running sweep: the disk is full, the file was deleted or
     replaced, an I/O error. Not the user's mistake (exit status 1): what was committed stays,
@@ -517,4 +521,4 @@ def check_sqlite_file_exists(url: str) -> None:
     parsed = make_url(url)
     path = parsed.database if parsed.get_backend_name() == "sqlite" else None
     if path not in (None, "", ":memory:") and not Path(path).exists():
-        raise StoreError(f"no database at {path!r}: run a sweep first, or check --db")
+        raise NoDatabase(f"no database at {path!r}: run a sweep first, or check --db")

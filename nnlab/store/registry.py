@@ -31,13 +31,15 @@ def register_sweep(
     description: str = "",
     spec: str = "",
     spec_hash: str = "",
+    replaces: str | None = None,
 ) -> int:
     """Create sweep ``name`` with its runs as ``pending``, atomically; return the sweep id.
 
     Runs already registered under the same sweep (same config hash) are left as they are, so
     registering again after an interruption adds only what is missing. A different
     ``spec_hash`` under an existing name is refused (checked under the same lock, so two
-    processes cannot both register different specs under one name).
+    processes cannot both register different specs under one name), unless the stored one is
+    ``replaces``: then the sweep takes the new spec (one that extends it, its runs added).
     """
     with store.write() as connection:
         lock(connection, f"sweep:{name}")  # two processes registering one sweep queue up
@@ -45,10 +47,13 @@ def register_sweep(
             select(Sweep.id, Sweep.spec_hash).where(Sweep.name == name)
         ).first() or (None, None)
         if sweep_id is not None and known_hash and spec_hash and known_hash != spec_hash:
-            raise StoreError(
-                f"a sweep named {name!r} already exists with a different spec; resume it with "
-                f"its original spec, or give this one a new name"
-            )
+            if replaces is None or known_hash != replaces:
+                raise StoreError(
+                    f"a sweep named {name!r} already exists with a different spec; resume it "
+                    "with its original spec, or give this one a new name"
+                )
+            new_spec = {"spec": spec, "spec_hash": spec_hash, "description": description}
+            connection.execute(update(Sweep).where(Sweep.id == sweep_id).values(**new_spec))
         if sweep_id is None:
             sweep_id = connection.scalar(
                 insert(Sweep)
@@ -78,10 +83,11 @@ def _run_values(sweep_id: int, run: RunRow) -> dict:
     }
 
 
-def sweep_spec_hash(store: Store, name: str) -> str | None:
-    """The spec hash sweep ``name`` was registered with, or None for a new sweep."""
+def sweep_spec(store: Store, name: str) -> tuple[str, str] | None:
+    """The spec hash and text sweep ``name`` was registered with, or None for a new sweep."""
     with store.read() as connection:
-        return connection.scalar(select(Sweep.spec_hash).where(Sweep.name == name))
+        row = connection.execute(select(Sweep.spec_hash, Sweep.spec).where(Sweep.name == name))
+        return row.first()
 
 
 class UnknownSweepError(StoreError):

@@ -37,10 +37,10 @@ from nnlab.store import RunWriter, open_store, register_sweep
 from nnlab.store.database import Store, StoreFault, portable_url
 from nnlab.store.models import STALE_AFTER, heartbeat_interval
 from nnlab.store.queue import FINAL_STATUSES, RESUMABLE_STATUSES, Holding, RunLost, RunQueue
-from nnlab.store.registry import RunRow, sweep_spec_hash
+from nnlab.store.registry import RunRow, sweep_spec
 from nnlab.sweeps.config import train_config
 from nnlab.sweeps.grid import DEFAULT_MAX_RUNS, GridPoint, check_data, expand_grid, from_values
-from nnlab.sweeps.spec import SpecError, SweepSpec
+from nnlab.sweeps.spec import SpecError, SweepSpec, parse_spec
 
 
 @dataclass
@@ -159,7 +159,7 @@ def run_sweep(
     check_choice("backend", backend, BACKENDS)
     points = plan(spec, max_runs, workers=1 if scheduler else jobs)  # a cluster's are elsewhere
     store = open_store(url)
-    _check_resumable(store, spec)
+    resume = resumption(store, spec)
     with _Pool(backend, jobs, scheduler, store, stale_after) as pool, store.guard():
         rows = [RunRow(p.values, p.config_hash, p.config.seed) for p in points]
         sweep_id = register_sweep(
@@ -169,6 +169,7 @@ def run_sweep(
             description=spec.description,
             spec=spec.text,
             spec_hash=spec.spec_hash,
+            replaces=resume.replaces,
         )
         queue = RunQueue(store, sweep_id, stale_after)
         result = SweepResult(sweep_id, spec.name, total=len(points), url=store.url)
@@ -265,13 +266,63 @@ def _wait_for(queue: RunQueue, held: list[Holding]) -> None:
             return
 
 
-def _check_resumable(store, spec: SweepSpec) -> None:
-    known = sweep_spec_hash(store, spec.name)
-    if known is not None and known not in (spec.spec_hash, spec.text_hash):
+@dataclass(frozen=True)
+class Resumption:
+    """How a spec meets the sweep of its name already in the database: ``new``, ``same``
+    (a resume), or ``extends`` (new grid values or seeds: only the new runs train);
+    ``replaces`` is the stored spec hash that the spec takes the place of."""
+
+    kind: str
+    replaces: str | None = None
+
+
+def resumption(store, spec: SweepSpec) -> Resumption:
+    """Whether ``spec`` may run against ``store``; a spec that changes a stored sweep in any
+    other way than adding grid values or seeds is refused (``SpecError``), saying how."""
+    stored = sweep_spec(store, spec.name)
+    if stored is None:
+        return Resumption("new")
+    known, text = stored
+    if known == spec.spec_hash:
+        return Resumption("same")
+    if known == spec.text_hash:  # stored by nnlab 0.1, which hashed the text
+        return Resumption("same", replaces=known)
+    why = _not_an_extension(_stored_spec(text, spec.name), spec)
+    if why:
         raise SpecError(
-            f"{spec.source}: a sweep named {spec.name!r} already exists with a different spec; "
-            f"resume it with its original spec, or give this one a new name (name: {spec.name}-2)"
+            f"{spec.source}: a sweep named {spec.name!r} already exists with a different spec "
+            f"({why}); resume it with its original spec, add only grid values or seeds to "
+            f"extend it, or give this one a new name (name: {spec.name}-2)"
         )
+    return Resumption("extends", replaces=known)
+
+
+def _stored_spec(text: str, name: str) -> SweepSpec | None:
+    try:
+        return parse_spec(text, source=f"the stored spec of {name!r}")
+    except SpecError:  # written by an nnlab with other rules
+        return None
+
+
+def _not_an_extension(old: SweepSpec | None, new: SweepSpec) -> str:
+    """Why ``new`` does not extend ``old`` (empty if it does): the same data, settings and
+    exclusions, the same grid axes with at least their values, at least its seeds."""
+    if old is None:
+        return "the stored spec cannot be read by this nnlab"
+    for part in ("data", "base", "exclude"):
+        if getattr(old, part) != getattr(new, part):
+            return f"its {_PARTS[part]} differ"
+    if set(old.grid) != set(new.grid):
+        return f"its grid axes differ: {', '.join(sorted(set(old.grid) ^ set(new.grid)))}"
+    for axis, values in old.grid.items():
+        dropped = [value for value in values if value not in new.grid[axis]]
+        if dropped:
+            return f"it drops grid.{axis} {', '.join(map(str, dropped))}"
+    dropped = [seed for seed in old.seeds if seed not in new.seeds]
+    return f"it drops seeds {', '.join(map(str, dropped))}" if dropped else ""
+
+
+_PARTS = {"data": "data settings", "base": "model or train settings", "exclude": "exclusions"}
 
 
 def _train_all(queue: RunQueue, todo: list[tuple[int, dict]], pool: _Pool, claimable):
