@@ -188,7 +188,7 @@ def train(
       nnlab train --data spirals --hidden 16,16 --activation tanh --gd minibatch \\
         --batch-size 32 --learning-rate 0.1 --optimizer sgd --epochs 50 --seed 0
       nnlab train --data xor --hidden 4 --activation tanh --epochs 500
-      nnlab train --data measurements.csv --target label --epochs 20
+      nnlab train --data sweeps/data/moons.csv --target kind --epochs 20
     """
     data_params = {"name": data, "val_fraction": val_fraction, "standardize": standardize}
     extras = {"target": target, "n_samples": n_samples, "classes": classes, "noise": noise}
@@ -687,7 +687,7 @@ def report(ctx, sweeps, db, output, metric, threshold):
     \b
     Example:
       nnlab report quickstart
-      nnlab report gd-variants learning-rates -o reports/compare.html
+      nnlab report quickstart gd-variants -o reports/compare.html
     """
     with user_errors(ctx):
         path = write_report(connect(db), sweeps, output, metric=metric, threshold=threshold)
