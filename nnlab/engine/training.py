@@ -270,7 +270,7 @@ def _effective_batch_size(gd: str, batch_size: int | None, n_samples: int) -> in
     if batch_size > n_samples:
         raise InputError(
             f"batch_size={batch_size} is larger than the {n_samples} training samples; "
-            "use gd='batch' (nnlab train --gd batch) to train on all samples at once"
+            "use gd='batch' to train on all samples at once"
         )
     return int(batch_size)
 
