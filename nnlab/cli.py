@@ -309,8 +309,7 @@ def _epoch_cells(record: EpochRecord) -> list[str]:
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
 @click.option("--no-report", is_flag=True, help="Do not write the HTML report at the end.")
 @click.pass_context
-def sweep(ctx, spec, db, jobs, backend, scheduler, stale_after, dry_run, retry_failed, max_runs,
-          quiet, no_report):  # fmt: skip
+def sweep(ctx, spec, dry_run, quiet, no_report, **options):
     """Run the grid of a sweep spec, logging every run and epoch to the database, then write
     its HTML report (reports/<sweep>.html) and print the path.
 
@@ -323,17 +322,18 @@ def sweep(ctx, spec, db, jobs, backend, scheduler, stale_after, dry_run, retry_f
     with user_errors(ctx):
         parsed = load_spec(spec)
         if dry_run:
-            _print_plan(api.plan(parsed, db, jobs=jobs, scheduler=scheduler, max_runs=max_runs))
+            planning = ("db", "jobs", "scheduler", "max_runs")
+            _print_plan(api.plan(parsed, **{name: options[name] for name in planning}))
             return
-        try:
-            result = api.sweep(parsed, db, jobs=jobs, backend=backend, scheduler=scheduler,
-                               retry_failed=retry_failed, max_runs=max_runs,
-                               stale_after=stale_after, progress=not quiet,
-                               report=not no_report)  # fmt: skip
+        try:  # each option is the API's argument of the same name
+            result = api.sweep(parsed, **options, progress=not quiet, report=not no_report)
         except KeyboardInterrupt as stop:
             _print_stopped(stop)
-            click.echo("interrupted: in-flight runs are marked interrupted; run the same "
-                       "command again to resume", err=True)  # fmt: skip
+            click.echo(
+                "interrupted: in-flight runs are marked interrupted; run the same "
+                "command again to resume",
+                err=True,
+            )
             ctx.exit(EXIT_INTERRUPTED)
         except (SweepStopped, StoreFault) as error:
             _print_stopped(error)
@@ -344,8 +344,11 @@ def sweep(ctx, spec, db, jobs, backend, scheduler, stale_after, dry_run, retry_f
     if result.report is not None:
         click.echo(f"report: {result.report}")
     elif result.report_error is not None:
-        click.echo(f"warning: no report written ({result.report_error}); try again with: "
-                   f"nnlab report {result.name}", err=True)  # fmt: skip
+        click.echo(
+            f"warning: no report written ({result.report_error}); try again with: "
+            f"nnlab report {result.name}",
+            err=True,
+        )
 
 
 def _print_stopped(stop: BaseException) -> None:
@@ -394,8 +397,7 @@ def _print_plan(planned) -> None:
     click.echo(f"sweep {spec.name!r}: {plural(len(points), 'run')} ({seeds} each)")
     rows = [(*axis_values(p.config, axes), p.config.seed) for p in points]
     _print_rows([*axes, "seed"], rows, "table", "run")
-    click.echo(_RESUMPTION[planned.resumption].format(final=planned.final,
-                                                      train=planned.to_train))  # fmt: skip
+    click.echo(_RESUMPTION[planned.resumption].format(final=planned.final, train=planned.to_train))
 
 
 _RESUMPTION = {

@@ -418,7 +418,7 @@ def test_cli_prints_the_best_configurations(tmp_path):
     spec.write_text(SPEC)
     db = str(tmp_path / "r.db")
     result = CliRunner().invoke(cli, ["sweep", str(spec), "--db", db, "-q", "--no-report"])
-    assert "best configurations" in result.output and " ± " in result.output
+    assert "all 8 configurations, best first" in result.output and " ± " in result.output
     assert "final_val_loss" in result.output
 
 
