@@ -28,8 +28,15 @@ from nnlab.engine import EpochRecord
 from nnlab.store import RunWriter, open_store, register_sweep
 from nnlab.store.registry import RunRow
 
-METRICS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "grad_norm",
-           "learning_rate", "seconds")  # fmt: skip
+METRICS = (
+    "train_loss",
+    "val_loss",
+    "train_accuracy",
+    "val_accuracy",
+    "grad_norm",
+    "learning_rate",
+    "seconds",
+)
 
 
 def epoch_records(epochs: int) -> list[EpochRecord]:
@@ -39,16 +46,36 @@ def epoch_records(epochs: int) -> list[EpochRecord]:
 
 def epoch_record(epoch: int) -> dict:
     loss = 1.0 / epoch
-    return {"epoch": epoch, "train_loss": loss, "val_loss": loss * 1.1, "train_accuracy": 0.9,
-            "val_accuracy": 0.8, "grad_norm": 0.5, "learning_rate": 0.1,
-            "seconds": 0.001}  # fmt: skip
+    return {
+        "epoch": epoch,
+        "train_loss": loss,
+        "val_loss": loss * 1.1,
+        "train_accuracy": 0.9,
+        "val_accuracy": 0.8,
+        "grad_norm": 0.5,
+        "learning_rate": 0.1,
+        "seconds": 0.001,
+    }
 
 
 def register(url: str, runs: int, name: str) -> list[int]:
     store = open_store(url)
-    rows = [RunRow({"learning_rate": 0.1, "gd": "minibatch", "batch_size": 32,
-                    "activation": "relu", "optimizer": "sgd", "hidden": [16], "epochs": 1000},
-                   f"run-{i}", i) for i in range(runs)]  # fmt: skip
+    rows = [
+        RunRow(
+            {
+                "learning_rate": 0.1,
+                "gd": "minibatch",
+                "batch_size": 32,
+                "activation": "relu",
+                "optimizer": "sgd",
+                "hidden": [16],
+                "epochs": 1000,
+            },
+            f"run-{i}",
+            i,
+        )
+        for i in range(runs)
+    ]
     register_sweep(store, name, rows)
     return nnlab_runs(url, name)
 
@@ -83,8 +110,10 @@ def nnlab_concurrent(url: str, runs: int, epochs: int, processes: int = 4) -> fl
     open_store(url).engine.dispose()
     start = time.perf_counter()
     records = epoch_records(epochs)
-    workers = [context.Process(target=write_runs, args=(url, ids[i::processes], records))
-               for i in range(processes)]  # fmt: skip
+    workers = [
+        context.Process(target=write_runs, args=(url, ids[i::processes], records))
+        for i in range(processes)
+    ]
     for worker in workers:
         worker.start()
     for worker in workers:
@@ -107,8 +136,9 @@ def raw_sqlite_floor(folder: Path, runs: int, epochs: int) -> float:
     )
     insert = f"INSERT INTO epochs VALUES ({', '.join('?' * (len(METRICS) + 2))})"
     records = epoch_records(epochs)
-    runs_rows = [[(run, r.epoch, *(getattr(r, m) for m in METRICS)) for r in records]
-                 for run in range(runs)]  # fmt: skip
+    runs_rows = [
+        [(run, r.epoch, *(getattr(r, m) for m in METRICS)) for r in records] for run in range(runs)
+    ]
     start = time.perf_counter()
     for rows in runs_rows:
         connection.execute("BEGIN IMMEDIATE")
@@ -174,8 +204,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         n = f"{args.runs}×{args.epochs}"
-        rows.append(("raw sqlite3, no nnlab (the floor)", n,
-                     raw_sqlite_floor(folder, args.runs, args.epochs)))  # fmt: skip
+        rows.append(
+            (
+                "raw sqlite3, no nnlab (the floor)",
+                n,
+                raw_sqlite_floor(folder, args.runs, args.epochs),
+            )
+        )
         rows.append(
             ("nnlab, SQLite", n, nnlab_single(f"sqlite:///{folder}/a.db", args.runs, args.epochs))
         )
@@ -188,14 +223,24 @@ def main() -> None:
         )
         rows.append(("nnlab, PostgreSQL", n, _postgres(args)))
         slow = f"{args.slow_runs}×{args.epochs}"
-        for label, fn in () if args.slow_runs < 1 else (
-            ("MLflow log_batch (7 metrics/call), SQLite", lambda: mlflow_pipeline(
-                folder, args.slow_runs, args.epochs, batch=True)),
-            ("MLflow log_metric (1 metric/call), SQLite", lambda: mlflow_pipeline(
-                folder, args.slow_runs, args.epochs, batch=False)),
-            ("Optuna trial.report (1 value/call), SQLite", lambda: optuna_pipeline(
-                folder, args.slow_runs, args.epochs)),
-        ):  # fmt: skip
+        for label, fn in (
+            ()
+            if args.slow_runs < 1
+            else (
+                (
+                    "MLflow log_batch (7 metrics/call), SQLite",
+                    lambda: mlflow_pipeline(folder, args.slow_runs, args.epochs, batch=True),
+                ),
+                (
+                    "MLflow log_metric (1 metric/call), SQLite",
+                    lambda: mlflow_pipeline(folder, args.slow_runs, args.epochs, batch=False),
+                ),
+                (
+                    "Optuna trial.report (1 value/call), SQLite",
+                    lambda: optuna_pipeline(folder, args.slow_runs, args.epochs),
+                ),
+            )
+        ):
             try:
                 rows.append((label, slow, fn()))
             except ImportError as error:

@@ -32,10 +32,28 @@ def test_version_and_help():
 
 def test_train_prints_epochs_and_status():
     result = invoke(
-        "train", "--data", "spirals", "--hidden", "16,16", "--activation", "tanh",
-        "--gd", "minibatch", "--batch-size", "32", "--learning-rate", "0.1",
-        "--optimizer", "sgd", "--epochs", "6", "--seed", "0", "--every", "1",
-    )  # fmt: skip
+        "train",
+        "--data",
+        "spirals",
+        "--hidden",
+        "16,16",
+        "--activation",
+        "tanh",
+        "--gd",
+        "minibatch",
+        "--batch-size",
+        "32",
+        "--learning-rate",
+        "0.1",
+        "--optimizer",
+        "sgd",
+        "--epochs",
+        "6",
+        "--seed",
+        "0",
+        "--every",
+        "1",
+    )
     assert result.exit_code == 0, result.output
     rows = [line.split() for line in result.output.splitlines() if re.match(r"\s+\d+\s", line)]
     assert [int(row[0]) for row in rows] == [1, 2, 3, 4, 5, 6]
