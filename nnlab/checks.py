@@ -1,4 +1,4 @@
-"""Argument checks shared by the engine and the data modules, and the error they raise.
+"""Argument checks for every module, and the error they raise.
 
 An ``InputError`` is a user mistake (a bad argument, bad data, a bad spec): its message names the
 bad value and what was expected, and the command line prints it and exits with status 2. Any
@@ -10,7 +10,6 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
-import operator
 import re
 from collections.abc import Iterable
 
@@ -65,9 +64,6 @@ def check_count(
     return count
 
 
-_COMPARE = {">": operator.gt, ">=": operator.ge, "<": operator.lt}
-
-
 def check_number(
     name: str,
     value: object,
@@ -77,14 +73,29 @@ def check_number(
     below: float | None = None,
     error=InputError,
 ) -> float:
-    """A finite real number within the given bounds, else ``error`` naming it."""
-    bounds = (above, at_least, below)
-    limits = [(op, limit) for op, limit in zip(_COMPARE, bounds, strict=True) if limit is not None]
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if not (ok and all(_COMPARE[op](value, limit) for op, limit in limits)):
-        wanted = " and".join(f" {op} {limit}" for op, limit in limits)
+    """A finite real number ``> above`` (or ``>= at_least``) and ``< below``, where given; else
+    ``error`` naming it and the interval: ``must be a finite number in [0, 1), got 1``."""
+    low_closed = at_least is not None
+    low = at_least if low_closed else above
+    is_real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not (is_real and math.isfinite(value) and _within(value, low, low_closed, below)):
+        wanted = _interval(low, low_closed, below)
         raise error(f"{name} must be a finite number{wanted}, got {value!r}")
     return float(value)
+
+
+def _within(value, low: float | None, low_closed: bool, high: float | None) -> bool:
+    above_low = low is None or (value >= low if low_closed else value > low)
+    return above_low and (high is None or value < high)
+
+
+def _interval(low: float | None, low_closed: bool, high: float | None) -> str:
+    """`` in [0, 1)``, `` in (0, 1)``, `` > 0``, `` >= 0``, `` < 1`` or nothing."""
+    if low is not None and high is not None:
+        return f" in {'[' if low_closed else '('}{low:g}, {high:g})"
+    if low is not None:
+        return f" {'>=' if low_closed else '>'} {low:g}"
+    return "" if high is None else f" < {high:g}"
 
 
 # What may not appear in a name a terminal will show: C0/C1 controls, DEL, and the bidi marks

@@ -25,7 +25,7 @@ from nnlab.__main__ import EXIT_INTERRUPTED
 from nnlab.checks import InputError, check_choice, plural
 from nnlab.engine import EpochRecord
 from nnlab.params import PARAMS, Param, by_name
-from nnlab.report import METRICS, write_report
+from nnlab.report import METRICS, mean_std, write_report
 from nnlab.store import ENV_VAR, StoreError, connect, database, delete_sweep, rename_sweep
 from nnlab.store.database import StoreFault
 from nnlab.store.models import RUN_STATUSES, STALE_AFTER
@@ -369,7 +369,7 @@ def _print_best(configurations, axes: list[str], metric: str) -> None:
     for row in best.itertuples():
         # a configuration is its runs' settings without the seed
         settings = axis_values(from_values({**json.loads(row.configuration), "seed": 0}), axes)
-        loss = _mean_std(getattr(row, f"final_{metric}_mean"), getattr(row, f"final_{metric}_std"))
+        loss = mean_std(getattr(row, f"final_{metric}_mean"), getattr(row, f"final_{metric}_std"))
         trouble = f"{row.diverged}/{row.runs}" if row.diverged else ""
         failed = f"{row.failed}/{row.runs}" if row.failed else ""
         rows.append((*settings, loss, trouble, failed))
@@ -381,13 +381,6 @@ def _print_best(configurations, axes: list[str], metric: str) -> None:
     )
     click.echo(f"{which}, best first, final {metric} mean ± std over seeds:")
     _print_rows([*axes, f"final_{metric}", "diverged", "failed"], rows, "table", noun=None)
-
-
-def _mean_std(mean: float, std: float) -> str:
-    """``mean ± std``; a lone clean seed has no std, and none at all shows a dash."""
-    if math.isnan(mean):
-        return "–"
-    return f"{mean:.4g} ± {0 if math.isnan(std) else std:.2g}"
 
 
 def _print_plan(planned) -> None:

@@ -95,9 +95,8 @@ def test_split_keeps_one_sample_on_each_side_when_it_can():
 
 @pytest.mark.parametrize("fraction", [1.0, -0.1, 1.5, float("nan"), "0.2"])
 def test_split_rejects_bad_fractions(fraction):
-    with pytest.raises(
-        DataError, match=re.escape(f"val_fraction must be in [0, 1), got {fraction!r}")
-    ):
+    message = f"val_fraction must be a finite number in [0, 1), got {fraction!r}"
+    with pytest.raises(DataError, match=re.escape(message)):
         split(xor(), val_fraction=fraction)
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
 import pytest
 
+from nnlab.checks import InputError, check_number
 from nnlab.engine import (
     GD_VARIANTS,
     HIDDEN_ACTIVATIONS,
@@ -120,21 +122,39 @@ def test_epochs_must_be_an_integer_of_at_least_one(Xy, bad):
 
 
 @pytest.mark.parametrize(
-    ("name", "bad"),
+    ("name", "bad", "wanted"),
     [
-        ("momentum", 1.0),
-        ("momentum", -0.1),
-        ("beta1", 1.0),
-        ("beta2", 1.5),
-        ("epsilon", 0.0),
-        ("divergence_factor", 1.0),
-        ("divergence_factor", 0.5),
-        ("tol", -1e-3),
+        ("momentum", 1.0, "in [0, 1)"),
+        ("momentum", -0.1, "in [0, 1)"),
+        ("beta1", 1.0, "in [0, 1)"),
+        ("beta2", 1.5, "in [0, 1)"),
+        ("epsilon", 0.0, "> 0"),
+        ("divergence_factor", 1.0, "> 1"),
+        ("divergence_factor", 0.5, "> 1"),
+        ("tol", -1e-3, ">= 0"),
     ],
 )
-def test_hyperparameter_out_of_range(Xy, name, bad):
-    with pytest.raises(ValueError, match=rf"{name}.*{re.escape(repr(bad))}"):
+def test_hyperparameter_out_of_range(Xy, name, bad, wanted):
+    message = f"{name} must be a finite number {wanted}, got {bad!r}"
+    with pytest.raises(ValueError, match=re.escape(message)):
         train(net(), *Xy, gd="batch", **{name: bad})
+
+
+@pytest.mark.parametrize(
+    ("bounds", "wanted"),
+    [
+        ({"above": 0, "below": 1}, "a finite number in (0, 1)"),
+        ({"at_least": 0, "below": 1}, "a finite number in [0, 1)"),
+        ({"above": 0}, "a finite number > 0"),
+        ({"at_least": 0.5}, "a finite number >= 0.5"),
+        ({"below": 1}, "a finite number < 1"),
+        ({}, "a finite number"),
+    ],
+)
+def test_every_interval_is_written_one_way(bounds, wanted):
+    assert check_number("x", 0.75, **bounds) == 0.75
+    with pytest.raises(InputError, match=re.escape(f"x must be {wanted}, got inf")):
+        check_number("x", math.inf, **bounds)
 
 
 @pytest.mark.parametrize(
@@ -326,8 +346,6 @@ def test_softmax_needs_two_outputs(Xy):
 
 def test_engine_errors_are_input_errors(Xy):
     """The CLI turns InputError (a ValueError) into exit 2; any other exception is a bug."""
-    from nnlab.checks import InputError
-
     with pytest.raises(InputError):
         train(net(), *Xy, learning_rate=0)
     with pytest.raises(InputError):

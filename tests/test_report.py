@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 import re
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from click.testing import CliRunner
 import nnlab
 from nnlab.checks import InputError
 from nnlab.cli import cli
-from nnlab.report import file_stem, render_report, write_report
+from nnlab.report import file_stem, mean_std, render_report, write_report
 from nnlab.report.analysis import load_sweep
 from nnlab.store import RunWriter, UnknownSweepError, open_store, register_sweep
 from nnlab.store.queue import RunQueue
@@ -151,10 +152,10 @@ def test_the_report_is_a_pure_function_of_the_store(real):
     lab = nnlab.connect(real)
     html = render_report(lab, ["small"])
     assert render_report(lab, ["small"]) == html
-    script = ("import sys, nnlab; sys.stdout.write(nnlab.render_report(nnlab.connect(sys.argv[1]), "
-              "['small']))")  # fmt: skip
-    fresh = subprocess.run([sys.executable, "-c", script, real], capture_output=True, text=True,
-                           check=True)  # fmt: skip
+    page = "nnlab.render_report(nnlab.connect(sys.argv[1]), ['small'])"
+    script = f"import sys, nnlab; sys.stdout.write({page})"
+    command = [sys.executable, "-c", script, real]
+    fresh = subprocess.run(command, capture_output=True, text=True, check=True)
     assert fresh.stdout == html  # another process, same store: the same page
 
 
@@ -253,14 +254,15 @@ def test_the_report_imports_neither_engine_nor_runner():
 def test_a_configuration_with_a_diverged_seed_never_ranks_first(sqlite_url):
     # configuration A: two superb seeds and one that diverged; B: three mediocre seeds
     superb, mediocre, blown = [1.0, 0.1, 0.01, 0.001], [1.0, 0.6, 0.4, 0.3], [1.0, 50.0, 1e4]
-    write_sweep(sqlite_url, "rank", [
+    runs = [
         ({"learning_rate": 0.5}, 0, "completed", superb),
         ({"learning_rate": 0.5}, 1, "completed", superb),
         ({"learning_rate": 0.5}, 2, "diverged", blown),
         ({"learning_rate": 0.05}, 0, "completed", mediocre),
         ({"learning_rate": 0.05}, 1, "completed", mediocre),
         ({"learning_rate": 0.05}, 2, "completed", mediocre),
-    ])  # fmt: skip
+    ]
+    write_sweep(sqlite_url, "rank", runs)
     lab = nnlab.connect(sqlite_url)
     view = load_sweep(lab, "rank")
     view.set_threshold(0.5)
@@ -272,21 +274,28 @@ def test_a_configuration_with_a_diverged_seed_never_ranks_first(sqlite_url):
     rows = re.findall(r"<tr( class=\"troubled\")?><td>(0\.5|0\.05)</td>", html)
     assert rows[:2] == [("", "0.05"), (' class="troubled"', "0.5")]
     assert "1/3</td>" in html  # diverged k/n
-    # the table `nnlab sweep` prints at the end ranks and scores the same way
+    # the table `nnlab sweep` prints at the end is this one
     summary = lab.configurations("rank")
-    assert summary.learning_rate.tolist() == [0.05, 0.5]
-    assert summary.final_val_loss_mean.tolist() == pytest.approx(table.final_mean.tolist())
+    assert summary.configuration.tolist() == table.configuration.tolist()
+    assert summary.final_val_loss_mean.tolist() == table.final_mean.tolist()
+
+
+def test_a_mean_over_seeds_reads_the_same_in_the_report_and_the_terminal():
+    assert mean_std(0.123456, 0.0123) == "0.1235 ± 0.012"
+    assert mean_std(0.5, math.nan) == "0.5"  # a lone clean seed has no spread
+    assert mean_std(math.nan, math.nan) == "–"  # no clean seed at all
 
 
 # --- partial data ---------------------------------------------------------------------------
 
 
 def test_a_sweep_still_running_says_so_and_shows_what_it_has(sqlite_url):
-    write_sweep(sqlite_url, "live", [
+    runs = [
         ({"learning_rate": 0.1}, 0, "completed", [1.0, 0.5, 0.3, 0.2]),
         ({"learning_rate": 0.2}, 0, "running", [1.0, 0.4]),
         ({"learning_rate": 0.3}, 0, "pending", []),
-    ], status="running")  # fmt: skip
+    ]
+    write_sweep(sqlite_url, "live", runs, status="running")
     html = render_report(nnlab.connect(sqlite_url), ["live"])
     assert "The sweep is still running: 1 of 3 runs have finished (1 running, 1 pending" in html
     assert parts(html) == list(PARTS) and "data:image/svg+xml" in html
@@ -294,18 +303,19 @@ def test_a_sweep_still_running_says_so_and_shows_what_it_has(sqlite_url):
 
 
 def test_an_interrupted_sweep_says_how_to_resume(sqlite_url):
-    write_sweep(sqlite_url, "cut", [
+    runs = [
         ({"learning_rate": 0.1}, 0, "completed", [1.0, 0.5, 0.3, 0.2]),
         ({"learning_rate": 0.2}, 0, "interrupted", [1.0, 0.4]),
-    ], status="interrupted")  # fmt: skip
+    ]
+    write_sweep(sqlite_url, "cut", runs, status="interrupted")
     html = render_report(nnlab.connect(sqlite_url), ["cut"])
     assert "The sweep was interrupted with 1 of 2 runs unfinished: run `nnlab sweep` on its" in html
     assert "<dt>ended</dt><dd>20" in html and "not yet" not in html  # it stopped, at that time
 
 
 def test_a_sweep_without_epochs_explains_every_empty_section(sqlite_url):
-    write_sweep(sqlite_url, "empty", [({"learning_rate": r}, 0, "pending", []) for r in (0.1, 1)],
-                status="pending")  # fmt: skip
+    runs = [({"learning_rate": rate}, 0, "pending", []) for rate in (0.1, 1)]
+    write_sweep(sqlite_url, "empty", runs, status="pending")
     html = render_report(nnlab.connect(sqlite_url), ["empty"])
     assert "No epoch has been logged yet: there is nothing to plot." in html
     assert "No curves yet: no epoch has been logged." in html
@@ -351,8 +361,8 @@ def test_a_sweep_with_no_runs(sqlite_url):
 
 
 def test_several_sweeps_side_by_side(real, tmp_path):
-    write_sweep(real, "other", [({"learning_rate": r}, 0, "completed", [1.0, r, r / 2, r / 4])
-                                for r in (0.4, 0.8)])  # fmt: skip
+    runs = [({"learning_rate": r}, 0, "completed", [1.0, r, r / 2, r / 4]) for r in (0.4, 0.8)]
+    write_sweep(real, "other", runs)
     lab = nnlab.connect(real)
     html = render_report(lab, ["small", "other", "small"])
     assert parts(html)[0] == "comparison" and parts(html).count("best") == 2
@@ -388,8 +398,7 @@ def test_each_sweep_keeps_its_own_threshold_unless_one_is_given(sqlite_url):
 
 
 def test_every_user_string_is_escaped(sqlite_url):
-    runs = [({"activation": activation}, 0, "completed", [1, 0.5])
-            for activation in ("<b>x</b>", "tanh")]  # fmt: skip
+    runs = [({"activation": name}, 0, "completed", [1, 0.5]) for name in ("<b>x</b>", "tanh")]
     write_sweep(sqlite_url, HOSTILE, runs, description="</p><script>alert(1)</script>")
     html = render_report(nnlab.connect(sqlite_url), [HOSTILE])
     assert "<script" not in html and "<img src=x" not in html and "<b>x</b>" not in html
@@ -401,8 +410,11 @@ def test_every_user_string_is_escaped(sqlite_url):
 
 
 def test_math_text_in_names_and_settings_is_drawn_as_written(sqlite_url):
-    runs = [({"activation": act, "learning_rate": r}, 0, "completed", [1.0, r])
-            for act in (r"$\foo$", "$x") for r in (0.1, 0.2)]  # fmt: skip
+    runs = [
+        ({"activation": act, "learning_rate": r}, 0, "completed", [1.0, r])
+        for act in (r"$\foo$", "$x")
+        for r in (0.1, 0.2)
+    ]
     write_sweep(sqlite_url, r"$\foo$ sweep", runs, description="costs $5 and $6")
     html = render_report(nnlab.connect(sqlite_url), [r"$\foo$ sweep"])
     assert r"$\foo$ sweep" in html and "costs $5 and $6" in html

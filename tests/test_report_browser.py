@@ -21,8 +21,8 @@ from test_report import HOSTILE, PARTS, write_sweep
 import nnlab
 from nnlab.report import write_report
 
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--no-first-run", "--disable-component-update", "--disable-sync")  # fmt: skip
+QUIET = ("--disable-background-networking", "--disable-component-update", "--disable-sync")
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", *QUIET)
 
 
 @pytest.fixture(scope="module")
@@ -47,12 +47,13 @@ def browse(chromium: str, page: Path, tmp_path: Path, *args: str) -> str:
 @pytest.fixture
 def hostile_report(sqlite_url, tmp_path) -> Path:
     """A report on a sweep named like an HTML injection, with a failure and a diverged run."""
-    write_sweep(sqlite_url, HOSTILE, [
+    runs = [
         ({"learning_rate": 0.1}, 0, "completed", [1.0, 0.5, 0.3, 0.2]),
         ({"learning_rate": 0.1}, 1, "completed", [1.0, 0.6, 0.35, 0.25]),
         ({"learning_rate": 1.0}, 0, "diverged", [1.0, 90.0, 1e4]),
         ({"learning_rate": 1.0}, 1, "failed", []),
-    ], description=HOSTILE)  # fmt: skip
+    ]
+    write_sweep(sqlite_url, HOSTILE, runs, description=HOSTILE)
     return write_report(nnlab.connect(sqlite_url), [HOSTILE], directory=tmp_path / "reports")
 
 

@@ -124,7 +124,7 @@ def edit(old: str, new: str) -> str:
         ),
         (
             edit("val_fraction: 0.2", "val_fraction: 1"),
-            r"data.val_fraction: val_fraction must be a finite number >= 0 and < 1",
+            r"data.val_fraction: val_fraction must be a finite number in \[0, 1\)",
         ),
         (edit("val_fraction: 0.2", "val_fraction: '0.2'"), r"data.val_fraction: .* got '0.2'"),
         (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 
 import pytest
@@ -23,10 +24,10 @@ def test_runs_frame_is_typed(filled):
     assert str(runs.batch_size.dtype) == "Int64"
     assert str(runs.seed.dtype) == "int64" and str(runs.epochs_run.dtype) == "int64"
     assert str(runs.final_val_loss.dtype) == "float64"
-    assert set(runs.columns) >= {"run_id", "sweep", "status", "seed", "learning_rate",
-                                 "batch_size", "activation", "gd", "optimizer", "hidden",
-                                 "final_train_loss", "final_val_loss", "best_val_loss",
-                                 "best_epoch", "epochs_run", "duration_s"}  # fmt: skip
+    ids = {"run_id", "sweep", "status", "seed"}
+    settings = {"learning_rate", "batch_size", "activation", "gd", "optimizer", "hidden"}
+    results = {"final_train_loss", "final_val_loss", "best_val_loss", "best_epoch"}
+    assert set(runs.columns) >= {*ids, *settings, *results, "epochs_run", "duration_s"}
     means = runs.groupby("activation").final_val_loss.mean()
     assert means["relu"] < means["tanh"] < means["sigmoid"]
 
@@ -54,9 +55,8 @@ def test_view_works_from_a_plain_sqlite_client(filled_sqlite):
     filled = filled_sqlite
     path = filled.removeprefix("sqlite:///")
     with sqlite3.connect(path) as connection:
-        rows = dict(connection.execute(
-            "SELECT activation, avg(final_val_loss) FROM run_summary GROUP BY 1"
-        ).fetchall())  # fmt: skip
+        sql = "SELECT activation, avg(final_val_loss) FROM run_summary GROUP BY 1"
+        rows = dict(connection.execute(sql).fetchall())
     expected = nnlab.connect(filled).runs().groupby("activation").final_val_loss.mean()
     assert rows == pytest.approx(expected.to_dict())
 
@@ -129,22 +129,77 @@ def test_cli_runs_of_a_mistyped_sweep_exit_2_with_one_line(filled):
 
 def test_settings_flatten_the_configuration_with_typed_hyperparameters(db_url):
     store = open_store(db_url)
-    config = {"data": {"name": "spirals", "noise": 0.1}, "hidden": [8, 4], "learning_rate": 0.1,
-              "batch_size": 32, "activation": "tanh", "optimizer": "sgd", "epochs": 3}  # fmt: skip
-    rows = [
+    config = {"hidden": [8, 4], "learning_rate": 0.1, "activation": "tanh", "optimizer": "sgd"}
+    configs = [
         # the sweep layer stores a batch-GD run's batch size as NULL (see grid.as_values)
-        RunRow({**config, "gd": gd, "batch_size": None if gd == "batch" else 32,
-                "data": {**config["data"], "noise": noise}}, f"{gd}-{noise}", 0)
+        {
+            **config,
+            "gd": gd,
+            "batch_size": None if gd == "batch" else 32,
+            "data": {"name": "spirals", "noise": noise},
+        }
         for gd in ("batch", "minibatch")
         for noise in (0.1, 0.3)
-    ]  # fmt: skip
+    ]
+    rows = [RunRow(c, f"{c['gd']}-{c['data']['noise']}", 0) for c in configs]
     register_sweep(store, "grid", rows)
     settings = nnlab.connect(db_url).settings("grid")
     assert settings.gd.tolist() == ["batch", "batch", "minibatch", "minibatch"]
     assert settings.batch_size.isna().tolist() == [True, True, False, False]  # batch GD: all
     assert settings["data.noise"].tolist() == [0.1, 0.3, 0.1, 0.3]
     assert set(settings.hidden) == {"8,4"} and set(settings["data.name"]) == {"spirals"}
-    assert list(settings.columns[:3]) == ["run_id", "seed", "learning_rate"]
+    assert list(settings.columns[:4]) == ["run_id", "seed", "configuration", "learning_rate"]
+    assert [json.loads(key) for key in settings.configuration] == configs
+
+
+def write_runs(store, sweep: str, runs: list) -> None:
+    """Register ``sweep`` with ``runs`` as ``(learning rate, seed, status, losses)``: the
+    validation loss after each epoch, the training loss twice that, the accuracy 1 - loss."""
+    rows = [
+        RunRow({"learning_rate": rate, "seed": seed}, f"{rate}-{seed}", seed)
+        for rate, seed, _, _ in runs
+    ]
+    register_sweep(store, sweep, rows)
+    run_ids = nnlab.connect(store.url).runs(sweep=sweep).run_id
+    for run_id, (_, _, status, losses) in zip(run_ids, runs, strict=True):
+        with RunWriter(store, run_id, flush_seconds=0) as writer:
+            writer.start()
+            for epoch, loss in enumerate(losses, 1):
+                scores = {"val_loss": loss, "train_loss": 2 * loss, "val_accuracy": 1 - loss}
+                writer.log({"epoch": epoch, **scores, "seconds": 0.1})
+            writer.finish(status)
+
+
+def test_configurations_score_the_clean_seeds_and_rank_the_troubled_last(db_url):
+    store = open_store(db_url)
+    runs = [
+        (0.5, 0, "completed", [0.9, 0.1]),
+        (0.5, 1, "diverged", [0.9, math.nan]),
+        (0.05, 0, "completed", [0.8, 0.4, 0.5]),
+        (0.05, 1, "early_stopped", [0.8, 0.2, 0.3]),
+    ]
+    write_runs(store, "rank", runs)
+    table = nnlab.connect(db_url).configurations("rank")
+    assert table.learning_rate.tolist() == [0.05, 0.5]  # a superb seed does not outrank a blown one
+    clean, troubled = table.iloc[0], table.iloc[1]
+    assert json.loads(clean.configuration) == {"learning_rate": 0.05}
+    counts = ["runs", "finished", "diverged", "failed", "troubled"]
+    assert clean[counts].tolist() == [2, 2, 0, 0, 0] and troubled[counts].tolist() == [
+        2,
+        2,
+        1,
+        0,
+        1,
+    ]
+    assert clean.final_val_loss_mean == pytest.approx(0.4)
+    assert clean.final_val_loss_std == pytest.approx(math.sqrt(0.02))  # of 0.5 and 0.3
+    assert clean.best_val_loss_mean == pytest.approx(0.3)  # of 0.4 and 0.2
+    assert clean.final_val_accuracy_mean == pytest.approx(0.6)
+    assert troubled.final_val_loss_mean == pytest.approx(0.1)  # its one clean seed
+    assert math.isnan(troubled.final_val_loss_std)
+    by_training = nnlab.connect(db_url).configurations("rank", "train_loss")
+    assert by_training.best_train_loss_mean.tolist() == pytest.approx([0.6, 0.2])
+    assert by_training.final_train_accuracy_mean.isna().all()  # none was recorded
 
 
 def test_failures_carry_their_error_text(filled):

@@ -10,8 +10,7 @@ Pure NumPy/pandas; nothing here touches the engine or the store.
 
 from __future__ import annotations
 
-from nnlab.data._checks import DataError
-from nnlab.data.dataset import Dataset, fingerprint, make_dataset, validate
+from nnlab.data.dataset import DataError, Dataset, fingerprint, make_dataset, validate
 from nnlab.data.loaders import load_csv, load_dataset, load_npz
 from nnlab.data.split import Standardizer, split, standardize
 from nnlab.data.synthetic import SYNTHETIC, blobs, circles, moons, sine, spirals, xor

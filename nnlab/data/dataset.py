@@ -8,7 +8,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nnlab.data._checks import DataError, check_choice
+from nnlab.checks import InputError, check_choice
+
+
+class DataError(InputError):
+    """Bad data or a bad data argument; the message names the value and what was expected."""
+
 
 TASKS = ("classification", "regression")
 
@@ -120,7 +125,7 @@ def make_dataset(
         task = _TASK_BY_KIND.get(y.dtype.kind)
         if task is None:
             raise DataError(f"{name}: can't infer the task from y of dtype {y.dtype}; pass task=")
-    check_choice("task", task, TASKS)
+    check_choice("task", task, TASKS, error=DataError)
     y, classes = _TARGETS[task](y, name)
     X = np.ascontiguousarray(X, dtype=np.float64)
     names = tuple(str(f) for f in feature_names)
@@ -198,7 +203,7 @@ def validate(data: Dataset) -> Dataset:
 
 
 def _check_task(data: Dataset) -> None:
-    check_choice(f"{data.name}: task", data.task, TASKS)
+    check_choice(f"{data.name}: task", data.task, TASKS, error=DataError)
 
 
 def _check_X(data: Dataset) -> None:

@@ -14,8 +14,8 @@ import numpy as np
 if TYPE_CHECKING:
     import pandas as pd
 
-from nnlab.data._checks import DataError, check_choice, did_you_mean, quoted
-from nnlab.data.dataset import TASKS, Dataset, make_dataset
+from nnlab.checks import check_choice, did_you_mean, quoted
+from nnlab.data.dataset import TASKS, DataError, Dataset, make_dataset
 from nnlab.data.synthetic import SYNTHETIC
 
 # An integer CSV target with at most this many distinct values is taken to be class labels.
@@ -49,7 +49,7 @@ def load_csv(path: str | os.PathLike[str], target: str, task: str | None = None)
     """
     frame = _read_csv(Path(path))
     if task is not None:
-        check_choice("task", task, TASKS)
+        check_choice("task", task, TASKS, error=DataError)
     if target not in frame.columns:
         columns = [str(c) for c in frame.columns]
         raise DataError(

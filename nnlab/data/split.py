@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nnlab.data._checks import DataError, check_int, check_real
-from nnlab.data.dataset import Dataset, validate
+from nnlab.checks import check_int, check_number
+from nnlab.data.dataset import DataError, Dataset, validate
 
 
 def split(
@@ -37,8 +37,8 @@ def split(
         same task, name, classes and feature names as ``data``.
     """
     validate(data)
-    fraction = check_real("val_fraction", val_fraction, 0.0, 1.0)
-    rng = np.random.default_rng(check_int("seed", seed, 0))
+    fraction = check_number("val_fraction", val_fraction, at_least=0, below=1, error=DataError)
+    rng = np.random.default_rng(check_int("seed", seed, 0, error=DataError))
     if data.task == "classification" and stratify:
         groups = [np.flatnonzero(data.y == c) for c in range(data.n_classes)]
     else:

@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from nnlab.data._checks import check_count, check_int, check_real
-from nnlab.data.dataset import Dataset, make_dataset
+from nnlab.checks import check_count, check_int, check_number
+from nnlab.data.dataset import DataError, Dataset, make_dataset
 
 # Ceilings on the generators' sizes: the largest data set is 1e6 x 1e3 values, 8 GB; a run's
 # memory estimate (nnlab.sweeps.budget) decides whether a given one fits the machine.
@@ -93,7 +93,7 @@ def circles(
         X of shape (n_samples, 2), y of shape (n_samples,), 2 classes.
     """
     n, noise, rng = _common(n_samples, noise, seed, n_classes=2)
-    factor = check_real("factor", factor, 0.0, 1.0, low_open=True)
+    factor = check_number("factor", factor, above=0, below=1, error=DataError)
     rings = []
     for radius, m in zip((1.0, factor), _balanced_counts(n, 2), strict=True):
         t = np.linspace(0.0, 2.0 * np.pi, m, endpoint=False)
@@ -121,7 +121,7 @@ def spirals(n_samples: int = 300, classes: int = 3, noise: float = 0.2, seed: in
     Dataset
         X of shape (n_samples, 2), y of shape (n_samples,), ``classes`` balanced classes.
     """
-    k = check_count("classes", classes, 2, MAX_CLASSES)
+    k = check_count("classes", classes, 2, MAX_CLASSES, error=DataError)
     n, noise, rng = _common(n_samples, noise, seed, n_classes=k)
     arms = []
     for j, m in enumerate(_balanced_counts(n, k)):
@@ -150,8 +150,8 @@ def blobs(
     Dataset
         X of shape (n_samples, n_features), y of shape (n_samples,), ``classes`` balanced classes.
     """
-    k = check_count("classes", classes, 2, MAX_CLASSES)
-    d = check_count("n_features", n_features, 1, MAX_FEATURES)
+    k = check_count("classes", classes, 2, MAX_CLASSES, error=DataError)
+    d = check_count("n_features", n_features, 1, MAX_FEATURES, error=DataError)
     n, noise, rng = _common(n_samples, noise, seed, n_classes=k)
     centres = rng.uniform(-10.0, 10.0, size=(k, d))
     y = _balanced_labels(n, k)
@@ -198,9 +198,9 @@ def _common(
     ``n_classes`` is 0 for regression; classification needs a sample of every class.
     """
     why = "one per class" if n_classes else ""
-    n = check_count("n_samples", n_samples, max(n_classes, 1), MAX_SAMPLES, why)
-    sigma = check_real("noise", noise, 0.0)
-    return n, sigma, np.random.default_rng(check_int("seed", seed, 0))
+    n = check_count("n_samples", n_samples, max(n_classes, 1), MAX_SAMPLES, why, DataError)
+    sigma = check_number("noise", noise, at_least=0, error=DataError)
+    return n, sigma, np.random.default_rng(check_int("seed", seed, 0, error=DataError))
 
 
 def _balanced_counts(n: int, k: int) -> list[int]:

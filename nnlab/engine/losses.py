@@ -29,6 +29,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from nnlab.checks import InputError
 from nnlab.engine.activations import OUTPUT_ACTIVATIONS, OUTPUT_DERIVATIVES
 
 LossFn = Callable[[np.ndarray, np.ndarray, "np.ndarray | None", float], float]
@@ -101,6 +102,16 @@ LOSSES: dict[tuple[str, str], LossFn] = {
     ("binary_cross_entropy", "sigmoid"): _sigmoid_binary_cross_entropy,
     **{("mse", output): _mean_squared_error(output) for output in OUTPUT_ACTIVATIONS},
 }
+
+
+def check_loss_output(loss: str, output: str) -> None:
+    """Raise ``InputError`` unless ``LOSSES`` pairs ``loss`` with output activation ``output``."""
+    if (loss, output) not in LOSSES:
+        fits = sorted(o for (name, o) in LOSSES if name == loss)
+        raise InputError(
+            f"loss {loss!r} does not fit output activation {output!r}; "
+            f"{loss} needs output {' or '.join(fits)} (default {DEFAULT_OUTPUT[loss]!r})"
+        )
 
 
 def _argmax_correct(A: np.ndarray, T: np.ndarray) -> int:

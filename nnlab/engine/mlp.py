@@ -12,10 +12,9 @@ from itertools import pairwise
 
 import numpy as np
 
-from nnlab.checks import InputError
+from nnlab.checks import InputError, check_choice
 from nnlab.engine.activations import DERIVATIVES, HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
-from nnlab.engine.losses import DEFAULT_OUTPUT, LOSSES
-from nnlab.engine.validation import check_choice, check_loss_output
+from nnlab.engine.losses import DEFAULT_OUTPUT, LOSSES, check_loss_output
 
 DTYPES = ("float64", "float32")
 # Rows processed at once; larger batches are done in chunks of this many and their gradients summed.

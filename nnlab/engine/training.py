@@ -25,11 +25,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nnlab.checks import InputError
+from nnlab.checks import InputError, check_choice, check_int, check_number
 from nnlab.engine.losses import ACCURACY, DEFAULT_OUTPUT, count_correct
 from nnlab.engine.mlp import MLP, Backprop, prepare_targets
 from nnlab.engine.optimizers import OPTIMIZERS
-from nnlab.engine.validation import check_choice, check_int, check_number, check_positive
 
 GD_VARIANTS = ("batch", "stochastic", "minibatch")
 STATUSES = ("completed", "converged", "early_stopped", "diverged")
@@ -223,7 +222,7 @@ def make_config(
     output = net.output_for(loss)
     gd = check_choice("gd", gd, GD_VARIANTS)
     optimizer = check_choice("optimizer", optimizer, OPTIMIZERS)
-    check_positive("learning_rate", learning_rate)
+    check_number("learning_rate", learning_rate, above=0)
     check_int("epochs", epochs, 1)
     if patience is not None:
         check_int("patience", patience, 1)
@@ -239,7 +238,7 @@ def make_config(
         check_number("divergence_factor", divergence_factor, above=1)
     for name in ("momentum", "beta1", "beta2"):
         check_number(name, optimizer_args[name], at_least=0, below=1)
-    check_positive("epsilon", optimizer_args["epsilon"])
+    check_number("epsilon", optimizer_args["epsilon"], above=0)
     return TrainConfig(
         loss=loss,
         output=output,

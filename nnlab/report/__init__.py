@@ -5,12 +5,20 @@ the engine or the sweep runner. ``render_report`` returns the page, ``write_repo
 """
 
 from nnlab.report.analysis import METRICS
-from nnlab.report.page import DEFAULT_DIRECTORY, file_stem, render_report, report_path, write_report
+from nnlab.report.page import (
+    DEFAULT_DIRECTORY,
+    file_stem,
+    mean_std,
+    render_report,
+    report_path,
+    write_report,
+)
 
 __all__ = [
     "DEFAULT_DIRECTORY",
     "METRICS",
     "file_stem",
+    "mean_std",
     "render_report",
     "report_path",
     "write_report",

@@ -6,7 +6,7 @@ loss and accuracy curves as (runs × epochs) arrays; the figures and the page ar
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -14,14 +14,13 @@ import pandas as pd
 from nnlab.checks import check_choice, check_number
 from nnlab.store import Lab, SweepDetails
 from nnlab.store.models import CLEAN_STATUSES
-from nnlab.store.query import METRICS
+from nnlab.store.query import ACCURACY, METRICS
 
 # A diverged run's loss once it has stopped: finite, so that quantiles over runs stay defined
 # (one diverged seed of two puts the median off the chart instead of dropping out of it).
 DIVERGED = 1e300
 # Every curve a report reads: the losses, and the accuracies classification sweeps record.
 SERIES = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
-ACCURACY = {"val_loss": "val_accuracy", "train_loss": "train_accuracy"}  # on the same data
 
 
 @dataclass(frozen=True)
@@ -62,11 +61,12 @@ class SweepView:
     """One sweep as the report shows it.
 
     ``runs`` has one row per run, in the order of ``curves``: ``run_id``, ``seed``, ``status``,
-    every setting (see ``Lab.settings``), ``configuration`` (the runs that differ only in seed
-    share it), ``final`` and ``best`` (the metric at the last epoch, and its lowest),
-    ``epochs_run``, ``final_accuracy`` (the accuracy that goes with ``metric`` at the last
-    epoch), and, once a threshold is set, ``reached_epoch`` and ``reached_seconds``.
-    ``series`` holds the (runs × epochs) curve of each of ``SERIES``, NaN where not logged.
+    ``configuration`` and every setting (see ``Lab.settings``), ``final`` and ``best`` (the
+    metric at the last epoch, and its lowest), ``epochs_run``, and, once a threshold is set,
+    ``reached_epoch`` and ``reached_seconds``. ``series`` holds the (runs × epochs) curve of
+    each of ``SERIES``, NaN where not logged. ``configurations`` is ``Lab.configurations``
+    with its scores named ``final_mean``, ``best_mean``, ``accuracy_mean`` (and ``_std``) and,
+    once a threshold is set, ``THRESHOLD_COLUMNS``.
     """
 
     details: SweepDetails
@@ -76,8 +76,8 @@ class SweepView:
     curves: Curves
     failures: pd.DataFrame
     series: dict[str, np.ndarray]
+    configurations: pd.DataFrame
     threshold: float | None = None
-    configurations: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def name(self) -> str:
@@ -117,11 +117,12 @@ class SweepView:
         return curves.settled(np.zeros(len(self.runs), dtype=bool), self.clean)
 
     def set_threshold(self, threshold: float | None) -> None:
-        """Time each run to ``threshold`` and rank the configurations."""
+        """Time each run, and each configuration's clean seeds, to ``threshold``."""
         self.threshold = threshold
         self.runs = self.runs.assign(**_time_to(self.curves, threshold))
-        ranked = rank_configurations(self.runs, self.axes)
-        self.configurations = ranked.join(_accuracy_columns(self.runs), on="configuration")
+        ranked = self.configurations.drop(columns=list(THRESHOLD_COLUMNS), errors="ignore")
+        timed = ranked.join(_time_configurations(self.runs[self.clean]), on="configuration")
+        self.configurations = timed.assign(reached=timed.reached.fillna(0).astype(int))
 
 
 def load_sweep(lab: Lab, name: str, metric: str = "val_loss") -> SweepView:
@@ -136,13 +137,22 @@ def load_sweep(lab: Lab, name: str, metric: str = "val_loss") -> SweepView:
     runs = settings.merge(statuses, on="run_id", how="left", validate="one_to_one")
     axes = grid_axes(settings)
     curves, series = read_curves(lab, name, runs.run_id.to_numpy(), metric)
-    accuracy = Curves(series[ACCURACY[metric]], curves.logged, curves.elapsed)
-    runs = runs.assign(
-        configuration=_configuration_ids(runs, axes),
-        **_results(curves),
-        final_accuracy=_results(accuracy)["final"],
-    )
-    return SweepView(details, metric, axes, runs, curves, lab.failures(name), series)
+    runs = runs.assign(**_results(curves))
+    ranked = _ranked(lab, name, metric)
+    return SweepView(details, metric, axes, runs, curves, lab.failures(name), series, ranked)
+
+
+def _ranked(lab: Lab, name: str, metric: str) -> pd.DataFrame:
+    """``Lab.configurations`` with its scores named as the page reads them."""
+    ranked = lab.configurations(name, metric)
+    scores = {"final": f"final_{metric}", "best": f"best_{metric}"}
+    scores["accuracy"] = f"final_{ACCURACY[metric]}"
+    names = {
+        f"{column}_{stat}": f"{score}_{stat}"
+        for score, column in scores.items()
+        for stat in ("mean", "std")
+    }
+    return ranked.rename(columns=names)
 
 
 def setting_label(setting: str, value) -> str:
@@ -156,14 +166,14 @@ def setting_label(setting: str, value) -> str:
 def configuration_label(view: SweepView, row) -> str:
     """``learning_rate 0.03, gd batch`` for a row of ``view.configurations``."""
     # by label, not attribute: itertuples renames settings such as data.noise
-    label = ", ".join(f"{a} {setting_label(a, view.configurations.at[row.Index, a])}"
-                      for a in view.axes)  # fmt: skip
+    at = view.configurations.at
+    label = ", ".join(f"{axis} {setting_label(axis, at[row.Index, axis])}" for axis in view.axes)
     return label or "the only configuration"
 
 
 def grid_axes(settings: pd.DataFrame) -> list[str]:
     """The settings whose values differ between runs (the seed aside), in column order."""
-    candidates = [c for c in settings.columns if c not in ("run_id", "seed")]
+    candidates = [c for c in settings.columns if c not in ("run_id", "seed", "configuration")]
     return [c for c in candidates if settings[c].nunique(dropna=False) > 1]
 
 
@@ -189,14 +199,6 @@ def read_curves(
     return Curves(series[metric], logged, elapsed), series
 
 
-def _configuration_ids(runs: pd.DataFrame, axes: list[str]) -> np.ndarray:
-    """0, 1, … in grid order; runs that differ only in seed share an id."""
-    if not axes:
-        return np.zeros(len(runs), dtype=int)
-    codes = [pd.factorize(runs[axis], use_na_sentinel=False)[0] for axis in axes]
-    return pd.factorize(pd.Series(list(zip(*codes, strict=True))))[0]
-
-
 def _results(curves: Curves) -> dict[str, np.ndarray]:
     """Each run's last logged epoch, its metric there, and its lowest finite metric."""
     epochs_run = curves.logged.sum(axis=1)
@@ -205,8 +207,8 @@ def _results(curves: Curves) -> dict[str, np.ndarray]:
     final[ran] = curves.loss[ran, epochs_run[ran] - 1]
     finite = np.where(np.isfinite(curves.loss), curves.loss, np.inf)
     best = finite.min(axis=1, initial=np.inf)
-    return {"final": final, "best": np.where(np.isfinite(best), best, np.nan),
-            "epochs_run": epochs_run}  # fmt: skip
+    best = np.where(np.isfinite(best), best, np.nan)
+    return {"final": final, "best": best, "epochs_run": epochs_run}
 
 
 def _time_to(curves: Curves, threshold: float | None) -> dict[str, np.ndarray]:
@@ -237,51 +239,16 @@ def check_threshold(threshold: float | None) -> float | None:
     return None if threshold is None else check_number("threshold", threshold, above=0)
 
 
-def rank_configurations(runs: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
-    """One row per configuration, best first: its settings; ``runs``, ``finished``,
-    ``diverged``, ``failed`` counts; mean and std over its clean seeds of the final and best
-    metric; ``reached`` (clean seeds that got to the threshold) and the mean epochs and seconds
-    they took.
-
-    A configuration with any diverged or failed seed ranks after every one without, however
-    good its other seeds look; among those, fewer troubled seeds rank first.
-    """
-    counted = runs.assign(
-        finished=runs.status.isin((*CLEAN_STATUSES, "diverged")),
-        diverged=runs.status == "diverged",
-        failed=runs.status == "failed",
-    )
-    grouped = counted.groupby("configuration", sort=False)
-    table = grouped.agg(
-        runs=("run_id", "size"),
-        finished=("finished", "sum"),
-        diverged=("diverged", "sum"),
-        failed=("failed", "sum"),
-        **{axis: (axis, "first") for axis in axes},
-    )
-    clean = counted[counted.status.isin(CLEAN_STATUSES)].groupby("configuration")
-    table = table.join(
-        clean.agg(
-            final_mean=("final", "mean"),
-            final_std=("final", "std"),
-            best_mean=("best", "mean"),
-            best_std=("best", "std"),
-            reached=("reached_epoch", "count"),
-            epochs_to_threshold=("reached_epoch", "mean"),
-            seconds_to_threshold=("reached_seconds", "mean"),
-        )
-    )
-    table["reached"] = table.reached.fillna(0).astype(int)
-    table["troubled"] = table.diverged + table.failed
-    table = table.sort_values(["troubled", "final_mean"], na_position="last", kind="stable")
-    return table.reset_index()
+THRESHOLD_COLUMNS = ("reached", "epochs_to_threshold", "seconds_to_threshold")
 
 
-def _accuracy_columns(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per configuration, mean and std of the final accuracy over its clean seeds."""
-    clean = runs[runs.status.isin(CLEAN_STATUSES)].groupby("configuration")
-    return clean.agg(
-        accuracy_mean=("final_accuracy", "mean"), accuracy_std=("final_accuracy", "std")
+def _time_configurations(clean: pd.DataFrame) -> pd.DataFrame:
+    """``THRESHOLD_COLUMNS`` per configuration of the ``clean`` runs: ``reached`` (how many
+    got to the threshold) and the mean epochs and seconds they took."""
+    return clean.groupby("configuration").agg(
+        reached=("reached_epoch", "count"),
+        epochs_to_threshold=("reached_epoch", "mean"),
+        seconds_to_threshold=("reached_seconds", "mean"),
     )
 
 
@@ -364,8 +331,8 @@ def failure_groups(view: SweepView) -> list[dict]:
         first = rows.iloc[0]
         settings = runs.loc[first.run_id]
         label = ", ".join(f"{a} {setting_label(a, settings[a])}" for a in view.axes)
-        grouped.append({"message": message, "runs": rows.run_id.tolist(),
-                        "settings": label, "error": first.error or ""})  # fmt: skip
+        group = {"message": message, "runs": rows.run_id.tolist(), "settings": label}
+        grouped.append({**group, "error": first.error or ""})
     return sorted(grouped, key=lambda group: -len(group["runs"]))
 
 

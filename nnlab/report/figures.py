@@ -457,14 +457,14 @@ def marginal_chart(view: SweepView) -> Chart:
         return Chart("No marginal effects: no run has finished without diverging.")
     finals = view.runs.final.to_numpy()
     fig, panels = _panels(len(view.axes), columns=3, height=2.6)
+    box = {"widths": 0.5, "showfliers": True, "flierprops": {"markersize": 3}}
     for ax, setting in zip(panels, view.axes, strict=True):
         labels = []
         for position, (label, rows) in enumerate(groups(view.runs, setting)):
             values = finals[rows[view.clean[rows]]]
             values = values[np.isfinite(values)]
             if values.size:
-                ax.boxplot([values], positions=[position], widths=0.5, showfliers=True,
-                           flierprops={"markersize": 3})  # fmt: skip
+                ax.boxplot([values], positions=[position], **box)
             trouble = int(view.diverged[rows].sum())
             labels.append(f"{label}\n{trouble}/{len(rows)} div." if trouble else label)
         ax.set_xticks(range(len(labels)), labels)

@@ -216,10 +216,9 @@ def _summary(view: SweepView) -> list[tuple[str, str]]:
     )
     seeds = view.runs.seed.nunique()
     versions = " · ".join(
-        f"{label} {' / '.join(provenance[column]) or '?'}"
-        for label, column in (("nnlab", "nnlab_version"), ("NumPy", "numpy_version"),
-                              ("Python", "python_version"))
-    )  # fmt: skip
+        f"{label} {' / '.join(provenance[f'{label.lower()}_version']) or '?'}"
+        for label in ("nnlab", "NumPy", "Python")
+    )
     return [
         ("status", details.status),
         ("runs", f"{details.runs}" + (f": {statuses}" if statuses else "")),
@@ -285,12 +284,12 @@ def _best_cells(view: SweepView, row, extra: list[int]) -> list[str]:
     at = view.configurations.at  # by label: itertuples renames settings such as data.noise
     settings = [setting_label(axis, at[row.Index, axis]) for axis in view.axes] or ["the only one"]
     reached = view.threshold is not None and row.reached > 0
-    accuracy = [_mean_std(row.accuracy_mean, row.accuracy_std)] if view.has_accuracy else []
+    accuracy = [mean_std(row.accuracy_mean, row.accuracy_std)] if view.has_accuracy else []
     return [
         *settings,
-        _mean_std(row.final_mean, row.final_std),
+        mean_std(row.final_mean, row.final_std),
         *accuracy,
-        _mean_std(row.best_mean, row.best_std),
+        mean_std(row.best_mean, row.best_std),
         f"{row.epochs_to_threshold:.1f} ({row.reached}/{row.runs})" if reached else "–",
         f"{row.seconds_to_threshold:.3g} s" if reached else "–",
         f"{row.diverged}/{row.runs}",
@@ -298,7 +297,9 @@ def _best_cells(view: SweepView, row, extra: list[int]) -> list[str]:
     ]
 
 
-def _mean_std(mean: float, std: float) -> str:
+def mean_std(mean: float, std: float) -> str:
+    """``0.1234 ± 0.012``: a mean over seeds and its spread; a lone seed (no std) shows its
+    value alone, and no seed at all a dash."""
     if math.isnan(mean):
         return "–"
     return f"{mean:.4g}" if math.isnan(std) else f"{mean:.4g} ± {std:.2g}"
@@ -342,11 +343,13 @@ def _comparison(views: list[SweepView], sections: list[dict]) -> dict:
 
 
 def _compact_table(view: SweepView) -> dict:
-    rows = [
-        {"cells": [configuration_label(view, row), _mean_std(row.final_mean, row.final_std),
-                   f"{row.diverged}/{row.runs}"], "troubled": row.troubled > 0}
-        for row in view.configurations.head(COMPARED).itertuples()
-    ]  # fmt: skip
+    rows = [_compact_row(view, row) for row in view.configurations.head(COMPARED).itertuples()]
     head = ["configuration", f"final {view.metric}", "diverged"]
-    return {"head": head, "numeric": [False, True, True], "rows": rows, "empty": "No runs.",
-            "more": None}  # fmt: skip
+    numeric = [False, True, True]
+    return {"head": head, "numeric": numeric, "rows": rows, "empty": "No runs.", "more": None}
+
+
+def _compact_row(view: SweepView, row) -> dict:
+    label = configuration_label(view, row)
+    cells = [label, mean_std(row.final_mean, row.final_std), f"{row.diverged}/{row.runs}"]
+    return {"cells": cells, "troubled": row.troubled > 0}

@@ -43,12 +43,13 @@ RUN_COLUMNS = {
     "duration_s": "float64",
 }
 METRICS = ("val_loss", "train_loss")  # what configurations can be ranked by
+ACCURACY = {"val_loss": "val_accuracy", "train_loss": "train_accuracy"}  # on the same data
 HYPERPARAMETERS = ("learning_rate", "batch_size", "activation", "gd", "optimizer", "hidden")
-SWEEP_COLUMNS = ("sweep_id", "name", "description", "status", "spec_hash", "created_at",
-                 "finished_at", "runs")  # fmt: skip
+SWEEP = ("sweep_id", "name", "description", "status", "spec_hash")
+SWEEP_COLUMNS = (*SWEEP, "created_at", "finished_at", "runs")
 # Where and with what a sweep's runs trained: the runs-table columns SweepDetails summarises.
-PROVENANCE_COLUMNS = ("nnlab_version", "numpy_version", "python_version", "hostname",
-                      "git_commit", "data_fingerprint")  # fmt: skip
+VERSIONS = ("nnlab_version", "numpy_version", "python_version")
+PROVENANCE_COLUMNS = (*VERSIONS, "hostname", "git_commit", "data_fingerprint")
 
 
 @dataclass(frozen=True)
@@ -120,9 +121,8 @@ class Lab:
             ORDER BY e.run_id, e.epoch
         """
         frame = self._frame(sql, params)
-        types = {**{k: RUN_COLUMNS[k] for k in ("run_id", "sweep", "status", "seed",
-                                                *HYPERPARAMETERS)},
-                 "epoch": "int64", **dict.fromkeys(_metric_names(), "float64")}  # fmt: skip
+        run = _run_types("run_id", "sweep", "status", "seed", *HYPERPARAMETERS)
+        types = {**run, "epoch": "int64", **dict.fromkeys(_metric_names(), "float64")}
         frame = _typed(frame, types)
         return _restore_nan(frame)
 
@@ -149,44 +149,40 @@ class Lab:
 
     def configurations(self, sweep: str, metric: str = "val_loss") -> pd.DataFrame:
         """One row per configuration of ``sweep`` (its runs that differ only in seed), best
-        first: ``runs``, ``finished`` (ended, diverged included), ``diverged``, ``failed``, mean
-        and std of the final ``metric`` (``val_loss`` or ``train_loss``; columns
-        ``final_<metric>_mean`` and ``_std``) over the seeds that finished without diverging,
-        the mean best validation loss, and the varying settings.
+        first: ``configuration`` (as in ``settings()``); ``runs``, ``finished`` (ended, diverged
+        included), ``diverged``, ``failed`` and ``troubled`` (diverged or failed) counts; the
+        mean and std over the seeds that finished without diverging of the final and the best
+        ``metric`` (``val_loss`` or ``train_loss``; columns ``final_<metric>_mean``, ``_std``,
+        ``best_<metric>_mean``, ``_std``) and of the final accuracy on the same data (see
+        ``ACCURACY``; NaN for a regression); then every setting, as in ``settings()``.
 
         A configuration with any diverged or failed seed ranks after every one without, however
         good its other seeds look; among those, fewer troubled seeds rank first. (The report's
-        table ranks the same way.)
+        table is this one.)
         """
-        runs = self.runs(sweep=sweep)
+        check_choice("metric", metric, METRICS)
+        results = self.runs(sweep=sweep).set_index("run_id")
+        scores = results[["status"]].assign(
+            final=results[f"final_{metric}"],
+            best=self._best(sweep, metric),
+            accuracy=results[f"final_{ACCURACY[metric]}"],
+        )
+        seeds = self.settings(sweep).join(scores, on="run_id")
+        return _rank(seeds, metric)
+
+    def _best(self, sweep: str, metric: str) -> pd.Series:
+        """Each run's lowest ``metric`` over its epochs, by run id (NaN epochs are NULL and
+        left out; an infinite lowest is no best)."""
+        lowest = (
+            select(Epoch.run_id, func.min(getattr(Epoch, metric)))
+            .join(Run, Run.id == Epoch.run_id)
+            .join(Sweep, Sweep.id == Run.sweep_id)
+            .where(Sweep.name == sweep)
+            .group_by(Epoch.run_id)
+        )
         with self.store.read() as connection:
-            configs = dict(connection.execute(
-                text("SELECT r.id, r.config FROM runs r JOIN sweeps s ON s.id = r.sweep_id "
-                     "WHERE s.name = :sweep"), {"sweep": sweep}).all())  # fmt: skip
-        keys = {run_id: json.dumps({k: v for k, v in _as_dict(c).items() if k != "seed"},
-                                   sort_keys=True) for run_id, c in configs.items()}  # fmt: skip
-        clean = runs.status.isin(CLEAN_STATUSES)
-        runs = runs.assign(
-            configuration=runs.run_id.map(keys),
-            clean_final=runs[f"final_{check_choice('metric', metric, METRICS)}"].where(clean),
-            clean_best=runs.best_val_loss.where(clean),
-        )
-        table = runs.groupby("configuration", sort=False).agg(
-            runs=("run_id", "size"),
-            finished=("status", lambda s: int(s.isin(FINISHED_STATUSES).sum())),
-            diverged=("status", lambda s: int((s == "diverged").sum())),
-            failed=("status", lambda s: int((s == "failed").sum())),
-            **{
-                f"final_{metric}_mean": ("clean_final", "mean"),
-                f"final_{metric}_std": ("clean_final", "std"),
-            },
-            best_val_loss_mean=("clean_best", "mean"),
-            **{name: (name, "first") for name in HYPERPARAMETERS},
-        )
-        table["troubled"] = table.diverged + table.failed
-        order = ["troubled", f"final_{metric}_mean"]
-        table = table.sort_values(order, na_position="last", kind="stable")
-        return table.drop(columns="troubled").reset_index()
+            best = pd.Series(dict(connection.execute(lowest).all()), dtype="float64")
+        return best.where(np.isfinite(best))
 
     def sweep(self, name: str) -> SweepDetails:
         """Sweep ``name``: description, spec text and hash, status and times, its runs counted
@@ -208,12 +204,14 @@ class Lab:
                 .distinct()
             ).all()
             last_activity = connection.scalar(select(func.max(Run.heartbeat_at)).where(runs))
+        recorded = ("name", "description", "spec", "spec_hash", "status", "created_at")
         return SweepDetails(
-            name=sweep.name, description=sweep.description, spec=sweep.spec,
-            spec_hash=sweep.spec_hash, status=sweep.status, created_at=sweep.created_at,
-            finished_at=sweep.finished_at, statuses=dict(sorted(statuses)),
-            provenance=_distinct(provenance), last_activity=last_activity,
-        )  # fmt: skip
+            **{field: getattr(sweep, field) for field in recorded},
+            finished_at=sweep.finished_at,
+            statuses=dict(sorted(statuses)),
+            provenance=_distinct(provenance),
+            last_activity=last_activity,
+        )
 
     def _known(self, *names: str | None) -> None:
         """Raise ``UnknownSweepError`` for the first of ``names`` (None: no filter) that the
@@ -228,12 +226,13 @@ class Lab:
                     raise unknown_sweep(connection, name, self.store.url)
 
     def settings(self, sweep: str) -> pd.DataFrame:
-        """One row per run of ``sweep``: ``run_id``, ``seed`` and every setting of its
+        """One row per run of ``sweep``: ``run_id``, ``seed``, ``configuration`` (the same for
+        the runs that differ only in seed: their settings as JSON) and every setting of that
         configuration, data parameters as ``data.<name>``.
 
         The hyperparameters are the typed ones of ``runs()``: ``batch_size`` is NULL for batch
         GD (the whole training set) and 1 for stochastic GD, whatever the configuration says.
-        The columns whose values differ between runs, other than ``seed``, are the sweep's grid.
+        The settings whose values differ between runs are the sweep's grid.
         """
         self._known(sweep)
         typed = [getattr(Run, name) for name in HYPERPARAMETERS]
@@ -244,21 +243,21 @@ class Lab:
                 .where(Sweep.name == sweep)
                 .order_by(Run.id)
             ).all()
-        records = [
-            {**_flat(_as_dict(config)), "run_id": run_id, "seed": seed,
-             **dict(zip(HYPERPARAMETERS, values, strict=True))}
-            for run_id, seed, config, *values in rows
-        ]  # fmt: skip
+        records = [_settings_record(*row) for row in rows]
         frame = pd.DataFrame.from_records(records, columns=_settings_columns(records))
-        return _typed(frame, {k: RUN_COLUMNS[k] for k in ("run_id", "seed", *HYPERPARAMETERS)})
+        return _typed(frame, _run_types("run_id", "seed", *HYPERPARAMETERS))
 
     def default_metric(self, sweeps: Iterable[str]) -> str:
         """What to rank and plot ``sweeps`` by: ``val_loss``, unless they have logged epochs
         and none of them a validation loss (no validation split), then ``train_loss``."""
         sweeps = list(sweeps)
         self._known(*sweeps)
-        epochs = select(Epoch.val_loss).join(Run, Run.id == Epoch.run_id).join(
-            Sweep, Sweep.id == Run.sweep_id).where(Sweep.name.in_(sweeps))  # fmt: skip
+        epochs = (
+            select(Epoch.val_loss)
+            .join(Run, Run.id == Epoch.run_id)
+            .join(Sweep, Sweep.id == Run.sweep_id)
+            .where(Sweep.name.in_(sweeps))
+        )
         with self.store.read() as connection:
             logged = connection.execute(epochs.limit(1)).first() is not None
             validated = connection.execute(
@@ -269,9 +268,8 @@ class Lab:
     def failures(self, sweep: str) -> pd.DataFrame:
         """One row per failed run of ``sweep``: ``run_id``, ``seed``, the hyperparameters,
         ``attempts`` and ``error`` (the traceback it failed with)."""
-        columns = [Run.id.label("run_id"), Run.seed,
-                   *(getattr(Run, name) for name in HYPERPARAMETERS), Run.attempts,
-                   Run.error]  # fmt: skip
+        hyperparameters = [getattr(Run, name) for name in HYPERPARAMETERS]
+        columns = [Run.id.label("run_id"), Run.seed, *hyperparameters, Run.attempts, Run.error]
         self._known(sweep)
         with self.store.read() as connection:
             result = connection.execute(
@@ -281,7 +279,7 @@ class Lab:
                 .order_by(Run.id)
             )
             frame = pd.DataFrame(list(map(tuple, result.fetchall())), columns=list(result.keys()))
-        return _typed(frame, {k: RUN_COLUMNS[k] for k in ("run_id", "seed", *HYPERPARAMETERS)})
+        return _typed(frame, _run_types("run_id", "seed", *HYPERPARAMETERS))
 
     def _frame(self, sql: str, params: dict) -> pd.DataFrame:
         with self.store.read() as connection:
@@ -297,6 +295,48 @@ class Lab:
 
     def __repr__(self) -> str:
         return f"Lab({self.store!r})"
+
+
+def _configuration(config: dict) -> str:
+    """What the runs that differ only in seed share: the settings without the seed, as JSON
+    (``json.loads`` gives them back)."""
+    return json.dumps({k: v for k, v in config.items() if k != "seed"}, sort_keys=True)
+
+
+SCORES = ("final", "best", "accuracy")  # what _rank averages over a configuration's seeds
+
+
+def _rank(seeds: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """``Lab.configurations`` from ``seeds``, one row per run: ``configuration``, ``status``,
+    ``SCORES`` and the run's settings."""
+    status = seeds.status
+    counted = seeds.assign(
+        finished=status.isin(FINISHED_STATUSES),
+        diverged=status == "diverged",
+        failed=status == "failed",
+    )
+    table = counted.groupby("configuration", sort=False).agg(
+        runs=("run_id", "size"),
+        finished=("finished", "sum"),
+        diverged=("diverged", "sum"),
+        failed=("failed", "sum"),
+    )
+    table["troubled"] = table.diverged + table.failed
+    clean = seeds[status.isin(CLEAN_STATUSES)].groupby("configuration")
+    spread = clean[list(SCORES)].agg(["mean", "std"])
+    names = _score_names(metric)
+    spread.columns = [f"{names[score]}_{stat}" for score, stat in spread.columns]
+    unscored = ["run_id", "seed", "configuration", "status", *SCORES]
+    settings = seeds.drop(columns=unscored).groupby(seeds.configuration, sort=False).first()
+    table = table.join(spread).join(settings)
+    order = ["troubled", f"final_{metric}_mean"]
+    return table.sort_values(order, na_position="last", kind="stable").reset_index()
+
+
+def _score_names(metric: str) -> dict[str, str]:
+    """What each of ``SCORES`` is called in ``Lab.configurations`` when ranking by ``metric``."""
+    accuracy = ACCURACY[metric]
+    return {"final": f"final_{metric}", "best": f"best_{metric}", "accuracy": f"final_{accuracy}"}
 
 
 def _as_dict(config) -> dict:
@@ -317,9 +357,17 @@ def _flat(config: dict, prefix: str = "") -> dict:
     return flat
 
 
+def _settings_record(run_id: int, seed: int, config, *hyperparameters) -> dict:
+    """One row of ``Lab.settings``: the flattened configuration, its typed hyperparameters."""
+    config = _as_dict(config)
+    typed = dict(zip(HYPERPARAMETERS, hyperparameters, strict=True))
+    ids = {"run_id": run_id, "seed": seed, "configuration": _configuration(config)}
+    return {**_flat(config), **ids, **typed}
+
+
 def _settings_columns(records: list[dict]) -> list[str]:
-    """run_id, seed, the hyperparameters, then every other setting in first-seen order."""
-    first = ["run_id", "seed", *HYPERPARAMETERS]
+    """run_id, seed, configuration, the hyperparameters, then the other settings as first seen."""
+    first = ["run_id", "seed", "configuration", *HYPERPARAMETERS]
     rest = dict.fromkeys(key for record in records for key in record if key not in first)
     return [*first, *rest]
 
@@ -367,6 +415,10 @@ def _filters(*, sweep=None, status=None, runs=None, sweep_column="sweep") -> tup
         ids = [int(run) for run in runs]
         clauses.append(f"e.run_id IN ({', '.join(str(i) for i in ids) or 'NULL'})")
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def _run_types(*columns: str) -> dict[str, str]:
+    return {column: RUN_COLUMNS[column] for column in columns}
 
 
 def _typed(frame: pd.DataFrame, types: dict[str, str]) -> pd.DataFrame:

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
 
 from nnlab.checks import InputError
-from nnlab.engine.validation import check_loss_output
+from nnlab.engine.losses import check_loss_output
 from nnlab.params import PARAMS
 from nnlab.sweeps.budget import DataShape, describe, estimate, worker_budget
 from nnlab.sweeps.config import DATA_DEFAULTS, RunConfig, prepare_data
