@@ -255,7 +255,7 @@ def test_a_good_spec_passes_the_data_checks():
     check_data(spec, expand_grid(spec))
 
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "sweeps").glob("*.yaml")), ids=lambda p: p.name)

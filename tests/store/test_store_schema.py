@@ -20,7 +20,7 @@ from nnlab.store.database import SCHEMA_REVISION, head_revision
 from nnlab.store.models import Base
 
 FIRST_REVISION = "0001"
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 
 
 def fresh_engine(url):
@@ -138,7 +138,7 @@ def test_alembic_cli_works_on_the_same_database(tmp_path):
     from pathlib import Path
 
     url = f"sqlite:///{tmp_path / 'via-alembic.db'}"
-    root = Path(__file__).parent.parent
+    root = Path(__file__).parents[2]
     upgrade = subprocess.run(
         [
             sys.executable,

@@ -23,7 +23,7 @@ from nnlab.cli import cli
 from nnlab.store import database, open_store
 from nnlab.store.sql import MAX_VALUE_BYTES, ReadOnlyError, run_query
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 ENDLESS = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT i FROM n"
 
 

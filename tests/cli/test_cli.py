@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from nnlab import __version__
 from nnlab.cli import cli
 
-README = Path(__file__).parent.parent / "README.md"
+README = Path(__file__).parents[2] / "README.md"
 
 
 def invoke(*args: str):
