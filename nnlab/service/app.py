@@ -107,7 +107,7 @@ async def _read(request: Request, reading) -> JSONResponse:
 
 def _details(lab: Lab, name: str) -> dict:
     details = lab.sweep(name)
-    return json_value({**json_value(details), "runs": details.runs})
+    return {**json_value(details), "runs": details.runs}
 
 
 def _ranking(lab: Lab, name: str) -> list[dict]:
