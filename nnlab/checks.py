@@ -28,11 +28,16 @@ def plural(n: int, word: str, many: str | None = None) -> str:
     return f"{n:,} {word if n == 1 else many or word + 's'}"
 
 
+def close_matches(value: object, choices: Iterable[str]) -> list[str]:
+    """The (up to 3) ``choices`` that ``value`` is a near miss of, closest first."""
+    if not isinstance(value, str):
+        return []
+    return difflib.get_close_matches(value, list(choices), n=3)
+
+
 def did_you_mean(value: object, choices: Iterable[str]) -> str:
     """``. Did you mean 'x'?`` when ``value`` is a near miss of one of ``choices``, else ``""``."""
-    if not isinstance(value, str):
-        return ""
-    close = difflib.get_close_matches(value, list(choices), n=3)
+    close = close_matches(value, choices)
     return f". Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 

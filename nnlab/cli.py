@@ -20,7 +20,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from nnlab import __version__, api
+from nnlab import __version__, api, service
 from nnlab.__main__ import EXIT_INTERRUPTED
 from nnlab.checks import InputError, check_choice, plural
 from nnlab.engine import EpochRecord
@@ -687,6 +687,30 @@ def report(ctx, sweeps, db, output, metric, threshold):
     with user_errors(ctx):
         path = write_report(connect(db), sweeps, output, metric=metric, threshold=threshold)
     click.echo(str(path))
+
+
+@cli.command()
+@db_option
+@click.option(
+    "--host",
+    default=service.DEFAULT_HOST,
+    show_default=True,
+    help="Address to listen on; any but loopback needs a token (one is made if not given).",
+)
+@click.option("--port", type=int, default=service.DEFAULT_PORT, show_default=True, help="Port.")
+@click.option("--token", help="Token requests must carry [default: none on loopback].")
+@click.pass_context
+def serve(ctx, db, host, port, token):
+    """Serve the database as a live, read-only JSON API until interrupted (Ctrl-C).
+
+    It prints the URL to open, with ?token= when a token is needed.
+
+    \b
+    Example:
+      nnlab serve --port 8765
+    """
+    with user_errors(ctx):
+        service.serve(db, host, port, token)
 
 
 def _print_listing(frame, fmt: str, columns, noun: str, keep) -> None:

@@ -175,7 +175,13 @@ def _sqlite_reader_engine(url: str) -> Engine:
     check_sqlite_file_exists(url)
     uri = sqlite_reader_uri(path, mode="ro" if on_read_only_media(path) else "rw")
     timeout = SQLITE_BUSY_TIMEOUT_MS / 1000
-    engine = create_engine(url, creator=lambda: sqlite3.connect(uri, uri=True, timeout=timeout))
+
+    def connect() -> sqlite3.Connection:
+        # the pool hands a connection to one thread at a time, but not always the thread that
+        # opened it (a threaded reader such as nnlab serve): as SQLAlchemy's own file engines
+        return sqlite3.connect(uri, uri=True, timeout=timeout, check_same_thread=False)
+
+    engine = create_engine(url, creator=connect)
 
     @event.listens_for(engine, "connect")
     def _configure(dbapi_connection, _record) -> None:

@@ -18,7 +18,7 @@ import pandas as pd
 from sqlalchemy import func, select, text
 
 from nnlab.checks import check_choice
-from nnlab.store.database import Store, display_url, open_store
+from nnlab.store.database import Store, StoreError, display_url, open_store
 from nnlab.store.models import CLEAN_STATUSES, EPOCH_METRICS, FINISHED_STATUSES, Epoch, Run, Sweep
 from nnlab.store.registry import unknown_sweep
 
@@ -50,6 +50,14 @@ SWEEP_COLUMNS = (*SWEEP, "created_at", "finished_at", "runs")
 # Where and with what a sweep's runs trained: the runs-table columns SweepDetails summarises.
 VERSIONS = ("nnlab_version", "numpy_version", "python_version")
 PROVENANCE_COLUMNS = (*VERSIONS, "hostname", "git_commit", "data_fingerprint")
+# What Lab.run adds to a run's runs() row.
+RUN_DETAILS = ("config", "attempts", "started_at", "finished_at", "heartbeat_at", "error")
+
+
+class UnknownRunError(StoreError):
+    """A run id the database does not hold."""
+
+    matches: tuple[int, ...] = ()  # as UnknownSweepError's: no run id is a near miss of another
 
 
 @dataclass(frozen=True)
@@ -212,6 +220,22 @@ class Lab:
             provenance=_distinct(provenance),
             last_activity=last_activity,
         )
+
+    def run(self, run_id: int) -> dict:
+        """Run ``run_id`` as one record: its ``runs()`` row, its settings (``config``, as
+        recorded), ``attempts``, its times, ``error`` (the traceback a failed run ended with,
+        else None) and where it trained (``PROVENANCE_COLUMNS``).
+
+        Raises ``UnknownRunError`` (a ``StoreError``) for an id the database does not hold.
+        """
+        summary = self._frame("SELECT * FROM run_summary WHERE run_id = :id", {"id": run_id})
+        if summary.empty:
+            raise UnknownRunError(f"no run with id {run_id} in {self.location}")
+        details = [getattr(Run, column) for column in (*RUN_DETAILS, *PROVENANCE_COLUMNS)]
+        with self.store.read() as connection:
+            row = connection.execute(select(*details).where(Run.id == run_id)).one()
+        record = _typed(summary, RUN_COLUMNS).iloc[0].to_dict()
+        return {**record, **row._asdict(), "config": _as_dict(row.config)}
 
     def _known(self, *names: str | None) -> None:
         """Raise ``UnknownSweepError`` for the first of ``names`` (None: no filter) that the

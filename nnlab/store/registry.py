@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from sqlalchemy import delete, insert, select, update
 
-from nnlab.checks import check_name, did_you_mean, plural
+from nnlab.checks import check_name, close_matches, did_you_mean, plural
 from nnlab.store.database import Store, StoreError, database_now, display_url, lock
 from nnlab.store.models import HYPERPARAMETER_COLUMNS, STALE_AFTER, Epoch, Run, Sweep
 
@@ -91,7 +91,12 @@ def sweep_spec(store: Store, name: str) -> tuple[str, str] | None:
 
 
 class UnknownSweepError(StoreError):
-    """A sweep name the database does not hold; the message names close matches."""
+    """A sweep name the database does not hold; the message names close matches, and
+    ``matches`` lists them."""
+
+    def __init__(self, message: str, matches: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.matches = list(matches)
 
 
 def unknown_sweep(connection, name: str, url) -> UnknownSweepError:
@@ -102,7 +107,8 @@ def unknown_sweep(connection, name: str, url) -> UnknownSweepError:
     if not hint:
         shown = ", ".join(repr(n) for n in names[:10]) + (", …" if len(names) > 10 else "")
         hint = f"; it holds {shown}" if names else "; it holds no sweep yet"
-    return UnknownSweepError(f"no sweep named {name!r} in {display_url(url)}{hint}")
+    message = f"no sweep named {name!r} in {display_url(url)}{hint}"
+    return UnknownSweepError(message, close_matches(name, names))
 
 
 @dataclass(frozen=True)

@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from click.testing import CliRunner
 from conftest import ACTIVATIONS
+from sqlalchemy.engine import make_url
 
 import nnlab
 from nnlab.checks import InputError
 from nnlab.cli import cli
 from nnlab.store import RunWriter, StoreError, UnknownSweepError, open_store, register_sweep
+from nnlab.store.query import UnknownRunError
 from nnlab.store.registry import RunRow
 
 
@@ -85,10 +88,41 @@ def test_sweep_details(filled):
 
 def test_an_unknown_sweep_is_an_error_naming_close_matches(filled):
     lab = nnlab.connect(filled)
-    with pytest.raises(UnknownSweepError, match=r"no sweep named 'act' .*Did you mean 'acts'\?"):
+    close = r"no sweep named 'act' .*Did you mean 'acts'\?"
+    with pytest.raises(UnknownSweepError, match=close) as hit:
         lab.sweep("act")
-    with pytest.raises(StoreError, match=r"no sweep named 'zzz' .*; it holds 'acts'"):
+    assert hit.value.matches == ["acts"]
+    with pytest.raises(StoreError, match=r"no sweep named 'zzz' .*; it holds 'acts'") as missed:
         lab.sweep("zzz")
+    assert missed.value.matches == []
+
+
+def test_one_run_as_a_record(filled):
+    lab = nnlab.connect(filled)
+    row = lab.runs(sweep="acts").iloc[0]
+    run = lab.run(int(row.run_id))
+    assert {key: run[key] for key in row.index} == row.to_dict()
+    assert run["config"]["activation"] == row.activation and run["config"]["hidden"] == [4]
+    assert run["attempts"] == 1 and run["error"] is None
+    assert run["nnlab_version"] == nnlab.__version__
+    assert run["started_at"] <= run["finished_at"]
+    with pytest.raises(UnknownRunError, match=r"^no run with id 999 in "):
+        lab.run(999)
+
+
+def test_a_reader_can_be_used_from_other_threads(filled_sqlite, tmp_path):
+    """Regression (issue 11): the SQLite reader's connections were bound to the thread that
+    opened them, so a threaded server's second request failed."""
+    copy = tmp_path / "copy.db"  # a file this process has never opened to write
+    source, target = sqlite3.connect(make_url(filled_sqlite).database), sqlite3.connect(copy)
+    source.backup(target)
+    source.close()
+    target.close()
+    lab = nnlab.connect(f"sqlite:///{copy}")
+    assert len(lab.sweeps()) == 1
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        counts = list(pool.map(lambda _: len(lab.runs(sweep="acts")), range(16)))
+    assert counts == [6] * 16
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,128 @@
+"""The service's ASGI app: a short list of JSON routes over the reading API (``Lab``), behind
+small middlewares that each enforce one safety rule.
+
+Every route only reads; the database is opened read-only, so nothing here can change it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from nnlab.service import LOOPBACK_HOSTS
+from nnlab.service.guards import HostCheck, MethodCheck, SecurityHeaders, TokenCheck, error
+from nnlab.service.records import frame_records, json_value
+from nnlab.store import Lab, UnknownSweepError, open_store
+from nnlab.store.query import UnknownRunError
+
+EPOCH = re.compile(r"[0-9]{1,18}")  # what ?after= may be: a non-negative int
+
+
+def create_app(
+    url: str | None, *, token: str | None = None, allowed_hosts: Iterable[str] = LOOPBACK_HOSTS
+) -> Starlette:
+    """The read-only JSON API over the database at ``url``.
+
+    Requests must name one of ``allowed_hosts`` in their Host header (against DNS
+    rebinding), and, when ``token`` is given, carry it (``?token=``, ``Authorization:
+    Bearer``, or the cookie the first accepted request sets).
+
+    Raises ``StoreError`` when the database cannot be opened (a missing SQLite file is never
+    created).
+    """
+    lab = Lab(open_store(url, read_only=True))
+    middleware = [
+        Middleware(SecurityHeaders),
+        Middleware(HostCheck, allowed=allowed_hosts),
+        Middleware(MethodCheck),
+        Middleware(TokenCheck, token=token),
+    ]
+    app = Starlette(
+        routes=ROUTES,
+        middleware=middleware,
+        exception_handlers={
+            HTTPException: _http_error,
+            UnknownSweepError: _unknown,
+            UnknownRunError: _unknown,
+        },
+    )
+    app.state.lab = lab
+    return app
+
+
+async def sweeps(request: Request) -> JSONResponse:
+    return await _read(request, lambda lab: frame_records(lab.sweeps()))
+
+
+async def sweep(request: Request) -> JSONResponse:
+    name = request.path_params["name"]
+    return await _read(request, lambda lab: _details(lab, name))
+
+
+async def runs(request: Request) -> JSONResponse:
+    name = request.path_params["name"]
+    return await _read(request, lambda lab: frame_records(lab.runs(sweep=name)))
+
+
+async def configurations(request: Request) -> JSONResponse:
+    name = request.path_params["name"]
+    return await _read(request, lambda lab: _ranking(lab, name))
+
+
+async def run(request: Request) -> JSONResponse:
+    run_id = request.path_params["run_id"]
+    return await _read(request, lambda lab: json_value(lab.run(run_id)))
+
+
+async def epochs(request: Request) -> JSONResponse:
+    run_id = request.path_params["run_id"]
+    after = request.query_params.get("after", "0")
+    if not EPOCH.fullmatch(after):
+        return error(400, f"after must be a non-negative integer (an epoch), got {after!r}")
+    return await _read(request, lambda lab: _epochs_after(lab, run_id, int(after)))
+
+
+ROUTES = [
+    Route("/api/sweeps", sweeps),
+    Route("/api/sweeps/{name}", sweep),
+    Route("/api/sweeps/{name}/runs", runs),
+    Route("/api/sweeps/{name}/configurations", configurations),
+    Route("/api/runs/{run_id:int}", run),
+    Route("/api/runs/{run_id:int}/epochs", epochs),
+]
+
+
+async def _read(request: Request, reading) -> JSONResponse:
+    """``reading(lab)`` in a worker thread (SQLAlchemy and pandas block), as JSON."""
+    return JSONResponse(await run_in_threadpool(reading, request.app.state.lab))
+
+
+def _details(lab: Lab, name: str) -> dict:
+    details = lab.sweep(name)
+    return {**json_value(details), "runs": details.runs}
+
+
+def _ranking(lab: Lab, name: str) -> list[dict]:
+    return frame_records(lab.configurations(name, lab.default_metric([name])))
+
+
+def _epochs_after(lab: Lab, run_id: int, after: int) -> list[dict]:
+    lab.run(run_id)  # an unknown id is a 404, not an empty list
+    logged = lab.epochs(runs=[run_id])
+    return frame_records(logged[logged.epoch > after])
+
+
+async def _unknown(request: Request, exc: UnknownSweepError | UnknownRunError) -> JSONResponse:
+    return error(404, str(exc), did_you_mean=list(exc.matches))
+
+
+async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    return error(exc.status_code, exc.detail, headers=exc.headers)

@@ -1,0 +1,56 @@
+"""A real nnlab serve for the tests: uvicorn in a thread on a free loopback port, and a database
+to serve."""
+
+from __future__ import annotations
+
+import math
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import uvicorn
+from conftest import fill
+
+import nnlab
+from nnlab.store import RunWriter, open_store, register_sweep
+from nnlab.store.registry import RunRow
+
+ERROR = "Traceback (most recent call last):\nRuntimeError: the loss blew up"
+
+
+@contextmanager
+def running(app) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a free port of 127.0.0.1 and yield its base URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", ws="none", http="h11")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            if not thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            threading.Event().wait(0.01)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def fill_with_trouble(url: str) -> str:
+    """``fill``'s sweep ``acts``, and a sweep ``broken`` of one run that failed after an epoch
+    with a NaN validation loss and an infinite training loss."""
+    fill(url)
+    store = open_store(url)
+    config = {"learning_rate": 10.0, "activation": "relu", "hidden": [4], "epochs": 3}
+    register_sweep(store, "broken", [RunRow(config, "lr10", 0)], description="fails")
+    run_id = int(nnlab.connect(url).runs(sweep="broken").run_id.iloc[0])
+    writer = RunWriter(store, run_id, flush_seconds=0)
+    writer.start()
+    metrics = {"train_loss": math.inf, "val_loss": math.nan, "grad_norm": 1e9, "seconds": 0.01}
+    writer.log({"epoch": 1, "learning_rate": 10.0, **metrics})
+    writer.finish("failed", error=ERROR)
+    return url

@@ -1,0 +1,209 @@
+"""nnlab serve is safe by construction: loopback or a token, only the hosts it serves, only
+GET and HEAD, no files, the security headers on every answer, the database never created.
+Every request goes through a real uvicorn server."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from conftest import fill
+from served import running
+
+from nnlab import service
+from nnlab.service.app import create_app
+from nnlab.service.guards import SECURITY_HEADERS
+
+TOKEN = "correct-horse-battery-staple"
+
+
+@pytest.fixture(scope="module")
+def served_url(tmp_path_factory) -> str:
+    return fill(f"sqlite:///{tmp_path_factory.mktemp('safety') / 'nnlab.db'}")
+
+
+@pytest.fixture(scope="module")
+def base(served_url):
+    with running(create_app(served_url)) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def guarded(served_url):
+    """The same database served with a token, as for a non-loopback bind."""
+    with running(create_app(served_url, token=TOKEN)) as base:
+        yield base
+
+
+def assert_secured(response: httpx.Response) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        assert response.headers[name] == value, name
+
+
+def test_every_answer_carries_the_security_headers(base):
+    answers = [
+        httpx.get(f"{base}/api/sweeps"),
+        httpx.get(f"{base}/api/sweeps/nope"),
+        httpx.get(f"{base}/nothing/here"),
+        httpx.post(f"{base}/api/sweeps"),
+        httpx.get(f"{base}/api/sweeps", headers={"Host": "evil.example"}),
+    ]
+    assert [answer.status_code for answer in answers] == [200, 404, 404, 405, 400]
+    for answer in answers:
+        assert_secured(answer)
+        assert answer.headers["content-type"] == "application/json"
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:80", "127.0.0.1.evil.example", ""])
+def test_a_foreign_host_header_is_refused(base, host):
+    answer = httpx.get(f"{base}/api/sweeps", headers={"Host": host})
+    assert answer.status_code == 400
+    assert answer.json()["error"].startswith("unknown host")
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "[::1]", "LOCALHOST:1234"])
+def test_the_loopback_names_are_served(base, host):
+    assert httpx.get(f"{base}/api/sweeps", headers={"Host": host}).status_code == 200
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"])
+@pytest.mark.parametrize("path", ["/api/sweeps", "/api/runs/1", "/nowhere"])
+def test_only_get_and_head(base, method, path):
+    answer = httpx.request(method, f"{base}{path}")
+    assert answer.status_code == 405
+    assert answer.headers["allow"] == "GET, HEAD"
+
+
+def test_head_answers_without_a_body(base):
+    answer = httpx.head(f"{base}/api/sweeps")
+    assert answer.status_code == 200 and answer.content == b""
+
+
+def raw_get(base: str, path: str) -> tuple[int, bytes]:
+    """GET ``path`` exactly as written (an HTTP client would normalise the dots away)."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as connection:
+        request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        connection.sendall(request.encode())
+        answer = b"".join(iter(lambda: connection.recv(65536), b""))
+    return int(answer.split()[1]), answer
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/static/../../etc/passwd",
+        "/../../etc/passwd",
+        "/%2e%2e/%2e%2e/etc/passwd",
+        "/%252e%252e/%252e%252e/etc/passwd",
+        "/static/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+        "/api/../../../etc/passwd",
+        "/api/sweeps/..%2f..%2f..%2fetc%2fpasswd",
+        "/..%5c..%5cetc%5cpasswd",
+        "/etc/passwd",
+    ],
+)
+def test_no_route_serves_files(base, path):
+    status, answer = raw_get(base, path)
+    assert status == 404
+    assert b"root:" not in answer
+
+
+def test_without_the_token_nothing_is_answered(guarded):
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Cookie": "nnlab_token=wrong"}):
+        answer = httpx.get(f"{guarded}/api/sweeps", headers=headers)
+        assert answer.status_code == 401, headers
+        assert "token" in answer.json()["error"]
+        assert_secured(answer)
+    assert httpx.get(f"{guarded}/api/sweeps?token=wrong").status_code == 401
+
+
+def test_the_token_as_query_then_cookie(guarded):
+    with httpx.Client(base_url=guarded) as browser:
+        first = browser.get(f"/api/sweeps?token={TOKEN}")
+        assert first.status_code == 200
+        cookie = first.headers["set-cookie"]
+        assert cookie.startswith(f"nnlab_token={TOKEN};")
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        assert browser.get("/api/sweeps/acts").status_code == 200  # the cookie alone
+
+
+def test_the_token_as_a_bearer_header(guarded):
+    answer = httpx.get(f"{guarded}/api/sweeps", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert answer.status_code == 200 and answer.json()[0]["name"] == "acts"
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "127.0.0.2"])
+def test_loopback_needs_no_token(host):
+    assert service.token_for(host, None) is None
+    assert service.token_for(host, "given") == "given"
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.20", "myhost.example"])
+def test_any_other_host_gets_a_new_token(host):
+    first, second = service.token_for(host, None), service.token_for(host, None)
+    assert len(first) >= 40 and first != second
+    assert service.token_for(host, "given") == "given"
+
+
+def test_the_bound_host_is_allowed():
+    loopback = ("localhost", "127.0.0.1", "[::1]")
+    assert service.allowed_hosts("192.168.1.20") == (*loopback, "192.168.1.20")
+    assert "[fe80::1]" in service.allowed_hosts("fe80::1")
+    assert socket.gethostname().lower() in service.allowed_hosts("0.0.0.0")
+
+
+def nnlab_serve(*args: str, **options) -> subprocess.Popen:
+    command = [sys.executable, "-m", "nnlab", "serve", *args]
+    return subprocess.Popen(command, stderr=subprocess.PIPE, text=True, **options)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_nnlab_serve_binds_loopback_by_default(served_url):
+    port = free_port()
+    with nnlab_serve("--db", served_url, "--port", str(port)) as server:
+        try:
+            lines = [server.stderr.readline(), server.stderr.readline()]
+            assert lines[1] == f"open http://127.0.0.1:{port}/api/sweeps\n", lines
+            answer = get_when_listening(f"http://127.0.0.1:{port}/api/sweeps")
+            assert answer.status_code == 200 and answer.json()[0]["name"] == "acts"
+        finally:
+            server.terminate()
+
+
+def get_when_listening(url: str, seconds: float = 10) -> httpx.Response:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return httpx.get(url)
+        except httpx.ConnectError:
+            assert time.monotonic() < deadline, f"nothing listens at {url}"
+            time.sleep(0.05)
+
+
+def test_a_missing_database_is_an_error_not_created(tmp_path):
+    missing = tmp_path / "missing.db"
+    with nnlab_serve("--db", str(missing), "--port", str(free_port())) as server:
+        _, errors = server.communicate(timeout=30)
+    assert server.returncode == 2
+    assert errors.strip().count("\n") == 0 and "no database at" in errors
+    assert not missing.exists()
+
+
+def test_without_the_serve_extra_it_says_what_to_install(served_url):
+    hide = "import sys; sys.modules['uvicorn'] = None; from nnlab.cli import main; main()"
+    command = [sys.executable, "-c", hide, "serve", "--db", served_url]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "Error: nnlab serve needs uvicorn, which is not installed: pip install 'nnlab[serve]'"
+    )
