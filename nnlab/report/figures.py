@@ -27,6 +27,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocato
 from matplotlib.transforms import blended_transform_factory
 
 from nnlab.report.analysis import DIVERGED, SweepView, configuration_label, setting_label
+from nnlab.store.query import quantiles
 
 STYLE = {
     "text.usetex": False,
@@ -46,7 +47,6 @@ STYLE = {
 SVG_CURVES = 40
 PNG_DPI = 110
 COLORS = matplotlib.color_sequences["tab10"]
-QUARTILES = (0.25, 0.5, 0.75)
 PLAIN_NUMBER = FuncFormatter(lambda value, _: f"{value:g}")
 # A diverged run leaves the chart upwards: a triangle on the top edge at the epoch it did.
 DIVERGED_MARK = {"marker": "^", "linestyle": "none", "markersize": 5, "clip_on": False}
@@ -67,22 +67,6 @@ class Chart:
     caption: str
     uri: str | None = None
     alt: str = ""
-
-
-def quantiles(values: np.ndarray, qs=QUARTILES) -> np.ndarray:
-    """Per column of ``values`` (rows × columns), the quantiles ``qs`` over its non-NaN rows,
-    linearly interpolated; NaN for a column without any. Returns shape (len(qs), columns)."""
-    ordered = np.sort(values, axis=0)  # NaN sorts last
-    count = np.count_nonzero(~np.isnan(values), axis=0)
-    columns = np.flatnonzero(count)
-    out = np.full((len(qs), values.shape[1]), np.nan)
-    for i, q in enumerate(qs):
-        position = q * (count[columns] - 1)
-        low = np.floor(position).astype(int)
-        high = np.ceil(position).astype(int)
-        a, b = ordered[low, columns], ordered[high, columns]
-        out[i, columns] = a + (b - a) * (position - low)
-    return out
 
 
 def setting_values(runs: pd.DataFrame, setting: str) -> list:

@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from nnlab.service import LOOPBACK_HOSTS
+from nnlab.service.curves import BadQuery, check_query, read
 from nnlab.service.guards import HostCheck, MethodCheck, SecurityHeaders, TokenCheck, error
 from nnlab.service.records import frame_records, json_value
 from nnlab.store import Lab, UnknownSweepError, open_store
@@ -90,11 +91,21 @@ async def epochs(request: Request) -> JSONResponse:
     return await _read(request, lambda lab: _epochs_after(lab, run_id, int(after)))
 
 
+async def curves(request: Request) -> JSONResponse:
+    name = request.path_params["name"]
+    try:
+        metric, by, points = check_query(request.query_params)
+        return await _read(request, lambda lab: read(lab, name, metric, by, points))
+    except BadQuery as bad:
+        return error(400, str(bad), did_you_mean=bad.matches)
+
+
 ROUTES = [
     Route("/api/sweeps", sweeps),
     Route("/api/sweeps/{name}", sweep),
     Route("/api/sweeps/{name}/runs", runs),
     Route("/api/sweeps/{name}/configurations", configurations),
+    Route("/api/sweeps/{name}/curves", curves),
     Route("/api/runs/{run_id:int}", run),
     Route("/api/runs/{run_id:int}/epochs", epochs),
 ]

@@ -44,6 +44,7 @@ RUN_COLUMNS = {
 }
 METRICS = ("val_loss", "train_loss")  # what configurations can be ranked by
 ACCURACY = {"val_loss": "val_accuracy", "train_loss": "train_accuracy"}  # on the same data
+QUARTILES = (0.25, 0.5, 0.75)  # the band of a curve over runs: its IQR around the median
 HYPERPARAMETERS = ("learning_rate", "batch_size", "activation", "gd", "optimizer", "hidden")
 SWEEP = ("sweep_id", "name", "description", "status", "spec_hash")
 SWEEP_COLUMNS = (*SWEEP, "created_at", "finished_at", "runs")
@@ -402,6 +403,22 @@ def _distinct(rows) -> dict[str, list[str]]:
         column: sorted({str(row[i]) for row in rows if row[i] is not None})
         for i, column in enumerate(PROVENANCE_COLUMNS)
     }
+
+
+def quantiles(values: np.ndarray, qs=QUARTILES) -> np.ndarray:
+    """Per column of ``values`` (rows × columns), the quantiles ``qs`` over its non-NaN rows,
+    linearly interpolated; NaN for a column without any. Returns shape (len(qs), columns)."""
+    ordered = np.sort(values, axis=0)  # NaN sorts last
+    count = np.count_nonzero(~np.isnan(values), axis=0)
+    columns = np.flatnonzero(count)
+    out = np.full((len(qs), values.shape[1]), np.nan)
+    for i, q in enumerate(qs):
+        position = q * (count[columns] - 1)
+        low = np.floor(position).astype(int)
+        high = np.ceil(position).astype(int)
+        a, b = ordered[low, columns], ordered[high, columns]
+        out[i, columns] = a + (b - a) * (position - low)
+    return out
 
 
 def connect(url: str | None = None) -> Lab:
