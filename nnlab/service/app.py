@@ -14,11 +14,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 from nnlab.service import LOOPBACK_HOSTS
 from nnlab.service.curves import BadQuery, check_query, read
+from nnlab.service.events import Feeds
 from nnlab.service.guards import HostCheck, MethodCheck, SecurityHeaders, TokenCheck, error
 from nnlab.service.records import frame_records, json_value
 from nnlab.store import Lab, UnknownSweepError, open_store
@@ -28,9 +29,16 @@ EPOCH = re.compile(r"[0-9]{1,18}")  # what ?after= may be: a non-negative int
 
 
 def create_app(
-    url: str | None, *, token: str | None = None, allowed_hosts: Iterable[str] = LOOPBACK_HOSTS
+    url: str | None,
+    *,
+    token: str | None = None,
+    allowed_hosts: Iterable[str] = LOOPBACK_HOSTS,
+    poll_seconds: float = 0.5,
 ) -> Starlette:
     """The read-only JSON API over the database at ``url``.
+
+    A sweep's live events (``/api/sweeps/{name}/events``) come from one read of the database
+    every ``poll_seconds`` for all the clients watching it.
 
     Requests must name one of ``allowed_hosts`` in their Host header (against DNS
     rebinding), and, when ``token`` is given, carry it (``?token=``, ``Authorization:
@@ -56,6 +64,7 @@ def create_app(
         },
     )
     app.state.lab = lab
+    app.state.feeds = Feeds(lab, poll_seconds)
     return app
 
 
@@ -100,6 +109,13 @@ async def curves(request: Request) -> JSONResponse:
         return error(400, str(bad), did_you_mean=bad.matches)
 
 
+async def events(request: Request) -> StreamingResponse:
+    name = request.path_params["name"]
+    last_id = request.headers.get("last-event-id")
+    stream = await request.app.state.feeds.stream(name, last_id)
+    return StreamingResponse(stream, media_type="text/event-stream")
+
+
 ROUTES = [
     Route("/api/sweeps", sweeps),
     Route("/api/sweeps/{name}", sweep),
@@ -108,6 +124,7 @@ ROUTES = [
     Route("/api/sweeps/{name}/curves", curves),
     Route("/api/runs/{run_id:int}", run),
     Route("/api/runs/{run_id:int}/epochs", epochs),
+    Route("/api/sweeps/{name}/events", events),
 ]
 
 

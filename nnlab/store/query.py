@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -52,6 +52,8 @@ SWEEP_COLUMNS = (*SWEEP, "created_at", "finished_at", "runs")
 VERSIONS = ("nnlab_version", "numpy_version", "python_version")
 PROVENANCE_COLUMNS = (*VERSIONS, "hostname", "git_commit", "data_fingerprint")
 # What Lab.run adds to a run's runs() row.
+# The metrics Lab.progress reads of each new epoch.
+PROGRESS_METRICS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
 RUN_DETAILS = ("config", "attempts", "started_at", "finished_at", "heartbeat_at", "error")
 
 
@@ -79,6 +81,15 @@ class SweepDetails:
     @property
     def runs(self) -> int:
         return sum(self.statuses.values())
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A sweep's runs as ``Lab.progress`` found them."""
+
+    statuses: dict[int, str]  # run id -> status
+    last_epochs: dict[int, int]  # run id -> its last logged epoch (0: none yet)
+    epochs: pd.DataFrame  # the epochs logged beyond what the caller had seen
 
 
 class Lab:
@@ -155,6 +166,45 @@ class Lab:
         frame = self._frame(sql, {"sweep": sweep})
         types = {"run_id": "int64", "epoch": "int64", **dict.fromkeys(names, "float64")}
         return _restore_nan(_typed(frame, types))
+
+    def progress(self, sweep: str, after: Mapping[int, int] | None = None) -> Progress:
+        """Where the runs of ``sweep`` are, in two narrow reads: each run's status and last
+        logged epoch, then, unless ``after`` is None, the epochs of each run beyond
+        ``after.get(run_id, 0)`` (``run_id``, ``epoch``, the losses and accuracies, NaN
+        restored), by run and epoch.
+
+        For following a sweep while it trains: pass ``last_epochs`` of the previous call as
+        ``after`` to read only what was logged since.
+        """
+        runs = (
+            select(Run.id, Run.status, func.max(Epoch.epoch))
+            .join(Sweep, Sweep.id == Run.sweep_id)
+            .outerjoin(Epoch, Epoch.run_id == Run.id)
+            .where(Sweep.name == sweep)
+            .group_by(Run.id, Run.status)
+            .order_by(Run.id)
+        )
+        with self.store.read() as connection:
+            rows = connection.execute(runs).all()
+        if not rows:
+            self._known(sweep)  # a sweep with no runs yet, or none of that name
+        statuses = {run_id: status for run_id, status, _ in rows}
+        last_epochs = {run_id: last or 0 for run_id, _, last in rows}
+        marks = {} if after is None else {r: after.get(r, 0) for r in last_epochs}
+        behind = [r for r, mark in marks.items() if last_epochs[r] > mark]
+        types = {"run_id": "int64", "epoch": "int64", **dict.fromkeys(PROGRESS_METRICS, "float64")}
+        frame = _typed(pd.DataFrame(columns=list(types)), types)
+        if behind:
+            # one range per query, the lowest mark; the other runs' older epochs dropped here
+            sql = f"""
+                SELECT run_id, epoch, {", ".join(PROGRESS_METRICS)}, nan_fields FROM epochs
+                WHERE run_id IN ({", ".join(str(int(r)) for r in behind)}) AND epoch > :low
+                ORDER BY run_id, epoch
+            """
+            low = min(marks[r] for r in behind)
+            frame = _restore_nan(_typed(self._frame(sql, {"low": low}), types))
+            frame = frame[frame.epoch > frame.run_id.map(marks)].reset_index(drop=True)
+        return Progress(statuses, last_epochs, frame)
 
     def configurations(self, sweep: str, metric: str = "val_loss") -> pd.DataFrame:
         """One row per configuration of ``sweep`` (its runs that differ only in seed), best

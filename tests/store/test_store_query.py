@@ -263,3 +263,40 @@ def test_curves_read_only_the_metrics_asked_for_with_nan_restored(filled):
     assert len(nnlab.connect(filled).curves("acts")) == 6 * 4
     with pytest.raises(InputError, match=r"unknown metric 'val_los'.*Did you mean 'val_loss'"):
         nnlab.connect(filled).curves("acts", ["val_los"])
+
+
+def test_progress_reads_only_what_is_new(filled_sqlite):
+    lab = nnlab.connect(filled_sqlite)
+    start = lab.progress("acts")
+    assert set(start.statuses.values()) == {"completed"} and len(start.statuses) == 6
+    assert set(start.last_epochs.values()) == {4} and start.epochs.empty
+    assert lab.progress("acts", start.last_epochs).epochs.empty
+    first = min(start.last_epochs)
+    new = lab.progress("acts", {**start.last_epochs, first: 2}).epochs
+    assert list(new.run_id) == [first, first] and list(new.epoch) == [3, 4]
+    expected = lab.curves("acts").query(f"run_id == {first} and epoch > 2")
+    assert list(new.val_loss) == list(expected.val_loss)
+    assert len(lab.progress("acts", {}).epochs) == 24  # a run not in after: from epoch 0
+
+
+def test_progress_of_a_run_without_epochs_and_a_nan(sqlite_url):
+    store = open_store(sqlite_url)
+    register_sweep(store, "empty", [])
+    assert lab_progress_is_empty(nnlab.connect(sqlite_url).progress("empty"))
+    config = {"learning_rate": 1.0, "activation": "relu", "hidden": [4], "epochs": 2}
+    register_sweep(store, "one", [RunRow(config, "a", 0)])
+    lab = nnlab.connect(sqlite_url)
+    run_id = int(lab.runs(sweep="one").run_id.iloc[0])
+    assert lab.progress("one").last_epochs == {run_id: 0}
+    writer = RunWriter(store, run_id, flush_seconds=0)
+    writer.start()
+    writer.log({"epoch": 1, "train_loss": math.nan, "val_loss": 1.0, "seconds": 0.01})
+    progress = lab.progress("one", {})
+    assert progress.statuses == {run_id: "running"}
+    assert math.isnan(progress.epochs.train_loss.iloc[0]) and progress.epochs.val_loss[0] == 1.0
+    with pytest.raises(UnknownSweepError):
+        lab.progress("nope")
+
+
+def lab_progress_is_empty(progress) -> bool:
+    return progress.statuses == {} and progress.last_epochs == {} and progress.epochs.empty
