@@ -7,6 +7,7 @@ opens the database read-only.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import secrets
 import socket
@@ -49,9 +50,32 @@ def serve(
     print(f"serving {display_url(resolve_url(db))} read-only", file=sys.stderr)
     print(f"open {address(host, port, token)}", file=sys.stderr, flush=True)
     config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", server_header=False, proxy_headers=False
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        server_header=False,
+        proxy_headers=False,
+        timeout_graceful_shutdown=GRACE_SECONDS,
     )
-    uvicorn.Server(config).run()
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the Ctrl-C it stopped on
+        _server(uvicorn, app.state.feeds)(config).run()
+    print("stopped", file=sys.stderr)
+
+
+def _server(uvicorn, feeds):
+    class Server(uvicorn.Server):
+        """uvicorn's server, which first ends every event stream when told to stop: a browser
+        tab keeps its stream open forever, and the stop would otherwise wait for it."""
+
+        def handle_exit(self, sig, frame) -> None:
+            feeds.close_soon()
+            super().handle_exit(sig, frame)
+
+    return Server
+
+
+GRACE_SECONDS = 2
 
 
 def is_loopback(host: str) -> bool:

@@ -116,6 +116,13 @@ class SweepFeed:
             except asyncio.QueueFull:  # too slow: drop it, it can resume with Last-Event-ID
                 self._drop(queue)
 
+    def close(self) -> None:
+        """End every stream of this feed now, and stop reading."""
+        for queue in list(self.subscribers):
+            self._drop(queue)
+        if self._task is not None:
+            self._task.cancel()
+
     def __repr__(self) -> str:
         return f"SweepFeed({self.name!r}, clients={len(self.subscribers)}, polls={self.polls})"
 
@@ -127,10 +134,22 @@ class Feeds:
         self.lab = lab
         self.poll_seconds = poll_seconds
         self.by_name: dict[str, SweepFeed] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def close_soon(self) -> None:
+        """End every stream (the server is stopping; clients may reconnect to another):
+        callable from any thread, e.g. a signal handler."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._close)
+
+    def _close(self) -> None:
+        for feed in self.by_name.values():
+            feed.close()
 
     async def stream(self, name: str, last_id: str | None) -> AsyncIterator[str]:
         """Subscribe to sweep ``name`` (raising ``UnknownSweepError`` before anything is sent)
         and give the Server-Sent Events text to send it."""
+        self._loop = asyncio.get_running_loop()
         feed = self.by_name.get(name) or SweepFeed(self.lab, name, self.poll_seconds)
         try:
             queue = await feed.subscribe(last_id)

@@ -24,7 +24,9 @@ def running(app) -> Iterator[str]:
     """Serve ``app`` with uvicorn on a free port of 127.0.0.1 and yield its base URL."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", ws="none", http="h11")
+    config = uvicorn.Config(
+        app, log_level="warning", lifespan="off", ws="none", http="h11", timeout_graceful_shutdown=1
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

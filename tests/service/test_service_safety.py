@@ -4,6 +4,7 @@ Every request goes through a real uvicorn server."""
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
@@ -188,6 +189,23 @@ def get_when_listening(url: str, seconds: float = 10) -> httpx.Response:
         except httpx.ConnectError:
             assert time.monotonic() < deadline, f"nothing listens at {url}"
             time.sleep(0.05)
+
+
+def test_ctrl_c_stops_the_service_at_once_though_an_event_stream_is_open(served_url):
+    """A browser tab keeps its event stream open forever: the stop ends it, then exits 0."""
+    port = free_port()
+    with nnlab_serve("--db", served_url, "--port", str(port)) as server:
+        get_when_listening(f"http://127.0.0.1:{port}/api/sweeps")
+        url = f"http://127.0.0.1:{port}/api/sweeps/acts/events"
+        with httpx.stream("GET", url, timeout=30) as stream:
+            lines = stream.iter_lines()
+            assert next(lines).startswith("retry:")  # the stream is open
+            started = time.monotonic()
+            server.send_signal(signal.SIGINT)
+            _, errors = server.communicate(timeout=30)
+            assert [line for line in lines if line] == []  # ended by the server
+    assert server.returncode == 0 and time.monotonic() - started < 1.5, errors
+    assert "Traceback" not in errors and errors.strip().endswith("stopped")
 
 
 def test_a_missing_database_is_an_error_not_created(tmp_path):
