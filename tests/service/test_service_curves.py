@@ -44,9 +44,11 @@ def write_sweep(url: str) -> str:
     return url
 
 
-@pytest.fixture(scope="module")
-def served_url(tmp_path_factory) -> str:
-    return write_sweep(f"sqlite:///{tmp_path_factory.mktemp('curves') / 'nnlab.db'}")
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def served_url(request, tmp_path_factory) -> str:
+    if request.param == "sqlite":
+        return write_sweep(f"sqlite:///{tmp_path_factory.mktemp('curves') / 'nnlab.db'}")
+    return write_sweep(request.getfixturevalue("pg_server").new_database())
 
 
 @pytest.fixture(scope="module")

@@ -22,13 +22,13 @@ POLL = 0.2
 
 
 @pytest.fixture
-def live(sqlite_url):
+def live(db_url):
     """A sweep ``live`` of two pending runs, served, and its two run ids."""
-    store = open_store(sqlite_url)
+    store = open_store(db_url)
     config = {"learning_rate": 0.1, "activation": "relu", "hidden": [4], "epochs": 5}
     register_sweep(store, "live", [RunRow(config, f"s{seed}", seed) for seed in (0, 1)])
-    ids = [int(i) for i in nnlab.connect(sqlite_url).runs(sweep="live").run_id]
-    app = create_app(sqlite_url, poll_seconds=POLL)
+    ids = [int(i) for i in nnlab.connect(db_url).runs(sweep="live").run_id]
+    app = create_app(db_url, poll_seconds=POLL)
     with running(app) as base:
         yield app, base, store, ids
 
