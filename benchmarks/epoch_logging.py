@@ -26,17 +26,10 @@ sys.path.append(str(Path(__file__).resolve().parent.parent / "tests"))
 
 from nnlab.engine import EpochRecord
 from nnlab.store import RunWriter, open_store, register_sweep
+from nnlab.store.models import EPOCH_METRICS
 from nnlab.store.registry import RunRow
 
-METRICS = (
-    "train_loss",
-    "val_loss",
-    "train_accuracy",
-    "val_accuracy",
-    "grad_norm",
-    "learning_rate",
-    "seconds",
-)
+METRICS = EPOCH_METRICS  # the epoch row the store declares
 
 
 def epoch_records(epochs: int) -> list[EpochRecord]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, fields
@@ -211,8 +212,6 @@ def _both(first: Callable, second: Callable | None) -> Callable:
 
 
 def _terminal() -> bool:
-    import sys
-
     return sys.stdout.isatty()
 
 

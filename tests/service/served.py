@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import httpx
 import uvicorn
 from conftest import fill
 
@@ -40,6 +41,23 @@ def running(app) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+@contextmanager
+def client_of(url: str) -> Iterator[httpx.Client]:
+    """An HTTP client of a real server of the database at ``url``."""
+    from nnlab.service.app import create_app
+
+    with running(create_app(url)) as base, httpx.Client(base_url=base) as client:
+        yield client
+
+
+def get_json(client: httpx.Client, path: str, status: int = 200):
+    """GET ``path``, check its status and that it is JSON, and return the JSON."""
+    response = client.get(path)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    return response.json()
 
 
 def fill_with_trouble(url: str) -> str:

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import httpx
 import pandas as pd
 import pytest
-from served import ERROR, fill_with_trouble, running
+from served import ERROR, client_of, fill_with_trouble, get_json
 
 import nnlab
-from nnlab.service.app import create_app
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -30,15 +28,8 @@ def lab(served_url):
 
 @pytest.fixture(scope="module")
 def client(served_url):
-    with running(create_app(served_url)) as base, httpx.Client(base_url=base) as client:
+    with client_of(served_url) as client:
         yield client
-
-
-def get(client: httpx.Client, path: str, status: int = 200):
-    response = client.get(path)
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    return response.json()
 
 
 def same(got, expected) -> bool:
@@ -62,13 +53,13 @@ def assert_rows(records: list[dict], frame: pd.DataFrame) -> None:
 
 
 def test_sweeps_lists_every_sweep(client, lab):
-    records = get(client, "/api/sweeps")
+    records = get_json(client, "/api/sweeps")
     assert [record["name"] for record in records] == ["acts", "broken"]
     assert_rows(records, lab.sweeps())
 
 
 def test_a_sweep_has_its_details_and_statuses(client, lab):
-    details = get(client, "/api/sweeps/acts")
+    details = get_json(client, "/api/sweeps/acts")
     expected = lab.sweep("acts")
     assert details["statuses"] == {"completed": 6} and details["runs"] == 6
     assert datetime.fromisoformat(details["created_at"]) == expected.created_at
@@ -77,18 +68,18 @@ def test_a_sweep_has_its_details_and_statuses(client, lab):
 
 
 def test_runs_of_a_sweep(client, lab):
-    assert_rows(get(client, "/api/sweeps/acts/runs"), lab.runs(sweep="acts"))
+    assert_rows(get_json(client, "/api/sweeps/acts/runs"), lab.runs(sweep="acts"))
 
 
 def test_configurations_ranked_by_the_default_metric(client, lab):
-    records = get(client, "/api/sweeps/acts/configurations")
+    records = get_json(client, "/api/sweeps/acts/configurations")
     assert_rows(records, lab.configurations("acts", "val_loss"))
     assert [record["activation"] for record in records] == ["relu", "tanh", "sigmoid"]
 
 
 def test_a_failed_run_has_its_settings_provenance_and_error(client, lab):
     run_id = int(lab.runs(sweep="broken").run_id.iloc[0])
-    run = get(client, f"/api/runs/{run_id}")
+    run = get_json(client, f"/api/runs/{run_id}")
     assert run["status"] == "failed" and run["error"] == ERROR
     assert run["config"] == {
         "learning_rate": 10.0,
@@ -102,7 +93,7 @@ def test_a_failed_run_has_its_settings_provenance_and_error(client, lab):
 
 def test_nan_and_infinite_metrics_are_null(client, lab):
     run_id = int(lab.runs(sweep="broken").run_id.iloc[0])
-    (epoch,) = get(client, f"/api/runs/{run_id}/epochs")
+    (epoch,) = get_json(client, f"/api/runs/{run_id}/epochs")
     assert epoch["train_loss"] is None and epoch["val_loss"] is None
     assert epoch["grad_norm"] == 1e9 and epoch["batch_size"] is None
 
@@ -110,22 +101,22 @@ def test_nan_and_infinite_metrics_are_null(client, lab):
 def test_epochs_after_an_epoch(client, lab):
     run_id = int(lab.runs(sweep="acts").run_id.iloc[0])
     logged = lab.epochs(runs=[run_id])
-    assert_rows(get(client, f"/api/runs/{run_id}/epochs"), logged)
-    later = get(client, f"/api/runs/{run_id}/epochs?after=2")
+    assert_rows(get_json(client, f"/api/runs/{run_id}/epochs"), logged)
+    later = get_json(client, f"/api/runs/{run_id}/epochs?after=2")
     assert [epoch["epoch"] for epoch in later] == [3, 4]
     assert_rows(later, logged[logged.epoch > 2].reset_index(drop=True))
-    assert get(client, f"/api/runs/{run_id}/epochs?after=4") == []
+    assert get_json(client, f"/api/runs/{run_id}/epochs?after=4") == []
 
 
 @pytest.mark.parametrize("after", ["-1", "1.5", "two", "", "1e3", "99999999999999999999"])
 def test_after_must_be_a_non_negative_integer(client, after):
-    answer = get(client, f"/api/runs/1/epochs?after={after}", status=400)
+    answer = get_json(client, f"/api/runs/1/epochs?after={after}", status=400)
     assert "after must be a non-negative integer" in answer["error"]
 
 
 def test_an_unknown_sweep_is_404_with_did_you_mean(client):
     for path in ("/api/sweeps/act", "/api/sweeps/act/runs", "/api/sweeps/act/configurations"):
-        answer = get(client, path, status=404)
+        answer = get_json(client, path, status=404)
         assert answer["did_you_mean"] == ["acts"]
         assert (
             "no sweep named 'act'" in answer["error"] and "Did you mean 'acts'?" in answer["error"]
@@ -134,11 +125,11 @@ def test_an_unknown_sweep_is_404_with_did_you_mean(client):
 
 def test_an_unknown_run_is_404(client):
     for path in ("/api/runs/999", "/api/runs/999/epochs"):
-        answer = get(client, path, status=404)
+        answer = get_json(client, path, status=404)
         assert answer["did_you_mean"] == []
         assert answer["error"].startswith("no run with id 999 in ")
 
 
 def test_an_unknown_path_is_a_json_404(client):
-    assert get(client, "/api/nothing", status=404) == {"error": "Not Found"}
-    assert get(client, "/api/runs/abc", status=404) == {"error": "Not Found"}
+    assert get_json(client, "/api/nothing", status=404) == {"error": "Not Found"}
+    assert get_json(client, "/api/runs/abc", status=404) == {"error": "Not Found"}

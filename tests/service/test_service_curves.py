@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import math
 
-import httpx
 import numpy as np
 import pytest
-from served import running
+from served import client_of, get_json
 
 import nnlab
-from nnlab.service.app import create_app
 from nnlab.store import RunWriter, open_store, register_sweep
 from nnlab.store.registry import RunRow
 
@@ -58,15 +56,8 @@ def lab(served_url):
 
 @pytest.fixture(scope="module")
 def client(served_url):
-    with running(create_app(served_url)) as base, httpx.Client(base_url=base) as client:
+    with client_of(served_url) as client:
         yield client
-
-
-def get(client: httpx.Client, path: str, status: int = 200):
-    response = client.get(path)
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    return response.json()
 
 
 def as_float(values: list) -> np.ndarray:
@@ -75,7 +66,7 @@ def as_float(values: list) -> np.ndarray:
 
 @pytest.mark.parametrize("max_points", [2, 7, 29, 30, 500])
 def test_each_run_keeps_its_first_and_last_epoch(client, lab, max_points):
-    series = get(client, f"/api/sweeps/long/curves?metric=val_loss&max_points={max_points}")
+    series = get_json(client, f"/api/sweeps/long/curves?metric=val_loss&max_points={max_points}")
     curves = lab.curves("long", ["val_loss"]).set_index(["run_id", "epoch"]).val_loss
     assert [s["run_id"] for s in series] == sorted(curves.index.unique("run_id"))
     for run in series:
@@ -91,19 +82,19 @@ def test_each_run_keeps_its_first_and_last_epoch(client, lab, max_points):
 
 
 def test_downsampled_epochs_are_evenly_spaced(client):
-    (run, *_) = get(client, "/api/sweeps/long/curves?max_points=4")
+    (run, *_) = get_json(client, "/api/sweeps/long/curves?max_points=4")
     assert run["epochs"] == [1, 11, 20, 30]
 
 
 def test_nan_is_null(client):
-    series = get(client, "/api/sweeps/long/curves?metric=val_loss&max_points=30")
+    series = get_json(client, "/api/sweeps/long/curves?metric=val_loss&max_points=30")
     seed1 = series[1]
     assert seed1["values"][6] is None and seed1["epochs"][6] == 7
     assert None not in series[0]["values"]
 
 
 def test_the_default_is_val_loss_at_up_to_500_points(client, lab):
-    series = get(client, "/api/sweeps/long/curves")
+    series = get_json(client, "/api/sweeps/long/curves")
     assert len(series[0]["epochs"]) == EPOCHS
     first = lab.curves("long", ["val_loss"]).val_loss.iloc[0]
     assert series[0]["values"][0] == first
@@ -113,7 +104,7 @@ def test_the_default_is_val_loss_at_up_to_500_points(client, lab):
 @pytest.mark.parametrize("max_points", [5, 500])
 def test_grouped_median_and_iqr_are_pandas(client, lab, metric, max_points):
     path = f"/api/sweeps/long/curves?metric={metric}&by=learning_rate&max_points={max_points}"
-    groups = get(client, path)
+    groups = get_json(client, path)
     settings = lab.settings("long")
     logged = lab.curves("long", [metric]).merge(settings[["run_id", "learning_rate"]])
     by_epoch = logged.groupby(["learning_rate", "epoch"])[metric]
@@ -130,7 +121,7 @@ def test_grouped_median_and_iqr_are_pandas(client, lab, metric, max_points):
 
 def test_a_group_past_its_runs_last_epoch(client, lab):
     """Rate 0.1's third seed stopped at epoch 20: after that, its other two seeds count."""
-    (_, first) = get(client, "/api/sweeps/long/curves?metric=train_loss&by=learning_rate")
+    (_, first) = get_json(client, "/api/sweeps/long/curves?metric=train_loss&by=learning_rate")
     curves = lab.curves("long", ["train_loss"])
     late = curves[curves.run_id.isin(first["runs"]) & (curves.epoch == 25)].train_loss
     assert late.size == 2
@@ -147,18 +138,18 @@ def test_a_group_past_its_runs_last_epoch(client, lab):
     ],
 )
 def test_a_bad_metric_or_setting_is_400_with_did_you_mean(client, query, message, did_you_mean):
-    answer = get(client, f"/api/sweeps/long/curves?{query}", status=400)
+    answer = get_json(client, f"/api/sweeps/long/curves?{query}", status=400)
     assert answer["error"].startswith(message) and "\n" not in answer["error"]
     assert answer["did_you_mean"] == did_you_mean
 
 
 @pytest.mark.parametrize("max_points", ["1", "1501", "0", "-5", "2.5", "many", "", "1" * 30])
 def test_max_points_outside_2_to_1500_is_400(client, max_points):
-    answer = get(client, f"/api/sweeps/long/curves?max_points={max_points}", status=400)
+    answer = get_json(client, f"/api/sweeps/long/curves?max_points={max_points}", status=400)
     assert answer["error"] == (f"max_points must be an integer from 2 to 1500, got {max_points!r}")
 
 
 def test_an_unknown_sweep_is_404(client):
     for query in ("", "?by=learning_rate"):
-        answer = get(client, f"/api/sweeps/lon/curves{query}", status=404)
+        answer = get_json(client, f"/api/sweeps/lon/curves{query}", status=404)
         assert answer["did_you_mean"] == ["long"]
