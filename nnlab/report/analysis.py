@@ -6,6 +6,7 @@ loss and accuracy curves as (runs × epochs) arrays; the figures and the page ar
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,7 @@ from nnlab.store.query import ACCURACY, METRICS
 DIVERGED = 1e300
 # Every curve a report reads: the losses, and the accuracies classification sweeps record.
 SERIES = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
+PAIRS = 6  # heatmaps of at most this many pairs of grid settings
 
 
 @dataclass(frozen=True)
@@ -318,19 +320,19 @@ def _size_notes(view: SweepView, total: int) -> list[str]:
     return notes
 
 
-def failure_groups(view: SweepView) -> list[dict]:
-    """The failed runs grouped by their error's last line (``ValueError: …``), most frequent
-    first: ``message``, ``runs`` (their ids), ``settings`` of the first, and its ``error``."""
-    failures = view.failures
+def failure_groups(failures: pd.DataFrame, runs: pd.DataFrame, axes: list[str]) -> list[dict]:
+    """The ``failures`` (``Lab.failures``) grouped by their error's last line (``ValueError:
+    …``), most frequent first: ``message``, ``runs`` (their ids), ``settings`` of the first (its
+    ``axes`` as ``runs``, one row per run, has them), and its ``error``."""
     if failures.empty:
         return []
     messages = failures.error.fillna("").map(_last_line)
-    runs = view.runs.set_index("run_id")
+    runs = runs.set_index("run_id")
     grouped = []
     for message, rows in failures.groupby(messages, sort=False):
         first = rows.iloc[0]
         settings = runs.loc[first.run_id]
-        label = ", ".join(f"{a} {setting_label(a, settings[a])}" for a in view.axes)
+        label = ", ".join(f"{a} {setting_label(a, settings[a])}" for a in axes)
         group = {"message": message, "runs": rows.run_id.tolist(), "settings": label}
         grouped.append({**group, "error": first.error or ""})
     return sorted(grouped, key=lambda group: -len(group["runs"]))
@@ -339,3 +341,50 @@ def failure_groups(view: SweepView) -> list[dict]:
 def _last_line(error: str) -> str:
     lines = [line for line in error.strip().splitlines() if line.strip()]
     return lines[-1].strip() if lines else "(no error recorded)"
+
+
+# --- what the report and the service both show ---------------------------------------------
+
+
+def setting_values(runs: pd.DataFrame, setting: str) -> list:
+    """The values ``setting`` takes: numbers in increasing order (``all`` last), other values in
+    the order of the grid."""
+    values = list(pd.unique(runs[setting]))
+    if pd.api.types.is_numeric_dtype(runs[setting]):
+        return sorted((v for v in values if not pd.isna(v)), key=float) + [
+            v for v in values if pd.isna(v)
+        ]
+    return values
+
+
+def setting_pairs(runs: pd.DataFrame, axes: list[str], most: int = PAIRS) -> list[tuple]:
+    """Up to ``most`` pairs of grid settings (rows, columns), those whose runs fill the most
+    cells first, ties in grid order: a pair whose values come only together (batch size and
+    GD variant) fills few and comes last."""
+    pairs = list(itertools.combinations(axes, 2))
+    filled = {pair: runs.groupby(list(pair), dropna=False).ngroups for pair in pairs}
+    return sorted(pairs, key=lambda pair: -filled[pair])[:most]
+
+
+def pair_cells(runs: pd.DataFrame, rows: str, columns: str) -> tuple[np.ndarray, ...]:
+    """The (values of ``rows`` × values of ``columns``) arrays of the median ``final`` metric
+    of each cell's clean runs, of its diverged runs, and of all its runs (``runs`` has a
+    ``run_id``, ``status`` and ``final`` per run, and its settings)."""
+    clean = runs.status.isin(CLEAN_STATUSES)
+    runs = runs.assign(clean_final=runs.final.where(clean), bad=runs.status == "diverged")
+    stats = runs.groupby([rows, columns], dropna=False).agg(
+        median=("clean_final", "median"), diverged=("bad", "sum"), total=("run_id", "size")
+    )
+    row = {_key(value): i for i, value in enumerate(setting_values(runs, rows))}
+    column = {_key(value): j for j, value in enumerate(setting_values(runs, columns))}
+    shape = (len(row), len(column))
+    median, diverged, total = np.full(shape, np.nan), np.zeros(shape, int), np.zeros(shape, int)
+    for (a, b), stat in stats.iterrows():
+        i, j = row[_key(a)], column[_key(b)]
+        median[i, j], diverged[i, j], total[i, j] = stat["median"], stat.diverged, stat.total
+    return median, diverged, total
+
+
+def _key(value):
+    """A setting's value as a dict key: every kind of missing value is None."""
+    return None if pd.isna(value) else value

@@ -26,7 +26,15 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocator
 from matplotlib.transforms import blended_transform_factory
 
-from nnlab.report.analysis import DIVERGED, SweepView, configuration_label, setting_label
+from nnlab.report.analysis import (
+    DIVERGED,
+    SweepView,
+    configuration_label,
+    pair_cells,
+    setting_label,
+    setting_pairs,
+    setting_values,
+)
 from nnlab.store.query import quantiles
 
 STYLE = {
@@ -53,7 +61,6 @@ DIVERGED_MARK = {"marker": "^", "linestyle": "none", "markersize": 5, "clip_on":
 # Past this many configurations for one value, their thin lines are spaghetti: only the median
 # and the band are drawn.
 THIN_LINES = 12
-PAIRS = 6  # heatmaps of at most this many pairs of grid settings
 WIDE_HEATMAP = 4  # columns of cells past which a heatmap takes more room, in smaller text
 TOP = 3  # best configurations drawn where curves are compared
 # Bands under medians, the configurations' thin lines under both.
@@ -67,17 +74,6 @@ class Chart:
     caption: str
     uri: str | None = None
     alt: str = ""
-
-
-def setting_values(runs: pd.DataFrame, setting: str) -> list:
-    """The values ``setting`` takes: numbers in increasing order (``all`` last), other values in
-    the order of the grid."""
-    values = list(pd.unique(runs[setting]))
-    if pd.api.types.is_numeric_dtype(runs[setting]):
-        return sorted((v for v in values if not pd.isna(v)), key=float) + [
-            v for v in values if pd.isna(v)
-        ]
-    return values
 
 
 def groups(runs: pd.DataFrame, setting: str | None) -> Iterator[tuple[str, np.ndarray]]:
@@ -243,7 +239,7 @@ def heatmap_chart(view: SweepView) -> Chart:
     if not (view.clean | view.diverged).any():
         return Chart("No heatmap yet: no run has finished.")
     pairs = setting_pairs(view.runs, view.axes)
-    cells = [pair_cells(view, rows, columns) for rows, columns in pairs]
+    cells = [pair_cells(view.runs, rows, columns) for rows, columns in pairs]
     norm = _norm([median for median, _, _ in cells])
     tallest = max(len(setting_values(view.runs, rows)) for rows, _ in pairs)
     widest = max(len(setting_values(view.runs, columns)) for _, columns in pairs)
@@ -269,32 +265,6 @@ def heatmap_chart(view: SweepView) -> Chart:
     return Chart(caption, _encode(fig, dense=False), f"{view.name}: heatmaps")
 
 
-def setting_pairs(runs: pd.DataFrame, axes: list[str], most: int = PAIRS) -> list[tuple]:
-    """Up to ``most`` pairs of grid settings (rows, columns), those whose runs fill the most
-    cells first, ties in grid order: a pair whose values come only together (batch size and
-    GD variant) fills few and comes last."""
-    pairs = list(itertools.combinations(axes, 2))
-    filled = {pair: runs.groupby(list(pair), dropna=False).ngroups for pair in pairs}
-    return sorted(pairs, key=lambda pair: -filled[pair])[:most]
-
-
-def pair_cells(view: SweepView, rows: str, columns: str) -> tuple[np.ndarray, ...]:
-    """The (values of ``rows`` × values of ``columns``) arrays of the median final loss of
-    each cell's clean runs, of its diverged runs, and of all its runs."""
-    runs = view.runs.assign(clean_final=view.runs.final.where(view.clean), bad=view.diverged)
-    stats = runs.groupby([rows, columns], dropna=False).agg(
-        median=("clean_final", "median"), diverged=("bad", "sum"), total=("run_id", "size")
-    )
-    row = {_key(value): i for i, value in enumerate(setting_values(runs, rows))}
-    column = {_key(value): j for j, value in enumerate(setting_values(runs, columns))}
-    shape = (len(row), len(column))
-    median, diverged, total = np.full(shape, np.nan), np.zeros(shape, int), np.zeros(shape, int)
-    for (a, b), stat in stats.iterrows():
-        i, j = row[_key(a)], column[_key(b)]
-        median[i, j], diverged[i, j], total[i, j] = stat["median"], stat.diverged, stat.total
-    return median, diverged, total
-
-
 def _label_cells(ax, runs: pd.DataFrame, rows: str, columns: str) -> None:
     across = setting_values(runs, columns)
     down = setting_values(runs, rows)
@@ -302,11 +272,6 @@ def _label_cells(ax, runs: pd.DataFrame, rows: str, columns: str) -> None:
     ax.set_yticks(range(len(down)), [setting_label(rows, v) for v in down])
     ax.tick_params(axis="x", labelrotation=30 if len(across) > 4 else 0)
     ax.set(xlabel=columns, ylabel=rows)
-
-
-def _key(value):
-    """A setting's value as a dict key: every kind of missing value is None."""
-    return None if pd.isna(value) else value
 
 
 def _norm(medians: list[np.ndarray]) -> LogNorm:

@@ -202,7 +202,10 @@ def _section(view: SweepView, index: int, given: float | None) -> dict:
             "gd": gd_chart(view),
             "marginal": marginal_chart(view),
         },
-        "failures": [{**group, "run_ids": _ids(group["runs"])} for group in failure_groups(view)],
+        "failures": [
+            {**group, "run_ids": _ids(group["runs"])}
+            for group in failure_groups(view.failures, view.runs, view.axes)
+        ],
         "spec": view.details.spec,
     }
 

@@ -14,15 +14,13 @@ from test_report import real as real  # the module's fixture: one real, finished
 
 import nnlab
 from nnlab.report import render_report
-from nnlab.report.analysis import DIVERGED, load_sweep
+from nnlab.report.analysis import DIVERGED, load_sweep, pair_cells, setting_pairs
 from nnlab.report.figures import (
     THIN_LINES,
     _facet,
     exit_epochs,
     legend_below,
     loss_limits,
-    pair_cells,
-    setting_pairs,
 )
 
 
@@ -132,7 +130,7 @@ def test_heatmap_cells_hold_the_median_of_the_clean_runs_and_count_the_diverged(
     ]
     write_sweep(sqlite_url, "cells", runs)
     view = load_sweep(nnlab.connect(sqlite_url), "cells")
-    median, diverged, total = pair_cells(view, "learning_rate", "activation")
+    median, diverged, total = pair_cells(view.runs, "learning_rate", "activation")
     np.testing.assert_allclose(median, [[0.3, 0.5], [0.7, np.nan]])  # rows 0.1, 0.9; tanh, relu
     assert diverged.tolist() == [[0, 0], [1, 0]] and total.tolist() == [[2, 1], [2, 0]]
     text = svg_text(figure(render_report(nnlab.connect(sqlite_url), ["cells"]), "heatmaps"))
