@@ -388,3 +388,9 @@ def pair_cells(runs: pd.DataFrame, rows: str, columns: str) -> tuple[np.ndarray,
 def _key(value):
     """A setting's value as a dict key: every kind of missing value is None."""
     return None if pd.isna(value) else value
+
+
+def matches(column: pd.Series, value) -> np.ndarray:
+    """Where ``column`` holds ``value``, a missing value matching a missing one."""
+    same = column.isna() if pd.isna(value) else (column == value).fillna(False)
+    return same.to_numpy(dtype=bool)

@@ -30,6 +30,7 @@ from nnlab.report.analysis import (
     DIVERGED,
     SweepView,
     configuration_label,
+    matches,
     pair_cells,
     setting_label,
     setting_pairs,
@@ -83,12 +84,6 @@ def groups(runs: pd.DataFrame, setting: str | None) -> Iterator[tuple[str, np.nd
         return
     for value in setting_values(runs, setting):
         yield setting_label(setting, value), np.flatnonzero(matches(runs[setting], value))
-
-
-def matches(column: pd.Series, value) -> np.ndarray:
-    """Where ``column`` holds ``value``, a missing value matching a missing one."""
-    same = column.isna() if pd.isna(value) else (column == value).fillna(False)
-    return same.to_numpy(dtype=bool)
 
 
 # --- convergence curves ---------------------------------------------------------------------

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
-from nnlab.service import LOOPBACK_HOSTS
+from nnlab.service import LOOPBACK_HOSTS, pages, views
 from nnlab.service.curves import BadQuery, check_query, read
 from nnlab.service.events import Feeds
 from nnlab.service.guards import HostCheck, MethodCheck, SecurityHeaders, TokenCheck, error
@@ -74,7 +74,7 @@ async def sweeps(request: Request) -> JSONResponse:
 
 async def sweep(request: Request) -> JSONResponse:
     name = request.path_params["name"]
-    return await _read(request, lambda lab: _details(lab, name))
+    return await _read(request, lambda lab: views.details(lab, name))
 
 
 async def runs(request: Request) -> JSONResponse:
@@ -103,10 +103,25 @@ async def epochs(request: Request) -> JSONResponse:
 async def curves(request: Request) -> JSONResponse:
     name = request.path_params["name"]
     try:
-        metric, by, points = check_query(request.query_params)
-        return await _read(request, lambda lab: read(lab, name, metric, by, points))
+        metric, by, points, top = check_query(request.query_params)
+        return await _read(request, lambda lab: read(lab, name, metric, by, points, top))
     except BadQuery as bad:
         return error(400, str(bad), did_you_mean=bad.matches)
+
+
+async def heatmap(request: Request) -> JSONResponse:
+    name, query = request.path_params["name"], request.query_params
+    rows, columns = query.get("rows", ""), query.get("columns", "")
+    try:
+        metric = check_query(query)[0]
+        return await _read(request, lambda lab: views.heatmap(lab, name, rows, columns, metric))
+    except (BadQuery, views.BadSetting) as bad:
+        return error(400, str(bad), did_you_mean=bad.matches)
+
+
+async def failures(request: Request) -> JSONResponse:
+    name = request.path_params["name"]
+    return await _read(request, lambda lab: views.failures(lab, name))
 
 
 async def events(request: Request) -> StreamingResponse:
@@ -122,20 +137,18 @@ ROUTES = [
     Route("/api/sweeps/{name}/runs", runs),
     Route("/api/sweeps/{name}/configurations", configurations),
     Route("/api/sweeps/{name}/curves", curves),
+    Route("/api/sweeps/{name}/heatmap", heatmap),
+    Route("/api/sweeps/{name}/failures", failures),
     Route("/api/runs/{run_id:int}", run),
     Route("/api/runs/{run_id:int}/epochs", epochs),
     Route("/api/sweeps/{name}/events", events),
+    *pages.ROUTES,
 ]
 
 
 async def _read(request: Request, reading) -> JSONResponse:
     """``reading(lab)`` in a worker thread (SQLAlchemy and pandas block), as JSON."""
     return JSONResponse(await run_in_threadpool(reading, request.app.state.lab))
-
-
-def _details(lab: Lab, name: str) -> dict:
-    details = lab.sweep(name)
-    return {**json_value(details), "runs": details.runs}
 
 
 def _ranking(lab: Lab, name: str) -> list[dict]:

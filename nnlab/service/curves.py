@@ -10,6 +10,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from nnlab.checks import InputError, check_choice, close_matches
+from nnlab.report.analysis import grid_axes, matches, setting_label, setting_values
 from nnlab.service.records import json_value
 from nnlab.store import Lab
 from nnlab.store.query import quantiles
@@ -17,7 +18,9 @@ from nnlab.store.query import quantiles
 METRICS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
 MAX_POINTS = (2, 1500)  # the range W&B allows a chart
 DEFAULT_POINTS = 500
-NOT_SETTINGS = ("run_id", "configuration")
+TOP = (1, 100)  # best configurations drawn when grouped by configuration
+DEFAULT_TOP = 10
+NOT_SETTINGS = ("run_id",)
 INTEGER = re.compile(r"[0-9]{1,9}")
 
 
@@ -29,16 +32,21 @@ class BadQuery(InputError):
         self.matches = list(matches)
 
 
-def check_query(query: Mapping[str, str]) -> tuple[str, str | None, int]:
-    """``metric``, ``by`` and ``max_points`` of a request's ``query``, with their defaults;
-    ``BadQuery`` for a metric or a number of points the route does not accept (``by`` is
+def check_query(query: Mapping[str, str]) -> tuple[str, str | None, int, int]:
+    """``metric``, ``by``, ``max_points`` and ``top`` of a request's ``query``, with their
+    defaults; ``BadQuery`` for a metric or a number the route does not accept (``by`` is
     checked against the sweep's settings as it is read)."""
-    low, high = MAX_POINTS
     metric = query.get("metric", "val_loss")
-    max_points = query.get("max_points", str(DEFAULT_POINTS))
-    if not INTEGER.fullmatch(max_points) or not low <= int(max_points) <= high:
-        raise BadQuery(f"max_points must be an integer from {low} to {high}, got {max_points!r}")
-    return _choice("metric", metric, METRICS), query.get("by"), int(max_points)
+    max_points = _integer("max_points", query.get("max_points", str(DEFAULT_POINTS)), MAX_POINTS)
+    top = _integer("top", query.get("top", str(DEFAULT_TOP)), TOP)
+    return _choice("metric", metric, METRICS), query.get("by"), max_points, top
+
+
+def _integer(name: str, given: str, bounds: tuple[int, int]) -> int:
+    low, high = bounds
+    if not INTEGER.fullmatch(given) or not low <= int(given) <= high:
+        raise BadQuery(f"{name} must be an integer from {low} to {high}, got {given!r}")
+    return int(given)
 
 
 def _choice(name: str, value: str, choices) -> str:
@@ -57,20 +65,29 @@ def kept(n: int, max_points: int) -> np.ndarray:
 
 
 def run_series(lab: Lab, sweep: str, metric: str, max_points: int) -> list[dict]:
-    """One ``{run_id, epochs, values}`` per run of ``sweep`` that logged an epoch."""
+    """One ``{run_id, configuration, label, epochs, values}`` per run of ``sweep`` that logged
+    an epoch; ``label`` names its grid settings."""
+    settings = lab.settings(sweep).set_index("run_id")
+    axes = grid_axes(settings)
     curves = lab.curves(sweep, [metric])
     series = []
     for run_id, logged in curves.groupby("run_id", sort=True):
         rows = logged.iloc[kept(len(logged), max_points)]
-        epochs, values = rows.epoch.tolist(), rows[metric].tolist()
-        series.append({"run_id": int(run_id), "epochs": epochs, "values": json_value(values)})
+        run = settings.loc[run_id]
+        label = ", ".join(f"{a} {setting_label(a, run[a])}" for a in axes)
+        values = json_value(rows[metric].tolist())
+        found = {"configuration": run.configuration, "label": label, "values": values}
+        series.append({"run_id": int(run_id), "epochs": rows.epoch.tolist(), **found})
     return series
 
 
-def grouped_series(lab: Lab, sweep: str, metric: str, by: str, max_points: int) -> list[dict]:
-    """One ``{value, runs, epochs, median, q25, q75}`` per value of setting ``by``: the
+def grouped_series(
+    lab: Lab, sweep: str, metric: str, by: str, max_points: int, top: int = DEFAULT_TOP
+) -> list[dict]:
+    """One ``{value, label, runs, epochs, median, q25, q75}`` per value of setting ``by``: the
     quartiles over that value's runs at each epoch any run of the sweep logged, NaN left out
-    (``quantiles``, as the report's bands)."""
+    (``quantiles``, as the report's bands). ``by="configuration"`` groups the seeds of each of
+    the ``top`` best configurations (the ranking of ``Lab.configurations``), best first."""
     settings = lab.settings(sweep)
     _choice("setting", by, [c for c in settings.columns if c not in NOT_SETTINGS])
     curves = lab.curves(sweep, [metric])
@@ -78,15 +95,33 @@ def grouped_series(lab: Lab, sweep: str, metric: str, by: str, max_points: int) 
     epochs = table.columns.to_numpy()[kept(len(table.columns), max_points)]
     table = table.reindex(index=settings.run_id, columns=epochs)
     groups = []
-    for value, runs in settings.groupby(by, dropna=False, sort=True).run_id:
+    for value, label, runs in _groups(lab, sweep, settings, by, top):
         q25, median, q75 = quantiles(table.loc[runs].to_numpy(dtype=float))
-        group = {"value": value, "runs": runs.tolist(), "epochs": epochs.tolist()}
+        group = {"value": value, "label": label, "runs": runs, "epochs": epochs.tolist()}
         bands = {"median": median.tolist(), "q25": q25.tolist(), "q75": q75.tolist()}
         groups.append(json_value({**group, **bands}))
     return groups
 
 
-def read(lab: Lab, sweep: str, metric: str, by: str | None, max_points: int) -> list[dict]:
+def _groups(lab: Lab, sweep: str, settings, by: str, top: int):
+    """(value, label, run ids) of each group: the values of setting ``by`` in order, or the
+    ``top`` best configurations."""
+    if by != "configuration":
+        for value in setting_values(settings, by):
+            runs = settings.run_id[matches(settings[by], value)]
+            yield value, setting_label(by, value), runs.tolist()
+        return
+    axes = grid_axes(settings)
+    ranked = lab.configurations(sweep, lab.default_metric([sweep])).head(top)
+    seeds = settings.groupby("configuration", sort=False).run_id
+    for _, best in ranked.iterrows():
+        label = ", ".join(f"{a} {setting_label(a, best[a])}" for a in axes) or "the only one"
+        yield best.configuration, label, seeds.get_group(best.configuration).tolist()
+
+
+def read(
+    lab: Lab, sweep: str, metric: str, by: str | None, max_points: int, top: int = DEFAULT_TOP
+) -> list[dict]:
     if by is None:
         return run_series(lab, sweep, metric, max_points)
-    return grouped_series(lab, sweep, metric, by, max_points)
+    return grouped_series(lab, sweep, metric, by, max_points, top)

@@ -77,6 +77,7 @@ class SweepDetails:
     statuses: dict[str, int]  # number of runs in each status
     provenance: dict[str, list[str]]  # PROVENANCE_COLUMNS -> the distinct values over its runs
     last_activity: datetime | None  # the latest heartbeat of any of its runs (ends beat too)
+    started_at: datetime | None = None  # when its first run started
 
     @property
     def runs(self) -> int:
@@ -262,7 +263,9 @@ class Lab:
                 .where(runs)
                 .distinct()
             ).all()
-            last_activity = connection.scalar(select(func.max(Run.heartbeat_at)).where(runs))
+            last_activity, started_at = connection.execute(
+                select(func.max(Run.heartbeat_at), func.min(Run.started_at)).where(runs)
+            ).one()
         recorded = ("name", "description", "spec", "spec_hash", "status", "created_at")
         return SweepDetails(
             **{field: getattr(sweep, field) for field in recorded},
@@ -270,6 +273,7 @@ class Lab:
             statuses=dict(sorted(statuses)),
             provenance=_distinct(provenance),
             last_activity=last_activity,
+            started_at=started_at,
         )
 
     def run(self, run_id: int) -> dict:

@@ -1,0 +1,100 @@
+"""What the service's pages show of a sweep beyond the reading API's own tables: its details
+with the grid and an ETA, a heatmap of two grid settings, its failures grouped by message.
+
+The analysis is the report's (``nnlab.report.analysis``): one home for both.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pandas as pd
+
+from nnlab.checks import InputError, check_choice, close_matches
+from nnlab.report.analysis import (
+    failure_groups,
+    grid_axes,
+    pair_cells,
+    setting_label,
+    setting_values,
+)
+from nnlab.service.records import json_value
+from nnlab.store import Lab
+from nnlab.store.models import FINISHED_STATUSES
+from nnlab.store.query import METRICS
+
+
+class BadSetting(InputError):
+    """A setting the sweep does not have; ``matches`` are near misses of it."""
+
+    def __init__(self, message: str, matches: list[str] = ()) -> None:
+        super().__init__(message)
+        self.matches = list(matches)
+
+
+def details(lab: Lab, name: str, now: datetime | None = None) -> dict:
+    """Sweep ``name`` as ``Lab.sweep`` has it, with ``runs`` (the total), ``axes`` (the settings
+    its grid varies), ``metric`` (what it is ranked by), ``final`` (runs that ended) and
+    ``eta_seconds``: the time its unfinished runs would take at the rate runs have ended since
+    the first started (None when none has ended, or none is left)."""
+    sweep = lab.sweep(name)
+    final = sum(n for status, n in sweep.statuses.items() if status in FINISHED_STATUSES)
+    extra = {
+        "runs": sweep.runs,
+        "final": final,
+        "axes": grid_axes(lab.settings(name)),
+        "metric": lab.default_metric([name]),
+        "eta_seconds": eta_seconds(sweep.started_at, final, sweep.runs - final, now),
+    }
+    return {**json_value(sweep), **extra}
+
+
+def eta_seconds(started: datetime | None, final: int, left: int, now: datetime | None) -> float:
+    """Seconds until ``left`` more runs end, at the rate ``final`` ended since ``started``."""
+    if started is None or final == 0 or left == 0:
+        return None
+    now = now or datetime.now(UTC)
+    started = started if started.tzinfo else started.replace(tzinfo=UTC)
+    elapsed = max((now - started).total_seconds(), 0.0)
+    return round(elapsed / final * left, 1)
+
+
+def heatmap(lab: Lab, name: str, rows: str, columns: str, metric: str) -> dict:
+    """The median final ``metric`` of the clean runs in each cell of setting ``rows`` × setting
+    ``columns``, with each cell's diverged and total runs, and the values' labels (as the
+    report's heatmaps)."""
+    check_choice("metric", metric, METRICS)
+    runs = final_results(lab, name, metric)
+    settings = [c for c in runs.columns if c not in ("run_id", "status", "final", "configuration")]
+    for setting in (rows, columns):
+        if setting not in settings:
+            message = f"unknown setting {setting!r}: expected one of {', '.join(settings)}"
+            raise BadSetting(message, close_matches(setting, settings))
+    median, diverged, total = pair_cells(runs, rows, columns)
+    labels = {s: [setting_label(s, v) for v in setting_values(runs, s)] for s in (rows, columns)}
+    return json_value(
+        {
+            "rows": rows,
+            "columns": columns,
+            "metric": metric,
+            "row_values": labels[rows],
+            "column_values": labels[columns],
+            "median": median.tolist(),
+            "diverged": diverged.tolist(),
+            "total": total.tolist(),
+        }
+    )
+
+
+def failures(lab: Lab, name: str) -> list[dict]:
+    """The failed runs of ``name`` grouped by their error's last line, most frequent first."""
+    settings = lab.settings(name)
+    return json_value(failure_groups(lab.failures(name), settings, grid_axes(settings)))
+
+
+def final_results(lab: Lab, name: str, metric: str) -> pd.DataFrame:
+    """One row per run of ``name``: ``run_id``, its settings, ``status`` and ``final``, the
+    ``metric`` at its last epoch."""
+    results = lab.runs(sweep=name)[["run_id", "status", f"final_{metric}"]]
+    results = results.rename(columns={f"final_{metric}": "final"})
+    return lab.settings(name).merge(results, on="run_id", how="left", validate="one_to_one")
