@@ -59,7 +59,7 @@ def page(template: str, status: int = 200, **values) -> HTMLResponse:
 async def static(request: Request) -> Response:
     found = static_files().get(request.path_params["name"])
     if found is None:
-        return page("missing.html.j2", 404, title="Not found", message="No such file.")
+        return _missing("No such file.", [])
     content, media_type = found
     return Response(content, media_type=media_type, headers={"Cache-Control": "no-cache"})
 
