@@ -220,28 +220,30 @@ class Lab:
         table is this one.)
         """
         check_choice("metric", metric, METRICS)
-        results = self.runs(sweep=sweep).set_index("run_id")
-        scores = results[["status"]].assign(
-            final=results[f"final_{metric}"],
-            best=self._best(sweep, metric),
-            accuracy=results[f"final_{ACCURACY[metric]}"],
-        )
-        seeds = self.settings(sweep).join(scores, on="run_id")
+        seeds = self.settings(sweep).join(self._scores(sweep, metric), on="run_id")
         return _rank(seeds, metric)
 
-    def _best(self, sweep: str, metric: str) -> pd.Series:
-        """Each run's lowest ``metric`` over its epochs, by run id (NaN epochs are NULL and
-        left out; an infinite lowest is no best)."""
-        lowest = (
-            select(Epoch.run_id, func.min(getattr(Epoch, metric)))
-            .join(Run, Run.id == Epoch.run_id)
-            .join(Sweep, Sweep.id == Run.sweep_id)
-            .where(Sweep.name == sweep)
-            .group_by(Epoch.run_id)
-        )
-        with self.store.read() as connection:
-            best = pd.Series(dict(connection.execute(lowest).all()), dtype="float64")
-        return best.where(np.isfinite(best))
+    def _scores(self, sweep: str, metric: str) -> pd.DataFrame:
+        """Each run's ``status`` and ``SCORES`` by run id: its ``final`` and ``best`` (lowest
+        over its epochs; NaN epochs are NULL and left out, an infinite lowest is no best)
+        ``metric``, and its final ``accuracy`` on the same data.
+
+        One read that finds each run's epochs by their key: ``runs()`` would compute every
+        column of ``run_summary``, and a GROUP BY over the joined epochs sorts them all; at
+        10,000 runs × 100 epochs both cost seconds where this costs about 0.2 s.
+        """
+        last = "FROM epochs e WHERE e.run_id = r.id ORDER BY e.epoch DESC LIMIT 1"
+        sql = f"""
+            SELECT r.id AS run_id, r.status,
+                   (SELECT e.{metric} {last}) AS final,
+                   (SELECT min(e.{metric}) FROM epochs e WHERE e.run_id = r.id) AS best,
+                   (SELECT e.{ACCURACY[metric]} {last}) AS accuracy
+            FROM runs r JOIN sweeps s ON s.id = r.sweep_id
+            WHERE s.name = :sweep
+        """
+        types = {"run_id": "int64", "status": "string", **dict.fromkeys(SCORES, "float64")}
+        scores = _typed(self._frame(sql, {"sweep": sweep}), types).set_index("run_id")
+        return scores.assign(best=scores.best.where(np.isfinite(scores.best)))
 
     def sweep(self, name: str) -> SweepDetails:
         """Sweep ``name``: description, spec text and hash, status and times, its runs counted
@@ -318,7 +320,8 @@ class Lab:
                 .where(Sweep.name == sweep)
                 .order_by(Run.id)
             ).all()
-        records = [_settings_record(*row) for row in rows]
+        flat: dict[str, dict] = {}  # runs that differ only in seed share their settings
+        records = [_settings_record(flat, *row) for row in rows]
         frame = pd.DataFrame.from_records(records, columns=_settings_columns(records))
         return _typed(frame, _run_types("run_id", "seed", *HYPERPARAMETERS))
 
@@ -432,12 +435,16 @@ def _flat(config: dict, prefix: str = "") -> dict:
     return flat
 
 
-def _settings_record(run_id: int, seed: int, config, *hyperparameters) -> dict:
-    """One row of ``Lab.settings``: the flattened configuration, its typed hyperparameters."""
+def _settings_record(flat: dict, run_id: int, seed: int, config, *hyperparameters) -> dict:
+    """One row of ``Lab.settings``: the flattened configuration, its typed hyperparameters.
+    ``flat`` keeps each configuration's flattened settings, flattened once."""
     config = _as_dict(config)
+    configuration = _configuration(config)
+    if configuration not in flat:
+        flat[configuration] = _flat(config)
     typed = dict(zip(HYPERPARAMETERS, hyperparameters, strict=True))
-    ids = {"run_id": run_id, "seed": seed, "configuration": _configuration(config)}
-    return {**_flat(config), **ids, **typed}
+    ids = {"run_id": run_id, "seed": seed, "configuration": configuration}
+    return {**flat[configuration], **ids, **typed}
 
 
 def _settings_columns(records: list[dict]) -> list[str]:
