@@ -47,7 +47,9 @@ ACCURACY = {"val_loss": "val_accuracy", "train_loss": "train_accuracy"}  # on th
 QUARTILES = (0.25, 0.5, 0.75)  # the band of a curve over runs: its IQR around the median
 HYPERPARAMETERS = ("learning_rate", "batch_size", "activation", "gd", "optimizer", "hidden")
 SWEEP = ("sweep_id", "name", "description", "status", "spec_hash")
-SWEEP_COLUMNS = (*SWEEP, "created_at", "finished_at", "runs")
+# What Lab.sweeps adds to each sweep's row: what its runs are doing and how good they got.
+ACTIVITY_COLUMNS = ("statuses", "started_at", "last_activity", "metric", "best")
+SWEEP_COLUMNS = (*SWEEP, "created_at", "finished_at", "runs", *ACTIVITY_COLUMNS)
 # Where and with what a sweep's runs trained: the runs-table columns SweepDetails summarises.
 VERSIONS = ("nnlab_version", "numpy_version", "python_version")
 PROVENANCE_COLUMNS = (*VERSIONS, "hostname", "git_commit", "data_fingerprint")
@@ -99,7 +101,14 @@ class Lab:
         self.store = store
 
     def sweeps(self) -> pd.DataFrame:
-        """One row per sweep: name, description, status, spec hash, times, number of runs."""
+        """One row per sweep: name, description, status, spec hash, times, number of runs;
+        then ``statuses`` (status -> number of runs, only those with any), ``started_at``
+        (the earliest start of its runs), ``last_activity`` (their latest heartbeat),
+        ``metric`` (as ``default_metric`` would rank it by) and ``best`` (the lowest final
+        ``metric`` of its runs that finished without diverging; NaN for none).
+
+        Three reads over all the sweeps together, whatever their number.
+        """
         sql = """
             SELECT s.id AS sweep_id, s.name, s.description, s.status, s.spec_hash,
                    s.created_at, s.finished_at, count(r.id) AS runs
@@ -109,9 +118,54 @@ class Lab:
             ORDER BY s.id
         """
         frame = self._frame(sql, {})
-        for column in ("created_at", "finished_at"):
+        frame = frame.join(self._activity(), on="sweep_id").join(self._bests(), on="sweep_id")
+        frame["statuses"] = [runs if isinstance(runs, dict) else {} for runs in frame.statuses]
+        frame["best"] = frame.best.where(np.isfinite(frame.best))
+        for column in ("created_at", "finished_at", "started_at", "last_activity"):
             frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
-        return frame.astype({"sweep_id": "int64", "runs": "int64"})
+        return frame.astype({"sweep_id": "int64", "runs": "int64"})[list(SWEEP_COLUMNS)]
+
+    def _activity(self) -> pd.DataFrame:
+        """By sweep id: ``statuses``, ``started_at`` and ``last_activity`` (see ``sweeps``)."""
+        sql = """
+            SELECT sweep_id, status, count(*) AS runs, min(started_at) AS started_at,
+                   max(heartbeat_at) AS last_activity
+            FROM runs GROUP BY sweep_id, status ORDER BY sweep_id, status
+        """
+        frame = self._frame(sql, {})
+        statuses: dict[int, dict[str, int]] = {}
+        for sweep_id, status, runs in zip(frame.sweep_id, frame.status, frame.runs, strict=True):
+            statuses.setdefault(int(sweep_id), {})[status] = int(runs)
+        times = frame.groupby("sweep_id").agg(
+            started_at=("started_at", "min"), last_activity=("last_activity", "max")
+        )
+        times.index = times.index.astype("int64")
+        return times.assign(statuses=pd.Series(statuses, dtype=object))
+
+    def _bests(self) -> pd.DataFrame:
+        """By sweep id: ``metric`` and ``best`` (see ``sweeps``), from each clean run's last
+        epoch and whether the sweep logged any epoch, and any validation loss."""
+        epochs = "FROM runs r JOIN epochs e ON e.run_id = r.id WHERE r.sweep_id = s.id"
+        last = "FROM epochs e WHERE e.run_id = r.id ORDER BY e.epoch DESC LIMIT 1"
+        clean = ", ".join(f"'{status}'" for status in CLEAN_STATUSES)
+        sql = f"""
+            SELECT s.id AS sweep_id,
+                   EXISTS (SELECT 1 {epochs}) AS logged,
+                   EXISTS (SELECT 1 {epochs} AND e.val_loss IS NOT NULL) AS validated,
+                   min(f.val_loss) AS val_loss, min(f.train_loss) AS train_loss
+            FROM sweeps s LEFT JOIN (
+                SELECT r.sweep_id, (SELECT e.val_loss {last}) AS val_loss,
+                       (SELECT e.train_loss {last}) AS train_loss
+                FROM runs r WHERE r.status IN ({clean})
+            ) f ON f.sweep_id = s.id
+            GROUP BY s.id
+        """
+        frame = self._frame(sql, {}).astype({"sweep_id": "int64"}).set_index("sweep_id")
+        frame = _typed(frame, dict.fromkeys(METRICS, "float64"))
+        trained = frame.logged.astype(bool) & ~frame.validated.astype(bool)
+        metric = pd.Series(np.where(trained, "train_loss", "val_loss"), index=frame.index)
+        best = np.where(trained, frame.train_loss, frame.val_loss)
+        return pd.DataFrame({"metric": metric.astype("string"), "best": best}, index=frame.index)
 
     def runs(self, sweep: str | None = None, status: str | Iterable[str] | None = None):
         """One row per run with its hyperparameters and results (the ``run_summary`` view).
