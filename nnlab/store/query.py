@@ -436,6 +436,7 @@ def _configuration(config: dict) -> str:
 
 
 SCORES = ("final", "best", "accuracy")  # what _rank averages over a configuration's seeds
+RANKING_COUNTS = ("runs", "finished", "diverged", "failed", "troubled")  # of seeds, by status
 
 
 def _rank(seeds: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -448,14 +449,14 @@ def _rank(seeds: pd.DataFrame, metric: str) -> pd.DataFrame:
         failed=status == "failed",
     )
     table = counted.groupby("configuration", sort=False).agg(
-        runs=("run_id", "size"),
+        runs=("run_id", "size"),  # RANKING_COUNTS
         finished=("finished", "sum"),
         diverged=("diverged", "sum"),
         failed=("failed", "sum"),
     )
     table["troubled"] = table.diverged + table.failed
     clean = seeds[status.isin(CLEAN_STATUSES)].groupby("configuration")
-    spread = clean[list(SCORES)].agg(["mean", "std"])
+    spread = clean[list(SCORES)].agg(list(STATS))
     names = _score_names(metric)
     spread.columns = [f"{names[score]}_{stat}" for score, stat in spread.columns]
     unscored = ["run_id", "seed", "configuration", "status", *SCORES]
@@ -463,6 +464,16 @@ def _rank(seeds: pd.DataFrame, metric: str) -> pd.DataFrame:
     table = table.join(spread).join(settings)
     order = ["troubled", f"final_{metric}_mean"]
     return table.sort_values(order, na_position="last", kind="stable").reset_index()
+
+
+def ranking_columns(metric: str) -> list[str]:
+    """The columns of ``Lab.configurations(sweep, metric)`` before its settings: what identifies,
+    counts and scores a configuration."""
+    scores = _score_names(metric).values()
+    return ["configuration", *RANKING_COUNTS, *(f"{s}_{stat}" for s in scores for stat in STATS)]
+
+
+STATS = ("mean", "std")  # what Lab.configurations says of each score over the clean seeds
 
 
 def _score_names(metric: str) -> dict[str, str]:
