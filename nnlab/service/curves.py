@@ -38,11 +38,10 @@ def check_query(query: Mapping[str, str]) -> tuple[str, str | None, int]:
     max_points = query.get("max_points", str(DEFAULT_POINTS))
     if not INTEGER.fullmatch(max_points) or not low <= int(max_points) <= high:
         raise BadQuery(f"max_points must be an integer from {low} to {high}, got {max_points!r}")
-    return choice("metric", metric, METRICS), query.get("by"), int(max_points)
+    return _choice("metric", metric, METRICS), query.get("by"), int(max_points)
 
 
-def choice(name: str, value: str, choices) -> str:
-    """``value`` if it is one of ``choices``, else ``BadQuery`` naming them and its near misses."""
+def _choice(name: str, value: str, choices) -> str:
     try:
         return check_choice(name, value, choices)
     except InputError as error:
@@ -73,7 +72,7 @@ def grouped_series(lab: Lab, sweep: str, metric: str, by: str, max_points: int) 
     quartiles over that value's runs at each epoch any run of the sweep logged, NaN left out
     (``quantiles``, as the report's bands)."""
     settings = lab.settings(sweep)
-    choice("setting", by, [c for c in settings.columns if c not in NOT_SETTINGS])
+    _choice("setting", by, [c for c in settings.columns if c not in NOT_SETTINGS])
     curves = lab.curves(sweep, [metric])
     table = curves.pivot(index="run_id", columns="epoch", values=metric)
     epochs = table.columns.to_numpy()[kept(len(table.columns), max_points)]

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from nnlab.service.curves import BadQuery, choice
+from nnlab.checks import InputError, check_choice, close_matches
+from nnlab.service.curves import BadQuery
 from nnlab.service.records import json_value
 
 MAX_LIMIT = 1000
@@ -99,6 +100,14 @@ def sorted_by(table: pd.DataFrame, column: str, descending: bool) -> pd.DataFram
         return table.sort_values(column, **order)
     except TypeError:
         return table.sort_values(column, key=lambda cells: cells.map(_text), **order)
+
+
+def choice(name: str, value: str, choices) -> str:
+    """``value`` if it is one of ``choices``, else ``BadQuery`` naming them and its near misses."""
+    try:
+        return check_choice(name, value, choices)
+    except InputError as error:
+        raise BadQuery(str(error), close_matches(value, list(choices))) from None
 
 
 def _text(cell) -> str | None:
