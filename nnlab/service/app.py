@@ -22,8 +22,9 @@ from nnlab.service.curves import BadQuery, check_query, read
 from nnlab.service.events import Feeds
 from nnlab.service.guards import HostCheck, MethodCheck, SecurityHeaders, TokenCheck, error
 from nnlab.service.records import frame_records, json_value
+from nnlab.service.tables import TableQuery, check_table_query, page
 from nnlab.store import Lab, UnknownSweepError, open_store
-from nnlab.store.query import UnknownRunError
+from nnlab.store.query import UnknownRunError, ranking_columns
 
 EPOCH = re.compile(r"[0-9]{1,18}")  # what ?after= may be: a non-negative int
 
@@ -84,7 +85,12 @@ async def runs(request: Request) -> JSONResponse:
 
 async def configurations(request: Request) -> JSONResponse:
     name = request.path_params["name"]
-    return await _read(request, lambda lab: _ranking(lab, name))
+    try:
+        query = check_table_query(request.query_params.multi_items())
+        rows, total = await run_in_threadpool(_ranking, request.app.state.lab, name, query)
+    except BadQuery as bad:
+        return error(400, str(bad), did_you_mean=bad.matches)
+    return JSONResponse(rows, headers={"X-Total-Count": str(total)})
 
 
 async def run(request: Request) -> JSONResponse:
@@ -151,8 +157,13 @@ async def _read(request: Request, reading) -> JSONResponse:
     return JSONResponse(await run_in_threadpool(reading, request.app.state.lab))
 
 
-def _ranking(lab: Lab, name: str) -> list[dict]:
-    return frame_records(lab.configurations(name, lab.default_metric([name])))
+def _ranking(lab: Lab, name: str, query: TableQuery) -> tuple[list[dict], int]:
+    """The page of the ranking of sweep ``name`` that ``query`` asks for; the rows it kept."""
+    metric = lab.default_metric([name])
+    table = lab.configurations(name, metric)
+    settings = [column for column in table.columns if column not in ranking_columns(metric)]
+    rows, total = page(table, settings, query)
+    return frame_records(rows), total
 
 
 def _epochs_after(lab: Lab, run_id: int, after: int) -> list[dict]:

@@ -7,7 +7,9 @@ import math
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 
+import pandas as pd
 import pytest
+import sqlalchemy
 from click.testing import CliRunner
 from conftest import ACTIVATIONS
 from sqlalchemy.engine import make_url
@@ -16,7 +18,7 @@ import nnlab
 from nnlab.checks import InputError
 from nnlab.cli import cli
 from nnlab.store import RunWriter, StoreError, UnknownSweepError, open_store, register_sweep
-from nnlab.store.query import UnknownRunError
+from nnlab.store.query import SWEEP_COLUMNS, UnknownRunError
 from nnlab.store.registry import RunRow
 
 
@@ -52,6 +54,52 @@ def test_epochs_frame_carries_hyperparameters(filled):
     assert set(lab.epochs(runs=some).run_id) == set(some)
     assert lab.sweeps().name.tolist() == ["acts"]
     assert lab.sweeps().runs.tolist() == [6]
+
+
+def train_only(url: str) -> None:
+    """Sweep ``train-only`` without a validation split: one run completed at a final training
+    loss of 0.5, one diverged lower (not a best), one pending; and sweep ``empty``, no runs."""
+    store = open_store(url)
+    runs = [RunRow({"activation": a}, a, 0) for a in ("relu", "tanh", "sigmoid")]
+    register_sweep(store, "train-only", runs)
+    register_sweep(store, "empty", [])
+    ids = nnlab.connect(url).runs(sweep="train-only").run_id.tolist()
+    for run_id, losses, status in ((ids[0], [0.9, 0.5], "completed"), (ids[1], [0.1], "diverged")):
+        writer = RunWriter(store, run_id, flush_seconds=0)
+        writer.start()
+        for epoch, loss in enumerate(losses, 1):
+            writer.log({"epoch": epoch, "train_loss": loss, "grad_norm": 1.0, "seconds": 0.01})
+        writer.finish(status)
+
+
+def test_sweeps_sum_up_their_runs_in_one_row_each(filled):
+    train_only(filled)
+    lab = nnlab.connect(filled)
+    sweeps = lab.sweeps()
+    assert list(sweeps.columns) == list(SWEEP_COLUMNS)
+    sweeps = sweeps.set_index("name")
+    acts, runs = sweeps.loc["acts"], lab.runs(sweep="acts")
+    started = [lab.run(run_id)["started_at"] for run_id in runs.run_id]
+    assert acts.statuses == {"completed": 6} and acts.started_at == min(started)
+    assert acts.last_activity == lab.sweep("acts").last_activity
+    assert (acts.metric, acts.best) == ("val_loss", runs.final_val_loss.min())
+    trained = sweeps.loc["train-only"]
+    assert trained.statuses == {"completed": 1, "diverged": 1, "pending": 1}
+    assert (trained.metric, trained.best) == (lab.default_metric(["train-only"]), 0.5)
+    empty = sweeps.loc["empty"]
+    assert empty.statuses == {} and empty.runs == 0 and empty.metric == "val_loss"
+    assert pd.isna(empty.best) and pd.isna(empty.started_at) and pd.isna(empty.last_activity)
+
+
+def test_sweeps_read_all_the_sweeps_together_not_one_by_one(filled):
+    for i in range(5):
+        register_sweep(open_store(filled), f"more-{i}", [RunRow({"gd": "batch"}, "b", 0)])
+    lab = nnlab.connect(filled)
+    statements = []
+    listen = sqlalchemy.event.listen
+    listen(lab.store.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    assert len(lab.sweeps()) == 6
+    assert len([sql for sql in statements if "SELECT" in sql]) == 3
 
 
 def test_view_works_from_a_plain_sqlite_client(filled_sqlite):
