@@ -20,7 +20,14 @@ from starlette.routing import Route
 from nnlab.service import LOOPBACK_HOSTS
 from nnlab.service.curves import BadQuery, check_query, read
 from nnlab.service.events import Feeds
-from nnlab.service.guards import HostCheck, MethodCheck, SecurityHeaders, TokenCheck, error
+from nnlab.service.guards import (
+    HostCheck,
+    MethodCheck,
+    OriginCheck,
+    SecurityHeaders,
+    TokenCheck,
+    error,
+)
 from nnlab.service.records import frame_records, json_value
 from nnlab.store import Lab, UnknownSweepError, open_store
 from nnlab.store.query import UnknownRunError
@@ -41,16 +48,19 @@ def create_app(
     every ``poll_seconds`` for all the clients watching it.
 
     Requests must name one of ``allowed_hosts`` in their Host header (against DNS
-    rebinding), and, when ``token`` is given, carry it (``?token=``, ``Authorization:
+    rebinding) and in their Origin header when they carry one (against other sites' pages),
+    and, when ``token`` is given, carry it (``?token=``, ``Authorization:
     Bearer``, or the cookie the first accepted request sets).
 
     Raises ``StoreError`` when the database cannot be opened (a missing SQLite file is never
     created).
     """
     lab = Lab(open_store(url, read_only=True))
+    allowed_hosts = tuple(allowed_hosts)
     middleware = [
         Middleware(SecurityHeaders),
         Middleware(HostCheck, allowed=allowed_hosts),
+        Middleware(OriginCheck, allowed=allowed_hosts),
         Middleware(MethodCheck),
         Middleware(TokenCheck, token=token),
     ]

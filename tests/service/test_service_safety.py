@@ -71,6 +71,35 @@ def test_the_loopback_names_are_served(base, host):
     assert httpx.get(f"{base}/api/sweeps", headers={"Host": host}).status_code == 200
 
 
+@pytest.mark.parametrize(
+    "origin",
+    ["http://evil.example", "http://evil.example:8765", "http://127.0.0.1.evil.example", "null"],
+)
+def test_a_foreign_origin_is_refused(base, origin):
+    """A page on another site (or a sandboxed one, Origin: null) cannot read the API through
+    a visitor's browser, even with its name rebound to 127.0.0.1 (DNS rebinding)."""
+    answer = httpx.get(f"{base}/api/sweeps", headers={"Origin": origin})
+    assert answer.status_code == 403
+    assert answer.json() == {"error": f"cross-origin request from {origin!r} refused"}
+    assert_secured(answer)
+
+
+@pytest.mark.parametrize(
+    "origin", ["http://127.0.0.1:8765", "http://localhost", "http://[::1]:1", "HTTP://LOCALHOST"]
+)
+def test_a_same_host_origin_passes(base, origin):
+    assert httpx.get(f"{base}/api/sweeps", headers={"Origin": origin}).status_code == 200
+
+
+def test_the_policy_allows_only_the_ui_s_own_files():
+    policy = SECURITY_HEADERS["Content-Security-Policy"]
+    directives = dict(part.strip().split(" ", 1) for part in policy.split(";"))
+    assert directives["default-src"] == "'none'"
+    assert directives["script-src"] == "'self'"  # no inline script, no eval
+    assert directives["frame-ancestors"] == "'none'"
+    assert "unsafe" not in policy
+
+
 @pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"])
 @pytest.mark.parametrize("path", ["/api/sweeps", "/api/runs/1", "/nowhere"])
 def test_only_get_and_head(base, method, path):
