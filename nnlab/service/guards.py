@@ -21,6 +21,12 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",  # a ?token= URL never leaks to another site
     "Cache-Control": "no-store",
 }
+# the report page (as ``nnlab report`` writes it, with this policy in a <meta>): inline style
+# and data: figures, and still no script at all
+REPORT_POLICY = (
+    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; "
+    "form-action 'none'; frame-ancestors 'none'"
+)
 READ_METHODS = ("GET", "HEAD")
 TOKEN_COOKIE = "nnlab_token"
 

@@ -17,6 +17,7 @@ import nnlab
 from nnlab.store import RunWriter, open_store, register_sweep
 from nnlab.store.registry import RunRow
 
+HOSTILE_NAMES = ('"><img src=x onerror=alert(1)>', "../../etc/passwd", '=HYPERLINK("http://x")')
 ERROR = "Traceback (most recent call last):\nRuntimeError: the loss blew up"
 
 
@@ -73,4 +74,21 @@ def fill_with_trouble(url: str) -> str:
     metrics = {"train_loss": math.inf, "val_loss": math.nan, "grad_norm": 1e9, "seconds": 0.01}
     writer.log({"epoch": 1, "learning_rate": 10.0, **metrics})
     writer.finish("failed", error=ERROR)
+    return url
+
+
+def add_sweep(url: str, name: str, runs: int = 2, epochs: int = 3) -> str:
+    """A completed sweep ``name`` of ``runs`` seeds of one tanh network, ``epochs`` epochs
+    each, its loss falling from 1; returns ``url``."""
+    store = open_store(url)
+    config = {"learning_rate": 0.1, "activation": "tanh", "hidden": [4], "epochs": epochs}
+    register_sweep(store, name, [RunRow(config, f"s{seed}", seed) for seed in range(runs)])
+    for run_id in nnlab.connect(url).runs(sweep=name).run_id:
+        with RunWriter(store, int(run_id), flush_seconds=0) as writer:
+            writer.start()
+            for epoch in range(1, epochs + 1):
+                loss = 1.0 / epoch + 0.01 * int(run_id)
+                metrics = {"train_loss": loss, "val_loss": loss + 0.1, "seconds": 0.01}
+                writer.log({"epoch": epoch, "learning_rate": 0.1, "grad_norm": 1.0, **metrics})
+            writer.finish("completed")
     return url
