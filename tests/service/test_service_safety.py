@@ -180,6 +180,12 @@ def test_any_other_host_gets_a_new_token(host):
     assert service.token_for(host, "given") == "given"
 
 
+def test_the_url_to_open_is_the_root_with_the_token():
+    assert service.address("127.0.0.1", 8765, None) == "http://127.0.0.1:8765/"
+    assert service.address("::1", 80, "t0k") == "http://[::1]:80/?token=t0k"
+    assert service.address("0.0.0.0", 1, "t").startswith(f"http://{socket.gethostname()}:1/?")
+
+
 def test_the_bound_host_is_allowed():
     loopback = ("localhost", "127.0.0.1", "[::1]")
     assert service.allowed_hosts("192.168.1.20") == (*loopback, "192.168.1.20")
@@ -203,7 +209,7 @@ def test_nnlab_serve_binds_loopback_by_default(served_url):
     with nnlab_serve("--db", served_url, "--port", str(port)) as server:
         try:
             lines = [server.stderr.readline(), server.stderr.readline()]
-            assert lines[1] == f"open http://127.0.0.1:{port}/api/sweeps\n", lines
+            assert lines[1] == f"open http://127.0.0.1:{port}/\n", lines  # the web UI's root
             answer = get_when_listening(f"http://127.0.0.1:{port}/api/sweeps")
             assert answer.status_code == 200 and answer.json()[0]["name"] == "acts"
         finally:
