@@ -13,7 +13,7 @@ import os
 import re
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from urllib.parse import quote
 
@@ -342,8 +342,8 @@ def sweep(ctx, spec, dry_run, quiet, no_report, serve, port, **options):
             planning = ("db", "jobs", "scheduler", "max_runs")
             _print_plan(api.plan(parsed, **{name: options[name] for name in planning}))
             return
-        port = (port if port is not None else service.DEFAULT_PORT) if serve else None
-        with _served(options["db"], port, parsed.name) as url:
+        serving = _served(options["db"], parsed.name, port) if serve else nullcontext()
+        with serving as url:
             result = _run_sweep(ctx, parsed, options, quiet, no_report)
             _print_result(result, list(parsed.grid))
             if url is not None:
@@ -353,12 +353,9 @@ def sweep(ctx, spec, dry_run, quiet, no_report, serve, port, **options):
 
 
 @contextmanager
-def _served(db: str | None, port: int | None, name: str) -> Iterator[str | None]:
-    """``--serve``: the sweep's page served while the block runs (its URL printed first), or
-    nothing (None) without it."""
-    if port is None:
-        yield None
-        return
+def _served(db: str | None, name: str, port: int | None) -> Iterator[str]:
+    """``--serve``: the sweep's page served while the block runs, its URL printed first."""
+    port = service.DEFAULT_PORT if port is None else port
     with service.serving(db, port, f"/sweeps/{quote(name, safe='')}") as url:
         click.echo(f"serving the sweep read-only at {url}", err=True)
         yield url

@@ -26,16 +26,14 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
-
-
-class MissingExtra(InputError):
-    """The service's packages (starlette, uvicorn) are not installed."""
-
-
 DEFAULT_POLL_SECONDS = 0.5
 MAX_POLL_SECONDS = 60.0
 GRACE_SECONDS = 2
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class MissingExtra(InputError):
+    """The service's packages (starlette, uvicorn) are not installed."""
 
 
 def serve(
@@ -117,7 +115,7 @@ def listen(host: str, port: int) -> socket.socket:
     except OSError as error:
         sock.close()
         raise InputError(
-            f"cannot listen on {host}:{port}: {error.strerror}; choose another with --port"
+            f"cannot listen on {host}:{port}: {error.strerror}; choose another port"
         ) from None
     return sock
 

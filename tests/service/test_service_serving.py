@@ -126,8 +126,7 @@ def test_a_taken_port_is_an_error_before_anything_trains(tmp_path):
         out, errors = sweep.communicate(timeout=60)
     assert sweep.returncode == 2 and out == ""
     assert errors == (
-        f"Error: cannot listen on 127.0.0.1:{port}: Address already in use; "
-        "choose another with --port\n"
+        f"Error: cannot listen on 127.0.0.1:{port}: Address already in use; choose another port\n"
     )
     assert not (tmp_path / "nnlab.db").exists()  # nothing written
 
