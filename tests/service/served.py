@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import math
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -92,3 +95,24 @@ def add_sweep(url: str, name: str, runs: int = 2, epochs: int = 3) -> str:
                 writer.log({"epoch": epoch, "learning_rate": 0.1, "grad_norm": 1.0, **metrics})
             writer.finish("completed")
     return url
+
+
+def nnlab_serve(*args: str, **options) -> subprocess.Popen:
+    command = [sys.executable, "-m", "nnlab", "serve", *args]
+    return subprocess.Popen(command, stderr=subprocess.PIPE, text=True, **options)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def get_when_listening(url: str, seconds: float = 10) -> httpx.Response:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return httpx.get(url)
+        except httpx.ConnectError:
+            assert time.monotonic() < deadline, f"nothing listens at {url}"
+            time.sleep(0.05)

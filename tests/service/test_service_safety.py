@@ -13,7 +13,7 @@ import time
 import httpx
 import pytest
 from conftest import fill
-from served import running
+from served import free_port, get_when_listening, nnlab_serve, running
 
 from nnlab import service
 from nnlab.service.app import create_app
@@ -193,17 +193,6 @@ def test_the_bound_host_is_allowed():
     assert socket.gethostname().lower() in service.allowed_hosts("0.0.0.0")
 
 
-def nnlab_serve(*args: str, **options) -> subprocess.Popen:
-    command = [sys.executable, "-m", "nnlab", "serve", *args]
-    return subprocess.Popen(command, stderr=subprocess.PIPE, text=True, **options)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_nnlab_serve_binds_loopback_by_default(served_url):
     port = free_port()
     with nnlab_serve("--db", served_url, "--port", str(port)) as server:
@@ -214,16 +203,6 @@ def test_nnlab_serve_binds_loopback_by_default(served_url):
             assert answer.status_code == 200 and answer.json()[0]["name"] == "acts"
         finally:
             server.terminate()
-
-
-def get_when_listening(url: str, seconds: float = 10) -> httpx.Response:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            return httpx.get(url)
-        except httpx.ConnectError:
-            assert time.monotonic() < deadline, f"nothing listens at {url}"
-            time.sleep(0.05)
 
 
 def test_ctrl_c_stops_the_service_at_once_though_an_event_stream_is_open(served_url):

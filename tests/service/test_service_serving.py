@@ -1,5 +1,6 @@
 """``nnlab serve --open --poll-seconds`` and ``nnlab sweep --serve``, as a user runs them: real
-processes, a real server on a free loopback port, real signals."""
+processes, a real server on a free loopback port, real signals; and ``service.serving``, the
+same from Python."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from urllib.parse import quote
 import httpx
 import pytest
 from conftest import fill
-from test_service_safety import free_port, get_when_listening, nnlab_serve
+from served import free_port, get_when_listening, nnlab_serve
+
+from nnlab import service
 
 NAME = "watch me?now"  # a space and a question mark: the printed URL quotes both
 PAGE = quote(NAME, safe="")
@@ -206,3 +209,18 @@ def test_poll_seconds_sets_the_retry_of_the_event_stream(served_url):
         finally:
             server.send_signal(signal.SIGINT)
             server.communicate(timeout=30)
+
+
+def test_serving_in_python_is_one_with_block(served_url):
+    with service.serving(served_url, 0, "/sweeps/acts") as page:
+        base = page.removesuffix("/sweeps/acts")
+        assert base.startswith("http://127.0.0.1:")
+        assert httpx.get(f"{base}/api/sweeps").json()[0]["name"] == "acts"
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{base}/api/sweeps", timeout=5)
+
+
+def test_serving_creates_a_new_database_for_the_sweep_to_fill(tmp_path):
+    """``nnlab sweep --serve`` starts serving before the sweep creates its database."""
+    with service.serving(f"sqlite:///{tmp_path / 'new.db'}", 0) as root:
+        assert httpx.get(f"{root}api/sweeps").json() == []
