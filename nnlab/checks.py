@@ -76,31 +76,37 @@ def check_number(
     above: float | None = None,
     at_least: float | None = None,
     below: float | None = None,
+    at_most: float | None = None,
     error=InputError,
 ) -> float:
-    """A finite real number ``> above`` (or ``>= at_least``) and ``< below``, where given; else
-    ``error`` naming it and the interval: ``must be a finite number in [0, 1), got 1``."""
-    low_closed = at_least is not None
+    """A finite real number ``> above`` (or ``>= at_least``) and ``< below`` (or ``<=
+    at_most``), where given; else ``error`` naming it and the interval: ``must be a finite
+    number in [0, 1), got 1``."""
+    low_closed, high_closed = at_least is not None, at_most is not None
     low = at_least if low_closed else above
+    high = at_most if high_closed else below
     is_real = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not (is_real and math.isfinite(value) and _within(value, low, low_closed, below)):
-        wanted = _interval(low, low_closed, below)
+    if not (
+        is_real and math.isfinite(value) and _within(value, low, low_closed, high, high_closed)
+    ):
+        wanted = _interval(low, low_closed, high, high_closed)
         raise error(f"{name} must be a finite number{wanted}, got {value!r}")
     return float(value)
 
 
-def _within(value, low: float | None, low_closed: bool, high: float | None) -> bool:
+def _within(value, low: float | None, low_closed: bool, high: float | None, high_closed: bool):
     above_low = low is None or (value >= low if low_closed else value > low)
-    return above_low and (high is None or value < high)
+    below_high = high is None or (value <= high if high_closed else value < high)
+    return above_low and below_high
 
 
-def _interval(low: float | None, low_closed: bool, high: float | None) -> str:
-    """`` in [0, 1)``, `` in (0, 1)``, `` > 0``, `` >= 0``, `` < 1`` or nothing."""
+def _interval(low: float | None, low_closed: bool, high: float | None, high_closed: bool) -> str:
+    """`` in [0, 1)``, `` in (0, 60]``, `` > 0``, `` >= 0``, `` < 1``, `` <= 1`` or nothing."""
     if low is not None and high is not None:
-        return f" in {'[' if low_closed else '('}{low:g}, {high:g})"
+        return f" in {'[' if low_closed else '('}{low:g}, {high:g}{']' if high_closed else ')'}"
     if low is not None:
         return f" {'>=' if low_closed else '>'} {low:g}"
-    return "" if high is None else f" < {high:g}"
+    return "" if high is None else f" {'<=' if high_closed else '<'} {high:g}"
 
 
 # What may not appear in a name a terminal will show: C0/C1 controls, DEL, and the bidi marks

@@ -13,8 +13,9 @@ import os
 import re
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
+from urllib.parse import quote
 
 import click
 from rich.console import Console
@@ -308,39 +309,80 @@ def _epoch_cells(record: EpochRecord) -> list[str]:
 )
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
 @click.option("--no-report", is_flag=True, help="Do not write the HTML report at the end.")
+@click.option(
+    "--serve",
+    is_flag=True,
+    help="Serve the database read-only on 127.0.0.1 while the sweep trains, and after it "
+    "until Ctrl-C.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    help=f"Port of --serve (0: any free one) [default: {service.DEFAULT_PORT}].",
+)
 @click.pass_context
-def sweep(ctx, spec, dry_run, quiet, no_report, **options):
+def sweep(ctx, spec, dry_run, quiet, no_report, serve, port, **options):
     """Run the grid of a sweep spec, logging every run and epoch to the database, then write
     its HTML report (reports/<sweep>.html) and print the path.
 
-    Running the same spec again resumes it: only unfinished runs train.
+    Running the same spec again resumes it: only unfinished runs train. With --serve, the
+    sweep's live page is served while it trains (the URL is printed first), and after it ends
+    until Ctrl-C.
 
     \b
     Example:
       nnlab sweep sweeps/quickstart.yaml -j 2
+      nnlab sweep sweeps/quickstart.yaml --serve
     """
+    if port is not None and not serve:
+        raise UserError(f"--port {port} is the port of --serve: add --serve, or drop --port")
     with user_errors(ctx):
         parsed = load_spec(spec)
         if dry_run:
             planning = ("db", "jobs", "scheduler", "max_runs")
             _print_plan(api.plan(parsed, **{name: options[name] for name in planning}))
             return
-        try:  # each option is the API's argument of the same name
-            result = api.sweep(parsed, **options, progress=not quiet, report=not no_report)
-        except KeyboardInterrupt as stop:
-            _print_stopped(stop)
-            click.echo(
-                "interrupted: in-flight runs are marked interrupted; run the same "
-                "command again to resume",
-                err=True,
-            )
-            ctx.exit(EXIT_INTERRUPTED)
-        except (SweepStopped, StoreFault) as error:
-            _print_stopped(error)
-            click.echo(f"error: {error}", err=True)
-            ctx.exit(1)
-        click.echo(result.summary())
-        _print_best(result.best(), list(parsed.grid), result.metric)
+        serving = _served(options["db"], parsed.name, port) if serve else nullcontext()
+        with serving as url:
+            result = _run_sweep(ctx, parsed, options, quiet, no_report)
+            _print_result(result, list(parsed.grid))
+            if url is not None:
+                click.echo(f"sweep finished; still serving {url}, Ctrl-C to stop", err=True)
+                service.wait_until_stopped()
+                click.echo("stopped", err=True)
+
+
+@contextmanager
+def _served(db: str | None, name: str, port: int | None) -> Iterator[str]:
+    """``--serve``: the sweep's page served while the block runs, its URL printed first."""
+    port = service.DEFAULT_PORT if port is None else port
+    with service.serving(db, port, f"/sweeps/{quote(name, safe='')}") as url:
+        click.echo(f"serving the sweep read-only at {url}", err=True)
+        yield url
+
+
+def _run_sweep(ctx: click.Context, parsed, options: dict, quiet: bool, no_report: bool):
+    """``api.sweep``, a stop turned into its message and exit status (130 interrupted, 1 when
+    it cannot go on)."""
+    try:  # each option is the API's argument of the same name
+        return api.sweep(parsed, **options, progress=not quiet, report=not no_report)
+    except KeyboardInterrupt as stop:
+        _print_stopped(stop)
+        click.echo(
+            "interrupted: in-flight runs are marked interrupted; run the same "
+            "command again to resume",
+            err=True,
+        )
+        ctx.exit(EXIT_INTERRUPTED)
+    except (SweepStopped, StoreFault) as error:
+        _print_stopped(error)
+        click.echo(f"error: {error}", err=True)
+        ctx.exit(1)
+
+
+def _print_result(result, axes: list[str]) -> None:
+    click.echo(result.summary())
+    _print_best(result.best(), axes, result.metric)
     if result.report is not None:
         click.echo(f"report: {result.report}")
     elif result.report_error is not None:
@@ -699,18 +741,34 @@ def report(ctx, sweeps, db, output, metric, threshold):
 )
 @click.option("--port", type=int, default=service.DEFAULT_PORT, show_default=True, help="Port.")
 @click.option("--token", help="Token requests must carry [default: none on loopback].")
+@click.option("--open", "open_browser", is_flag=True, help="Open the URL in the default browser.")
+@click.option(
+    "--poll-seconds",
+    type=float,
+    default=service.DEFAULT_POLL_SECONDS,
+    show_default=True,
+    callback=lambda ctx, param, value: _poll_seconds(ctx, value),
+    help=f"How often live pages read the database, up to {service.MAX_POLL_SECONDS:g}.",
+)
 @click.pass_context
-def serve(ctx, db, host, port, token):
-    """Serve the database as a live, read-only JSON API until interrupted (Ctrl-C).
+def serve(ctx, db, host, port, token, open_browser, poll_seconds):
+    """Serve the database as a live, read-only web UI and JSON API until interrupted
+    (Ctrl-C).
 
     It prints the URL to open, with ?token= when a token is needed.
 
     \b
     Example:
-      nnlab serve --port 8765
+      nnlab serve --port 8765 --open
     """
     with user_errors(ctx):
-        service.serve(db, host, port, token)
+        service.serve(db, host, port, token, open_browser=open_browser, poll_seconds=poll_seconds)
+
+
+def _poll_seconds(ctx: click.Context, value: float) -> float:
+    """``--poll-seconds`` checked by the service's own rule: a mistake is one line, exit 2."""
+    with user_errors(ctx):
+        return service.check_poll_seconds(value, "--poll-seconds")
 
 
 def _print_listing(frame, fmt: str, columns, noun: str, keep) -> None:

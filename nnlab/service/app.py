@@ -1,5 +1,5 @@
-"""The service's ASGI app: a short list of JSON routes over the reading API (``Lab``), behind
-small middlewares that each enforce one safety rule.
+"""The service's ASGI app: a short list of routes over the reading API (``Lab``) — JSON, CSV
+downloads, the report page — behind small middlewares that each enforce one safety rule.
 
 Every route only reads; the database is opened read-only, so nothing here can change it.
 """
@@ -7,6 +7,7 @@ Every route only reads; the database is opened read-only, so nothing here can ch
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterable
 
 from starlette.applications import Starlette
@@ -14,13 +15,24 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, StreamingResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from nnlab.report import render_report
 from nnlab.service import LOOPBACK_HOSTS, pages, views
 from nnlab.service.curves import BadQuery, check_query, read
+from nnlab.service.downloads import CSV_TYPE, attachment, epochs_csv, run_ids, runs_csv
 from nnlab.service.events import Feeds
-from nnlab.service.guards import HostCheck, MethodCheck, SecurityHeaders, TokenCheck, error
+from nnlab.service.guards import (
+    POLICY,
+    REPORT_POLICY,
+    HostCheck,
+    MethodCheck,
+    OriginCheck,
+    SecurityHeaders,
+    TokenCheck,
+    error,
+)
 from nnlab.service.records import frame_records, json_value
 from nnlab.service.tables import TableQuery, check_table_query, page
 from nnlab.store import Lab, UnknownSweepError, open_store
@@ -42,16 +54,19 @@ def create_app(
     every ``poll_seconds`` for all the clients watching it.
 
     Requests must name one of ``allowed_hosts`` in their Host header (against DNS
-    rebinding), and, when ``token`` is given, carry it (``?token=``, ``Authorization:
+    rebinding) and in their Origin header when they carry one (against other sites' pages),
+    and, when ``token`` is given, carry it (``?token=``, ``Authorization:
     Bearer``, or the cookie the first accepted request sets).
 
     Raises ``StoreError`` when the database cannot be opened (a missing SQLite file is never
     created).
     """
     lab = Lab(open_store(url, read_only=True))
+    allowed_hosts = tuple(allowed_hosts)
     middleware = [
         Middleware(SecurityHeaders),
         Middleware(HostCheck, allowed=allowed_hosts),
+        Middleware(OriginCheck, allowed=allowed_hosts),
         Middleware(MethodCheck),
         Middleware(TokenCheck, token=token),
     ]
@@ -137,6 +152,50 @@ async def events(request: Request) -> StreamingResponse:
     return StreamingResponse(stream, media_type="text/event-stream")
 
 
+# --- downloads: a sweep's runs and epochs as CSV, its report as the page nnlab report writes ---
+
+
+async def runs_download(request: Request) -> Response:
+    name = request.path_params["name"]
+    text = await run_in_threadpool(runs_csv, request.app.state.lab, name)
+    return Response(text, media_type=CSV_TYPE, headers=attachment(name, "runs.csv"))
+
+
+async def epochs_download(request: Request) -> StreamingResponse:
+    name = request.path_params["name"]
+    lab = request.app.state.lab
+    runs = await run_in_threadpool(run_ids, lab, name)  # an unknown sweep: 404 before any row
+    # a plain iterator: Starlette reads each chunk in a worker thread
+    chunks = epochs_csv(lab, name, runs)
+    return StreamingResponse(chunks, media_type=CSV_TYPE, headers=attachment(name, "epochs.csv"))
+
+
+async def report(request: Request) -> Response:
+    name = request.path_params["name"]
+    download = request.query_params.get("download", "0")
+    if download not in ("0", "1"):
+        return error(400, f"download must be 0 or 1, got {download!r}")
+    page = await run_in_threadpool(_render, request.app.state.lab, name)
+    headers = {POLICY: REPORT_POLICY}
+    if download == "1":
+        headers |= attachment(name, "report.html")
+    return HTMLResponse(page, headers=headers)
+
+
+_RENDERING = threading.Lock()  # matplotlib's style settings are global: one report at a time
+
+
+def _render(lab: Lab, name: str) -> str:
+    with _RENDERING:
+        return render_report(lab, [name])
+
+
+DOWNLOADS = [
+    Route("/api/sweeps/{name:path}/runs.csv", runs_download),
+    Route("/api/sweeps/{name:path}/epochs.csv", epochs_download),
+    Route("/sweeps/{name:path}/report", report),
+]
+
 ROUTES = [
     Route("/api/sweeps", sweeps),
     Route("/api/sweeps/{name}", sweep),
@@ -148,6 +207,7 @@ ROUTES = [
     Route("/api/runs/{run_id:int}", run),
     Route("/api/runs/{run_id:int}/epochs", epochs),
     Route("/api/sweeps/{name}/events", events),
+    *DOWNLOADS,
     *pages.ROUTES,
 ]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
@@ -11,6 +12,7 @@ from starlette.responses import JSONResponse
 
 SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
+    # the web UI's pages: their own scripts, styles and API only; no inline script, no eval
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
@@ -19,6 +21,12 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",  # a ?token= URL never leaks to another site
     "Cache-Control": "no-store",
 }
+# the report page (as ``nnlab report`` writes it, with this policy in a <meta>): inline style
+# and data: figures, and still no script at all
+REPORT_POLICY = (
+    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; "
+    "form-action 'none'; frame-ancestors 'none'"
+)
 READ_METHODS = ("GET", "HEAD")
 TOKEN_COOKIE = "nnlab_token"
 
@@ -28,8 +36,12 @@ def error(status: int, message: str, headers=None, **fields) -> JSONResponse:
     return JSONResponse({"error": message, **fields}, status_code=status, headers=headers)
 
 
+POLICY = "Content-Security-Policy"
+
+
 class SecurityHeaders:
-    """Every response, errors included, carries ``SECURITY_HEADERS``."""
+    """Every response, errors included, carries ``SECURITY_HEADERS``; a response that sets
+    its own Content-Security-Policy (the report page) keeps it."""
 
     def __init__(self, app) -> None:
         self.app = app
@@ -37,7 +49,9 @@ class SecurityHeaders:
     async def __call__(self, scope, receive, send) -> None:
         async def send_secured(message) -> None:
             if message["type"] == "http.response.start":
-                MutableHeaders(scope=message).update(SECURITY_HEADERS)
+                headers = MutableHeaders(scope=message)
+                headers.setdefault(POLICY, SECURITY_HEADERS[POLICY])
+                headers.update({k: v for k, v in SECURITY_HEADERS.items() if k != POLICY})
             await send(message)
 
         await self.app(scope, receive, send_secured if scope["type"] == "http" else send)
@@ -58,6 +72,33 @@ class HostCheck:
                 response = error(400, f"unknown host {host!r}: use one this service serves")
                 return await response(scope, receive, send)
         await self.app(scope, receive, send)
+
+
+class OriginCheck:
+    """A request whose Origin header names a host not in ``allowed`` is refused (403): a page
+    on another site cannot make a browser read the API, even through a rebound name. Requests
+    without an Origin (same-origin GETs, curl) pass."""
+
+    def __init__(self, app, allowed: Iterable[str]) -> None:
+        self.app = app
+        self.allowed = {host.lower() for host in allowed}
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            origin = Headers(scope=scope).get("origin")
+            if origin is not None and origin_host(origin) not in self.allowed:
+                response = error(403, f"cross-origin request from {origin!r} refused")
+                return await response(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+def origin_host(origin: str) -> str:
+    """The host an Origin header names, as ``host_name`` gives it: ``http://[::1]:8765`` ->
+    ``[::1]``; ``null`` and anything unparsable -> ``""`` (never allowed)."""
+    try:
+        return host_name(urlsplit(origin.strip()).netloc.rpartition("@")[2])
+    except ValueError:
+        return ""
 
 
 def host_name(host: str) -> str:

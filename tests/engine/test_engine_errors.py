@@ -148,6 +148,8 @@ def test_hyperparameter_out_of_range(Xy, name, bad, wanted):
         ({"above": 0}, "a finite number > 0"),
         ({"at_least": 0.5}, "a finite number >= 0.5"),
         ({"below": 1}, "a finite number < 1"),
+        ({"above": 0, "at_most": 1}, "a finite number in (0, 1]"),
+        ({"at_most": 1}, "a finite number <= 1"),
         ({}, "a finite number"),
     ],
 )

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import math
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -17,6 +20,7 @@ import nnlab
 from nnlab.store import RunWriter, open_store, register_sweep
 from nnlab.store.registry import RunRow
 
+HOSTILE_NAMES = ('"><img src=x onerror=alert(1)>', "../../etc/passwd", '=HYPERLINK("http://x")')
 ERROR = "Traceback (most recent call last):\nRuntimeError: the loss blew up"
 
 
@@ -74,3 +78,41 @@ def fill_with_trouble(url: str) -> str:
     writer.log({"epoch": 1, "learning_rate": 10.0, **metrics})
     writer.finish("failed", error=ERROR)
     return url
+
+
+def add_sweep(url: str, name: str, runs: int = 2, epochs: int = 3) -> str:
+    """A completed sweep ``name`` of ``runs`` seeds of one tanh network, ``epochs`` epochs
+    each, its loss falling from 1; returns ``url``."""
+    store = open_store(url)
+    config = {"learning_rate": 0.1, "activation": "tanh", "hidden": [4], "epochs": epochs}
+    register_sweep(store, name, [RunRow(config, f"s{seed}", seed) for seed in range(runs)])
+    for run_id in nnlab.connect(url).runs(sweep=name).run_id:
+        with RunWriter(store, int(run_id), flush_seconds=0) as writer:
+            writer.start()
+            for epoch in range(1, epochs + 1):
+                loss = 1.0 / epoch + 0.01 * int(run_id)
+                metrics = {"train_loss": loss, "val_loss": loss + 0.1, "seconds": 0.01}
+                writer.log({"epoch": epoch, "learning_rate": 0.1, "grad_norm": 1.0, **metrics})
+            writer.finish("completed")
+    return url
+
+
+def nnlab_serve(*args: str, **options) -> subprocess.Popen:
+    command = [sys.executable, "-m", "nnlab", "serve", *args]
+    return subprocess.Popen(command, stderr=subprocess.PIPE, text=True, **options)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def get_when_listening(url: str, seconds: float = 10) -> httpx.Response:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return httpx.get(url)
+        except httpx.ConnectError:
+            assert time.monotonic() < deadline, f"nothing listens at {url}"
+            time.sleep(0.05)

@@ -13,7 +13,7 @@ import time
 import httpx
 import pytest
 from conftest import fill
-from served import running
+from served import free_port, get_when_listening, nnlab_serve, running
 
 from nnlab import service
 from nnlab.service.app import create_app
@@ -69,6 +69,35 @@ def test_a_foreign_host_header_is_refused(base, host):
 @pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "[::1]", "LOCALHOST:1234"])
 def test_the_loopback_names_are_served(base, host):
     assert httpx.get(f"{base}/api/sweeps", headers={"Host": host}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "origin",
+    ["http://evil.example", "http://evil.example:8765", "http://127.0.0.1.evil.example", "null"],
+)
+def test_a_foreign_origin_is_refused(base, origin):
+    """A page on another site (or a sandboxed one, Origin: null) cannot read the API through
+    a visitor's browser, even with its name rebound to 127.0.0.1 (DNS rebinding)."""
+    answer = httpx.get(f"{base}/api/sweeps", headers={"Origin": origin})
+    assert answer.status_code == 403
+    assert answer.json() == {"error": f"cross-origin request from {origin!r} refused"}
+    assert_secured(answer)
+
+
+@pytest.mark.parametrize(
+    "origin", ["http://127.0.0.1:8765", "http://localhost", "http://[::1]:1", "HTTP://LOCALHOST"]
+)
+def test_a_same_host_origin_passes(base, origin):
+    assert httpx.get(f"{base}/api/sweeps", headers={"Origin": origin}).status_code == 200
+
+
+def test_the_policy_allows_only_the_ui_s_own_files():
+    policy = SECURITY_HEADERS["Content-Security-Policy"]
+    directives = dict(part.strip().split(" ", 1) for part in policy.split(";"))
+    assert directives["default-src"] == "'none'"
+    assert directives["script-src"] == "'self'"  # no inline script, no eval
+    assert directives["frame-ancestors"] == "'none'"
+    assert "unsafe" not in policy
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"])
@@ -151,6 +180,12 @@ def test_any_other_host_gets_a_new_token(host):
     assert service.token_for(host, "given") == "given"
 
 
+def test_the_url_to_open_is_the_root_with_the_token():
+    assert service.address("127.0.0.1", 8765, None) == "http://127.0.0.1:8765/"
+    assert service.address("::1", 80, "t0k") == "http://[::1]:80/?token=t0k"
+    assert service.address("0.0.0.0", 1, "t").startswith(f"http://{socket.gethostname()}:1/?")
+
+
 def test_the_bound_host_is_allowed():
     loopback = ("localhost", "127.0.0.1", "[::1]")
     assert service.allowed_hosts("192.168.1.20") == (*loopback, "192.168.1.20")
@@ -158,37 +193,16 @@ def test_the_bound_host_is_allowed():
     assert socket.gethostname().lower() in service.allowed_hosts("0.0.0.0")
 
 
-def nnlab_serve(*args: str, **options) -> subprocess.Popen:
-    command = [sys.executable, "-m", "nnlab", "serve", *args]
-    return subprocess.Popen(command, stderr=subprocess.PIPE, text=True, **options)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_nnlab_serve_binds_loopback_by_default(served_url):
     port = free_port()
     with nnlab_serve("--db", served_url, "--port", str(port)) as server:
         try:
             lines = [server.stderr.readline(), server.stderr.readline()]
-            assert lines[1] == f"open http://127.0.0.1:{port}/api/sweeps\n", lines
+            assert lines[1] == f"open http://127.0.0.1:{port}/\n", lines  # the web UI's root
             answer = get_when_listening(f"http://127.0.0.1:{port}/api/sweeps")
             assert answer.status_code == 200 and answer.json()[0]["name"] == "acts"
         finally:
             server.terminate()
-
-
-def get_when_listening(url: str, seconds: float = 10) -> httpx.Response:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            return httpx.get(url)
-        except httpx.ConnectError:
-            assert time.monotonic() < deadline, f"nothing listens at {url}"
-            time.sleep(0.05)
 
 
 def test_ctrl_c_stops_the_service_at_once_though_an_event_stream_is_open(served_url):
