@@ -533,7 +533,8 @@ def _distinct(rows) -> dict[str, list[str]]:
 
 def quantiles(values: np.ndarray, qs=QUARTILES) -> np.ndarray:
     """Per column of ``values`` (rows × columns), the quantiles ``qs`` over its non-NaN rows,
-    linearly interpolated; NaN for a column without any. Returns shape (len(qs), columns)."""
+    linearly interpolated (an infinite value stays infinite where both neighbours are it); NaN
+    for a column without any. Returns shape (len(qs), columns)."""
     ordered = np.sort(values, axis=0)  # NaN sorts last
     count = np.count_nonzero(~np.isnan(values), axis=0)
     columns = np.flatnonzero(count)
@@ -543,7 +544,9 @@ def quantiles(values: np.ndarray, qs=QUARTILES) -> np.ndarray:
         low = np.floor(position).astype(int)
         high = np.ceil(position).astype(int)
         a, b = ordered[low, columns], ordered[high, columns]
-        out[i, columns] = a + (b - a) * (position - low)
+        with np.errstate(invalid="ignore"):  # inf - inf: that neighbour pair is a, below
+            between = a + (b - a) * (position - low)
+        out[i, columns] = np.where(a == b, a, between)
     return out
 
 

@@ -1,15 +1,7 @@
 """A real browser for the service tests: Debian's headless Chromium driven by Playwright, and
 pages that note everything that went wrong on them.
 
-    @pytest.fixture(scope="module")
-    def browser():
-        with launched() as chromium:
-            yield chromium
-
-    @pytest.fixture
-    def page(browser):
-        with watched(browser) as page:
-            yield page
+    from browser import assert_clean, chromium, watched_page  # noqa: F401 (fixtures)
 
     def test_it(page, base):
         page.goto(f"{base}/sweeps/acts/report")
@@ -116,3 +108,17 @@ def assert_clean(page) -> None:
     assert page.evaluate("window.__nnlabWatching === true"), "the policy watcher did not run"
     page.evaluate("new Promise((done) => setTimeout(done, 50))")  # events already queued arrive
     assert not page.trouble, page.trouble
+
+
+@pytest.fixture(scope="module", name="browser")
+def chromium():
+    """``browser``: one Chromium for a test module."""
+    with launched() as chromium:
+        yield chromium
+
+
+@pytest.fixture(name="page")
+def watched_page(browser):
+    """``page``: a fresh watched page of the module's Chromium."""
+    with watched(browser) as page:
+        yield page

@@ -8,23 +8,11 @@ import re
 from urllib.parse import quote
 
 import pytest
-from browser import assert_clean, launched, watched
+from browser import assert_clean, chromium, watched_page  # noqa: F401 (fixtures)
 from conftest import fill
 from served import HOSTILE_NAMES, add_sweep, running
 
 from nnlab.service.app import create_app
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with launched() as chromium:
-        yield chromium
-
-
-@pytest.fixture
-def page(browser):
-    with watched(browser) as page:
-        yield page
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import pytest
 import yaml
-from browser import assert_clean, launched, watched
+from browser import assert_clean, chromium, watched, watched_page  # noqa: F401 (fixtures)
 from served import fill_with_trouble, running
 from test_service_pages import HOSTILE, run_grid
 
@@ -25,18 +25,6 @@ from nnlab.store import open_store, register_sweep
 from nnlab.store.registry import RunRow
 
 LIVE_SECONDS = 2.0  # the issue's bound: committed to visible
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with launched() as chromium:
-        yield chromium
-
-
-@pytest.fixture
-def page(browser):
-    with watched(browser) as page:
-        yield page
 
 
 @pytest.fixture(scope="module")
@@ -112,10 +100,14 @@ def test_configurations_filter_by_a_setting(page, base):
     painted(page, base + "/sweeps/grid")
     page.wait_for_selector("select[data-axis=activation] option[value=relu]", state="attached")
     page.select_option("select[data-axis=activation]", "relu")
-    page.wait_for_function("document.getElementById('page-info').textContent.includes('of 2 ')")
+    page.wait_for_function(
+        "() => document.getElementById('page-info').textContent.includes('of 2 ')"
+    )
     assert column(page, 3) == ["relu", "relu"]
     page.select_option("select[data-axis=activation]", "")
-    page.wait_for_function("document.getElementById('page-info').textContent.includes('of 4 ')")
+    page.wait_for_function(
+        "() => document.getElementById('page-info').textContent.includes('of 4 ')"
+    )
     assert_clean(page)
 
 
@@ -137,14 +129,16 @@ def test_hovering_a_curve_shows_its_configuration_and_value(page, base):
 
 def test_clicking_a_configuration_highlights_its_runs(page, base):
     painted(page, base + "/sweeps/grid")
-    page.wait_for_selector("#parallel svg polyline")
+    page.wait_for_selector("#parallel svg polyline", state="attached")
     page.click("#configurations tbody tr:nth-child(2)")
     assert page.locator("#configurations tbody tr.selected").count() == 1
     assert "dim" in page.locator("#curves svg").get_attribute("class")
     assert page.locator("#curves path.series.hot").count() == 1  # its seeds' median
     assert page.locator("#parallel polyline.hot").count() == 1
     page.select_option("#group", "run")  # each run: both seeds of it
-    page.wait_for_function("document.querySelectorAll('#curves path.series.hot').length === 2")
+    page.wait_for_function(
+        "() => document.querySelectorAll('#curves path.series.hot').length === 2"
+    )
     page.click("#configurations tbody tr:nth-child(2)")  # again: highlight off
     assert page.locator("#curves path.series.hot").count() == 0
     assert_clean(page)
@@ -191,9 +185,9 @@ def test_an_epoch_committed_elsewhere_shows_on_the_open_pages_within_2_s(browser
                 writer.stdin.write("next\n")
                 writer.stdin.flush()
                 committed = float(writer.stdout.readline())
-                rows = f"document.querySelectorAll('#epochs tbody tr').length === {epoch}"
+                rows = f"() => document.querySelectorAll('#epochs tbody tr').length === {epoch}"
                 run_page.wait_for_function(rows, timeout=LIVE_SECONDS * 1000)
-                counted = f"document.getElementById('live-epochs').textContent === '{epoch}'"
+                counted = f"() => document.getElementById('live-epochs').textContent === '{epoch}'"
                 sweep_page.wait_for_function(counted, timeout=LIVE_SECONDS * 1000)
                 delays.append(time.time() - committed)
             assert max(delays) < LIVE_SECONDS, delays
@@ -201,12 +195,15 @@ def test_an_epoch_committed_elsewhere_shows_on_the_open_pages_within_2_s(browser
             writer.stdin.close()
             writer.wait(timeout=30)
             run_page.wait_for_function(
-                "document.getElementById('status').textContent === 'completed'", timeout=5_000
+                "() => document.getElementById('status').textContent === 'completed'", timeout=5_000
             )
             assert_clean(run_page)
             assert_clean(sweep_page)
     finally:
         writer.kill()
+        writer.wait()
+        writer.stdout.close()
+        writer.stdin.close()
 
 
 def test_a_sweep_trained_by_another_process_fills_its_open_page(page, base, served_url, tmp_path):
@@ -232,13 +229,17 @@ def test_a_sweep_trained_by_another_process_fills_its_open_page(page, base, serv
         painted(page, f"{base}/sweeps/watched")
         page.evaluate("window.loadedOnce = true")
         page.wait_for_function(
-            "document.getElementById('final-count')?.textContent === '4 of 4 runs ended'",
+            "() => document.getElementById('final-count')?.textContent === '4 of 4 runs ended'",
             timeout=60_000,
         )
         assert trainer.wait(timeout=30) == 0
         assert page.evaluate("window.loadedOnce") is True  # no reload
         assert int(page.locator("#live-epochs").inner_text()) > 0
-        page.wait_for_function("document.querySelectorAll('#configurations tbody tr').length === 2")
+        page.wait_for_function(
+            "() => document.querySelectorAll('#configurations tbody tr').length === 2"
+        )
         assert_clean(page)
     finally:
         trainer.kill()
+        trainer.wait()
+        trainer.stderr.close()

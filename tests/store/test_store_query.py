@@ -7,6 +7,7 @@ import math
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy
@@ -18,7 +19,7 @@ import nnlab
 from nnlab.checks import InputError
 from nnlab.cli import cli
 from nnlab.store import RunWriter, StoreError, UnknownSweepError, open_store, register_sweep
-from nnlab.store.query import SWEEP_COLUMNS, UnknownRunError
+from nnlab.store.query import SWEEP_COLUMNS, UnknownRunError, quantiles
 from nnlab.store.registry import RunRow
 
 
@@ -348,3 +349,10 @@ def test_progress_of_a_run_without_epochs_and_a_nan(sqlite_url):
 
 def lab_progress_is_empty(progress) -> bool:
     return progress.statuses == {} and progress.last_epochs == {} and progress.epochs.empty
+
+
+def test_quantiles_of_infinite_values_stay_infinite_without_a_warning():
+    values = np.array([[1.0, np.nan], [np.inf, np.nan], [np.inf, 2.0]])
+    q25, median, q75 = quantiles(values)
+    assert q25.tolist() == [np.inf, 2.0] and median.tolist() == [np.inf, 2.0]
+    assert q75.tolist() == [np.inf, 2.0]
