@@ -33,6 +33,7 @@ from nnlab.store.models import EPOCH_METRICS
 from nnlab.store.registry import RunRow
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import service_browser as browser
 import service_store as generated
 
 HERE = Path(__file__).resolve().parent
@@ -40,49 +41,73 @@ LIVE = "live"  # trained by a writer process while clients follow it
 LIVE_RUNS = 20
 CLIENTS = 20
 WATCH_SECONDS = 5.0  # each of the two SSE phases
+ECHO = "live-echo"  # one run, whose epochs are timed from commit to the page
+PAGES = {1: "live-1-page", CLIENTS: f"live-{CLIENTS}-pages"}  # trained while pages watch
+PAGE_SECONDS = 8.0  # each of the two browser phases: the runs end one by one over it
 TARGETS = {  # measurement -> (target, unit); lower is better for all
     "sweeps": (200, "ms"),
     "first data": (1000, "ms"),
+    "first paint": (1000, "ms"),
+    "live": (2000, "ms"),
     "curves": (1000, "ms"),
     "points": (1500, "points"),
     "x1": (1.5, "× 1 client"),
+    "x1 page": (1.5, "× 1 page"),
     "memory": (300, "MB"),
 }
 
 
 def ensure_store(path: Path) -> str:
-    """The URL of the generated store at ``path``, built first if there is none, with a fresh
-    sweep ``LIVE`` of ``LIVE_RUNS`` pending runs."""
+    """The URL of the generated store at ``path``, built first if there is none, with fresh
+    sweeps ``LIVE`` and ``PAGES`` of ``LIVE_RUNS`` pending runs, and ``ECHO`` of one."""
     url = f"sqlite:///{path}"
     if not path.exists():
         start = time.perf_counter()
         generated.build(url)
         print(f"built {path} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     store = open_store(url)
-    if LIVE in set(nnlab.connect(url).sweeps().name):
-        delete_sweep(store, LIVE)
-    rows = [RunRow({"activation": "relu", "seed": i}, f"live-{i}", i) for i in range(LIVE_RUNS)]
-    register_sweep(store, LIVE, rows, description="trained while watched")
+    existing = set(nnlab.connect(url).sweeps().name)
+    for name, runs in [
+        (LIVE, LIVE_RUNS),
+        *((name, LIVE_RUNS) for name in PAGES.values()),
+        (ECHO, 1),
+    ]:
+        if name in existing:
+            delete_sweep(store, name)
+        rows = [RunRow({"activation": "relu", "seed": i}, f"{name}-{i}", i) for i in range(runs)]
+        register_sweep(store, name, rows, description="trained while watched")
     return url
 
 
-def train_live(url: str, seconds: float) -> None:
-    """Train the runs of ``LIVE`` together for about ``seconds``: each logs an epoch every
-    ``seconds / 100`` and commits twice a second, as ``nnlab sweep`` workers would."""
+def train_live(
+    url: str, seconds: float, sweep: str = LIVE, in_turn: bool = False, started=None
+) -> None:
+    """Train the runs of ``sweep`` together for about ``seconds``: each logs an epoch every
+    ``seconds / 100`` and commits twice a second, as ``nnlab sweep`` workers would. All end
+    together, or ``in_turn``: the i-th of n after ``100 * i / n`` epochs, so that they end one
+    by one all along. ``started`` (an event) is set once every run started."""
     store = open_store(url)
     writers = []
-    for run_id in nnlab.connect(url).runs(sweep=LIVE).run_id:
+    for run_id in nnlab.connect(url).runs(sweep=sweep).run_id:
         writer = RunWriter(store, int(run_id), flush_seconds=0.5, heartbeat_seconds=0)
         writer.start()
         writers.append(writer)
+    ends = {
+        writer: generated.EPOCHS * (i + 1) // len(writers) if in_turn else generated.EPOCHS
+        for i, writer in enumerate(writers)
+    }
+    if started is not None:
+        started.set()
     for epoch in range(1, generated.EPOCHS + 1):
         time.sleep(seconds / generated.EPOCHS)
         for writer in writers:
+            if epoch > ends[writer]:
+                continue
             loss = 1.0 / epoch + writer.run_id * 1e-4
             metrics = dict.fromkeys(EPOCH_METRICS, 0.5) | {"train_loss": loss, "val_loss": loss}
             writer.log({"epoch": epoch, **metrics})
-    for writer in writers:
-        writer.finish("completed")
+            if epoch == ends[writer]:
+                writer.finish("completed")
 
 
 class Server:
@@ -108,6 +133,10 @@ class Server:
     def statements(self) -> int:
         time.sleep(0.15)  # the file is written every 0.1 s
         return int(self.count_file.read_text())
+
+    def counts(self) -> tuple[int, dict]:
+        """The statements sent, and the requests and statements of each path."""
+        return browser.read_counts(self.count_file)
 
     def peak_rss_mb(self) -> float:
         status = Path(f"/proc/{self.process.pid}/status").read_text()
@@ -167,16 +196,28 @@ async def follow(base: str, clients: int, seconds: float, server: Server) -> tup
     return (after - before) / seconds, min(received)
 
 
-def first_paint_in_browser(base: str, sweep: str) -> float | None:
-    """Milliseconds from opening sweep ``sweep``'s page in Chromium to its table's first rows
-    painted, or None while there is no HTML page to open.
+def first_paint_in_browser(chromium, base: str, sweep: str) -> float:
+    """Milliseconds from ``page.goto`` of sweep ``sweep``'s page to its configurations and
+    curves drawn (``body[data-painted=true]``): the median of 3 fresh pages."""
+    return browser.until(chromium, f"{base}/sweeps/{sweep}", browser.PAINTED)
 
-    TODO (the page's author): Playwright's sync API, ``chromium.launch(executable_path=
-    "/usr/bin/chromium", args=["--no-sandbox"])``, ``page.goto(f"{base}/sweeps/{sweep}")``,
-    wait for the first table row, and return the time from navigation start (e.g.
-    ``performance.now()`` read in the page once the row is there).
-    """
-    return None
+
+def watch_in_pages(chromium, server: Server, url: str, pages: int):
+    """``browser.follow_in_pages`` with ``pages`` pages on ``PAGES[pages]`` while a writer
+    trains it, its runs ending one by one."""
+
+    def train():
+        spawn = multiprocessing.get_context("spawn")
+        started = spawn.Event()
+        args = (url, PAGE_SECONDS, PAGES[pages], True, started)
+        writer = spawn.Process(target=train_live, args=args)
+        writer.start()
+        return writer, started
+
+    sweep = PAGES[pages]
+    return browser.follow_in_pages(
+        chromium, server.base, sweep, pages, server.counts, train, PAGE_SECONDS
+    )
 
 
 def row(label: str, figure: float | None, kind: str | None) -> tuple:
@@ -194,7 +235,9 @@ def _verdict(ratio: float) -> str:
     return "pass" if ratio <= 1 else "FAIL"
 
 
-def measure(url: str, repeat: int, directory: str) -> list[tuple]:
+def measure(url: str, repeat: int, directory: str) -> tuple[list[tuple], dict]:
+    """The table's rows, and per path the requests and statements per second of the browser
+    phases (``{pages: {path: (requests, statements)}}``)."""
     server = Server(url, directory)
     try:
         with httpx.Client(base_url=server.base, timeout=60) as client:
@@ -207,8 +250,8 @@ def measure(url: str, repeat: int, directory: str) -> list[tuple]:
             curves = f"/api/sweeps/{generated.CURVES}/curves?max_points=1500"
             _, per_run, (runs,) = timed(client, [curves], 3)
             _, grouped, (groups,) = timed(client, [f"{curves}&by=learning_rate"], 3)
+            (echo_run,) = client.get(f"/api/sweeps/{ECHO}/runs").json()
         points = max(largest_series(runs), largest_series(groups))
-        painted = first_paint_in_browser(server.base, generated.BIG)
         writer = multiprocessing.get_context("spawn").Process(
             target=train_live, args=(url, 2 * WATCH_SECONDS + 6)
         )
@@ -216,26 +259,58 @@ def measure(url: str, repeat: int, directory: str) -> list[tuple]:
         one, one_events = asyncio.run(follow(server.base, 1, WATCH_SECONDS, server))
         many, many_events = asyncio.run(follow(server.base, CLIENTS, WATCH_SECONDS, server))
         writer.join()
+        with browser.chromium() as chromium:  # after asyncio.run: Playwright runs its own loop
+            painted = first_paint_in_browser(chromium, server.base, generated.BIG)
+            listed = browser.until(chromium, f"{server.base}/", "a.sweep-link")
+            echo = browser.commit_to_dom(chromium, server.base, url, ECHO, echo_run["run_id"])
+            followed = {pages: watch_in_pages(chromium, server, url, pages) for pages in PAGES}
         memory = server.peak_rss_mb()
     finally:
         server.stop()
-    return [
+    (one_page, _, one_live), (many_pages, _, many_live) = followed.values()
+    rows = [
         row(f"GET /api/sweeps ({len(listing)} sweeps), median of {repeat}", sweeps, "sweeps"),
         row("sweep page first data: the sweep + 50 ranked rows, cold", cold, "first data"),
         row("sweep page first data, warm (median of 5)", warm, "first data"),
         row("  the same page sorted and filtered", sorted_page, "first data"),
-        row("sweep page first paint in Chromium", painted, "first data"),
+        row(f"{generated.BIG} page first paint in Chromium (median of 3)", painted, "first paint"),
+        row("sweeps page (/) first a.sweep-link in Chromium (median of 3)", listed, None),
         row(f"curves of {len(runs):,} runs, one series each", per_run, "curves"),
         row(f"curves of {len(runs):,} runs, bands by learning_rate", grouped, "curves"),
         row("largest series (points)", points, "points"),
         row(f"SQL statements/s following a live sweep, 1 client ({one_events} events)", one, None),
         row(f"  {CLIENTS} clients ({many:.1f}/s, ≥ {many_events} events each)", many / one, "x1"),
+        row("live: epoch committed → shown in the page, median of 12", echo[0], "live"),
+        row("  the slowest of the 12", echo[1], "live"),
+        row(
+            f"SQL statements/s, 1 page on a training sweep ({one_live} epochs live)", one_page, None
+        ),
+        row(
+            f"  {CLIENTS} pages ({many_pages:.1f}/s, ≥ {many_live} epochs live each)",
+            many_pages / one_page,
+            "x1 page",
+        ),
         row("server peak RSS (VmHWM)", memory, "memory"),
     ]
+    return rows, {pages: by_path for pages, (_, by_path, _) in followed.items()}
 
 
-def print_table(rows: list[tuple]) -> None:
-    headers = ("measurement", "figure", "target", "ratio", "result")
+def print_paths(by_pages: dict[int, dict[str, tuple[float, float]]]) -> None:
+    """Requests and statements per second by path in the browser phases, the busiest first."""
+    paths = sorted(
+        set().union(*by_pages.values()),
+        key=lambda p: -max(b.get(p, (0, 0))[1] for b in by_pages.values()),
+    )
+    headers = ["path"] + [f"{n} page{'s' * (n > 1)}: requests/s, statements/s" for n in by_pages]
+    cells = [
+        (path, *(", ".join(f"{x:.1f}" for x in b.get(path, (0, 0))) for b in by_pages.values()))
+        for path in paths
+    ]
+    print()
+    print_table(cells, headers)
+
+
+def print_table(rows: list[tuple], headers=("measurement", "figure", "target", "ratio", "result")):
     widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
     print("| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
@@ -254,8 +329,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
         url = ensure_store(args.db or Path(directory) / "serve-bench.db")
-        rows = measure(url, args.repeat, directory)
+        rows, by_path = measure(url, args.repeat, directory)
     print_table(rows)
+    print_paths(by_path)
 
 
 if __name__ == "__main__":

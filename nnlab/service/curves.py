@@ -87,15 +87,20 @@ def grouped_series(
     """One ``{value, label, runs, epochs, median, q25, q75}`` per value of setting ``by``: the
     quartiles over that value's runs at each epoch any run of the sweep logged, NaN left out
     (``quantiles``, as the report's bands). ``by="configuration"`` groups the seeds of each of
-    the ``top`` best configurations (the ranking of ``Lab.configurations``), best first."""
+    the ``top`` best configurations (the ranking of ``Lab.configurations``), best first, at
+    each epoch any of their runs logged."""
     settings = lab.settings(sweep)
     _choice("setting", by, [c for c in settings.columns if c not in NOT_SETTINGS])
-    curves = lab.curves(sweep, [metric])
+    found = list(_groups(lab, sweep, settings, by, top))
+    # the best configurations are a few of the runs: read only theirs (a tenth of a second
+    # rather than five on a 10,000-run sweep); grouped by a setting, every run is drawn
+    drawn = [run for _, _, runs in found for run in runs] if by == "configuration" else None
+    curves = lab.curves(sweep, [metric], runs=drawn)
     table = curves.pivot(index="run_id", columns="epoch", values=metric)
     epochs = table.columns.to_numpy()[kept(len(table.columns), max_points)]
     table = table.reindex(index=settings.run_id, columns=epochs)
     groups = []
-    for value, label, runs in _groups(lab, sweep, settings, by, top):
+    for value, label, runs in found:
         q25, median, q75 = quantiles(table.loc[runs].to_numpy(dtype=float))
         group = {"value": value, "label": label, "runs": runs, "epochs": epochs.tolist()}
         bands = {"median": median.tolist(), "q25": q25.tolist(), "q75": q75.tolist()}

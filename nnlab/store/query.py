@@ -201,9 +201,12 @@ class Lab:
         frame = _typed(frame, types)
         return _restore_nan(frame)
 
-    def curves(self, sweep: str, metrics: Iterable[str] | None = None) -> pd.DataFrame:
-        """One row per (run, epoch) of ``sweep`` with only ``run_id``, ``epoch`` and the
-        ``metrics`` asked for (default all, named as in ``epochs()``), NaN restored.
+    def curves(
+        self, sweep: str, metrics: Iterable[str] | None = None, runs: Iterable[int] | None = None
+    ) -> pd.DataFrame:
+        """One row per (run, epoch) of ``sweep`` (of its ``runs`` only, when given) with only
+        ``run_id``, ``epoch`` and the ``metrics`` asked for (default all, named as in
+        ``epochs()``), NaN restored.
 
         The lean read for plotting many runs: about 3× faster than ``epochs()``, which repeats
         each run's settings on every row.
@@ -211,14 +214,15 @@ class Lab:
         known = dict(zip(_metric_names(), EPOCH_METRICS, strict=True))
         names = [check_choice("metric", m, known) for m in (metrics or known)]
         self._known(sweep)
+        where, params = _filters(sweep=sweep, runs=runs, sweep_column="s.name")
         sql = f"""
             SELECT e.run_id, e.epoch, {", ".join(f"e.{known[n]} AS {n}" for n in names)},
                    e.nan_fields
             FROM epochs e JOIN runs r ON r.id = e.run_id JOIN sweeps s ON s.id = r.sweep_id
-            WHERE s.name = :sweep
+            {where}
             ORDER BY e.run_id, e.epoch
         """
-        frame = self._frame(sql, {"sweep": sweep})
+        frame = self._frame(sql, params)
         types = {"run_id": "int64", "epoch": "int64", **dict.fromkeys(names, "float64")}
         return _restore_nan(_typed(frame, types))
 

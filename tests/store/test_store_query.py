@@ -314,6 +314,15 @@ def test_curves_read_only_the_metrics_asked_for_with_nan_restored(filled):
         nnlab.connect(filled).curves("acts", ["val_los"])
 
 
+def test_curves_of_some_runs_read_only_theirs(filled):
+    # the service's best-10 curves of a 10,000-run sweep read the 100 runs drawn, not all
+    lab = nnlab.connect(filled)
+    first, second, *_ = lab.runs(sweep="acts").run_id.tolist()
+    curves = lab.curves("acts", ["val_loss"], runs=[second, first])
+    assert curves.run_id.tolist() == [first] * 4 + [second] * 4
+    assert lab.curves("acts", runs=[]).empty
+
+
 def test_progress_reads_only_what_is_new(filled_sqlite):
     lab = nnlab.connect(filled_sqlite)
     start = lab.progress("acts")
