@@ -18,7 +18,15 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 QUICK_START = "nnlab sweep sweeps/quickstart.yaml -j 2"
-NEEDS_A_SERVER = ("postgresql://", "--scheduler", "--backend dask", "dask ", "pip ", "bash ")
+NEEDS_A_SERVER = (
+    "postgresql://",
+    "--scheduler",
+    "--backend dask",
+    "dask ",
+    "pip ",
+    "bash ",
+    "serve",
+)
 
 
 def blocks(language: str) -> list[str]:

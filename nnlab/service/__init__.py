@@ -172,7 +172,7 @@ def _packages():
         from nnlab.service.app import create_app
     except ModuleNotFoundError as error:
         raise MissingExtra(
-            f"nnlab serve needs {error.name}, which is not installed: pip install 'nnlab[serve]'"
+            f"nnlab serve needs {error.name}, which is not installed: pip install {error.name}"
         ) from None
     return uvicorn, create_app
 

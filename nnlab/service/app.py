@@ -6,9 +6,11 @@ Every route only reads; the database is opened read-only, so nothing here can ch
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -20,6 +22,7 @@ from starlette.routing import Route
 
 from nnlab.report import render_report
 from nnlab.service import LOOPBACK_HOSTS, pages, views
+from nnlab.service.answers import Answers
 from nnlab.service.curves import BadQuery, check_query, read
 from nnlab.service.downloads import CSV_TYPE, attachment, epochs_csv, run_ids, runs_csv
 from nnlab.service.events import Feeds
@@ -81,31 +84,32 @@ def create_app(
     )
     app.state.lab = lab
     app.state.feeds = Feeds(lab, poll_seconds)
+    app.state.answers = Answers(max_age=poll_seconds)
     return app
 
 
-async def sweeps(request: Request) -> JSONResponse:
-    return await _read(request, lambda lab: frame_records(lab.sweeps()))
+async def sweeps(request: Request) -> Response:
+    return await _shared(request, lambda lab: frame_records(lab.sweeps()))
 
 
-async def sweep(request: Request) -> JSONResponse:
+async def sweep(request: Request) -> Response:
     name = request.path_params["name"]
-    return await _read(request, lambda lab: views.details(lab, name))
+    return await _shared(request, lambda lab: views.details(lab, name), sweep=name)
 
 
-async def runs(request: Request) -> JSONResponse:
+async def runs(request: Request) -> Response:
     name = request.path_params["name"]
-    return await _read(request, lambda lab: frame_records(lab.runs(sweep=name)))
+    return await _shared(request, lambda lab: frame_records(lab.runs(sweep=name)), sweep=name)
 
 
-async def configurations(request: Request) -> JSONResponse:
+async def configurations(request: Request) -> Response:
     name = request.path_params["name"]
     try:
         query = check_table_query(request.query_params.multi_items())
-        rows, total = await run_in_threadpool(_ranking, request.app.state.lab, name, query)
+        # the sort and filter columns are checked against the ranking as it is read
+        return await _shared(request, lambda lab: _ranking(lab, name, query), sweep=name)
     except BadQuery as bad:
         return error(400, str(bad), did_you_mean=bad.matches)
-    return JSONResponse(rows, headers={"X-Total-Count": str(total)})
 
 
 async def run(request: Request) -> JSONResponse:
@@ -121,28 +125,30 @@ async def epochs(request: Request) -> JSONResponse:
     return await _read(request, lambda lab: _epochs_after(lab, run_id, int(after)))
 
 
-async def curves(request: Request) -> JSONResponse:
+async def curves(request: Request) -> Response:
     name = request.path_params["name"]
     try:
         metric, by, points, top = check_query(request.query_params)
-        return await _read(request, lambda lab: read(lab, name, metric, by, points, top))
+        # `by` is checked against the sweep's settings as they are read
+        return await _shared(request, lambda lab: read(lab, name, metric, by, points, top), name)
     except BadQuery as bad:
         return error(400, str(bad), did_you_mean=bad.matches)
 
 
-async def heatmap(request: Request) -> JSONResponse:
+async def heatmap(request: Request) -> Response:
     name, query = request.path_params["name"], request.query_params
     rows, columns = query.get("rows", ""), query.get("columns", "")
     try:
         metric = check_query(query)[0]
-        return await _read(request, lambda lab: views.heatmap(lab, name, rows, columns, metric))
+        cells = functools.partial(views.heatmap, name=name, rows=rows, columns=columns)
+        return await _shared(request, lambda lab: cells(lab, metric=metric), name)
     except (BadQuery, views.BadSetting) as bad:
         return error(400, str(bad), did_you_mean=bad.matches)
 
 
-async def failures(request: Request) -> JSONResponse:
+async def failures(request: Request) -> Response:
     name = request.path_params["name"]
-    return await _read(request, lambda lab: views.failures(lab, name))
+    return await _shared(request, lambda lab: views.failures(lab, name), sweep=name)
 
 
 async def events(request: Request) -> StreamingResponse:
@@ -217,13 +223,38 @@ async def _read(request: Request, reading) -> JSONResponse:
     return JSONResponse(await run_in_threadpool(reading, request.app.state.lab))
 
 
-def _ranking(lab: Lab, name: str, query: TableQuery) -> tuple[list[dict], int]:
-    """The page of the ranking of sweep ``name`` that ``query`` asks for; the rows it kept."""
+@dataclass(frozen=True)
+class Shared:
+    """A shared answer: its JSON value and the headers that go with it."""
+
+    value: object
+    headers: dict[str, str]
+
+
+async def _shared(request: Request, reading, sweep: str | None = None) -> Response:
+    """``_read``, shared with every client asking the same (path and query, the token aside)
+    within a poll interval while ``sweep``'s feed publishes nothing (see ``Answers``)."""
+    query = tuple(sorted(item for item in request.query_params.multi_items() if item[0] != "token"))
+    key = (request.url.path, query)
+    stamp = request.app.state.feeds.generation(sweep) if sweep is not None else None
+
+    async def answer() -> tuple[bytes, dict]:
+        value = await run_in_threadpool(reading, request.app.state.lab)
+        shared = value if isinstance(value, Shared) else Shared(value, {})
+        return JSONResponse(shared.value).body, shared.headers
+
+    body, headers = await request.app.state.answers.get(key, stamp, answer)
+    return Response(body, media_type="application/json", headers=headers)
+
+
+def _ranking(lab: Lab, name: str, query: TableQuery) -> Shared:
+    """The page of the ranking of sweep ``name`` that ``query`` asks for, and how many rows
+    it kept (``X-Total-Count``)."""
     metric = lab.default_metric([name])
     table = lab.configurations(name, metric)
     settings = [column for column in table.columns if column not in ranking_columns(metric)]
     rows, total = page(table, settings, query)
-    return frame_records(rows), total
+    return Shared(frame_records(rows), {"X-Total-Count": str(total)})
 
 
 def _epochs_after(lab: Lab, run_id: int, after: int) -> list[dict]:

@@ -136,6 +136,13 @@ class Feeds:
         self.by_name: dict[str, SweepFeed] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    def generation(self, name: str) -> int | None:
+        """What changes whenever sweep ``name``'s feed publishes an event: its last event id
+        while it follows the sweep, else None."""
+        feed = self.by_name.get(name)
+        following = feed is not None and feed._task is not None and not feed._task.done()
+        return feed.sequence if following else None
+
     def close_soon(self) -> None:
         """End every stream (the server is stopping; clients may reconnect to another):
         callable from any thread, e.g. a signal handler."""

@@ -38,25 +38,26 @@ def rows(text: str) -> list[dict]:
     return list(csv.DictReader(io.StringIO(text)))
 
 
-def test_the_runs_download_is_the_runs_of_the_sweep(client, served_url):
-    answer = client.get("/api/sweeps/acts/runs.csv")
+def downloaded(client, path: str, filename: str) -> pd.DataFrame:
+    """The CSV attachment at ``path``, named ``filename``, read by pandas."""
+    answer = client.get(path)
     assert answer.status_code == 200
     assert answer.headers["content-type"] == "text/csv; charset=utf-8"
-    assert answer.headers["content-disposition"] == 'attachment; filename="acts-runs.csv"'
+    assert answer.headers["content-disposition"] == f'attachment; filename="{filename}"'
+    return pd.read_csv(io.StringIO(answer.text))
+
+
+def test_the_runs_download_is_the_runs_of_the_sweep(client, served_url):
+    got = downloaded(client, "/api/sweeps/acts/runs.csv", "acts-runs.csv")
     expected = nnlab.connect(served_url).runs(sweep="acts")
-    got = pd.read_csv(io.StringIO(answer.text))
     assert list(got.columns) == list(expected.columns)
     assert got.run_id.tolist() == expected.run_id.tolist()
     assert got.final_val_loss.tolist() == expected.final_val_loss.tolist()  # to the last bit
 
 
 def test_the_epochs_download_is_every_epoch_of_the_sweep(client, served_url):
-    answer = client.get("/api/sweeps/acts/epochs.csv")
-    assert answer.status_code == 200
-    assert answer.headers["content-type"] == "text/csv; charset=utf-8"
-    assert answer.headers["content-disposition"] == 'attachment; filename="acts-epochs.csv"'
+    got = downloaded(client, "/api/sweeps/acts/epochs.csv", "acts-epochs.csv")
     expected = nnlab.connect(served_url).epochs(sweep="acts")
-    got = pd.read_csv(io.StringIO(answer.text))
     assert list(got.columns) == list(expected.columns)
     assert got[["run_id", "epoch"]].equals(expected[["run_id", "epoch"]])
     assert got.val_loss.tolist() == expected.val_loss.tolist()

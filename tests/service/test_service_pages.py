@@ -38,9 +38,12 @@ def run_grid(url: str) -> str:
     return url
 
 
-@pytest.fixture(scope="module")
-def served_url(tmp_path_factory) -> str:
-    url = f"sqlite:///{tmp_path_factory.mktemp('pages') / 'nnlab.db'}"
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def served_url(request, tmp_path_factory) -> str:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('pages') / 'nnlab.db'}"
+    else:
+        url = request.getfixturevalue("pg_server").new_database()
     return fill_with_trouble(run_grid(url))
 
 

@@ -231,11 +231,11 @@ def test_a_missing_database_is_an_error_not_created(tmp_path):
     assert not missing.exists()
 
 
-def test_without_the_serve_extra_it_says_what_to_install(served_url):
+def test_without_uvicorn_it_says_what_to_install(served_url):
     hide = "import sys; sys.modules['uvicorn'] = None; from nnlab.cli import main; main()"
     command = [sys.executable, "-c", hide, "serve", "--db", served_url]
     done = subprocess.run(command, capture_output=True, text=True, timeout=30)
     assert done.returncode == 2
     assert done.stderr.strip() == (
-        "Error: nnlab serve needs uvicorn, which is not installed: pip install 'nnlab[serve]'"
+        "Error: nnlab serve needs uvicorn, which is not installed: pip install uvicorn"
     )

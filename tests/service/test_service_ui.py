@@ -243,3 +243,19 @@ def test_a_sweep_trained_by_another_process_fills_its_open_page(page, base, serv
         trainer.kill()
         trainer.wait()
         trainer.stderr.close()
+
+
+def test_with_a_token_the_first_visit_carries_the_pages(page, served_url):
+    with running(create_app(served_url, token="open-sesame")) as guarded:
+        page.goto(f"{guarded}/?token=open-sesame")
+        page.wait_for_selector("a.sweep-link")
+        page.click("a.sweep-link >> text=grid")  # the cookie carries the token from here on
+        page.wait_for_selector("body[data-painted=true]")
+        page.wait_for_selector("#live:not([hidden])")  # the event stream was let in too
+        assert page.url == f"{guarded}/sweeps/grid"
+        assert_clean(page)
+        fresh = page.context.browser.new_page()
+        try:
+            assert fresh.goto(f"{guarded}/sweeps/grid").status == 401
+        finally:
+            fresh.close()

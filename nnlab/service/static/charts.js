@@ -239,12 +239,13 @@ export function parallel(container, rows, axes, { score, keyOf, labelOf, tip, on
   const step = (WIDTH - 2 * 70) / Math.max(all.length - 1, 1);
   const positions = all.map((axis) => position(axis, axis === score ? scored : rows, height));
   const chart = svg("svg", { viewBox: `0 0 ${WIDTH} ${height}`, role: "img", "aria-label": "parallel coordinates" });
-  const scores = scored.map((row) => row[score]);
-  const [low, high] = [Math.min(...scores), Math.max(...scores)];
+  // coloured by rank, best darkest: one far-off score does not wash out the rest
+  const order = scored.map((row, i) => [row[score], i]).sort((a, b) => a[0] - b[0]);
+  const rank = new Map(order.map(([, i], r) => [i, r / Math.max(order.length - 1, 1)]));
   const lines = [];
-  for (const row of scored) {
+  for (const [i, row] of scored.entries()) {
     const points = all.map((axis, k) => `${(70 + k * step).toFixed(1)},${positions[k].at(row[axis]).toFixed(1)}`);
-    const t = high > low ? (row[score] - low) / (high - low) : 0;
+    const t = rank.get(i);
     const line = svg("polyline", { points: points.join(" "), class: "pc-line", stroke: viridis(t * 0.9), "data-key": keyOf(row) });
     line.addEventListener("mousemove", (event) => tip?.show(`${labelOf(row)}\n${score}: ${number(row[score], 5)}`, event.clientX, event.clientY));
     line.addEventListener("mouseleave", () => tip?.hide());

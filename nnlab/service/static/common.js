@@ -62,7 +62,9 @@ export function number(value, digits = 4) {
 
 export function setting(name, value) {
   if (value === null || value === undefined) return name === "batch_size" ? "all" : "none";
-  return typeof value === "number" ? number(value) : Array.isArray(value) ? value.join("-") : String(value);
+  if (typeof value === "number") return number(value);
+  if (Array.isArray(value)) return value.join("-");
+  return typeof value === "object" ? JSON.stringify(value) : String(value);
 }
 
 export function duration(seconds) {

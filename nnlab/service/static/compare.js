@@ -46,7 +46,7 @@ async function drawSweeps() {
 async function drawRuns() {
   if (!runs.length) return [];
   const records = await Promise.all(runs.map((id) => json(`/api/runs/${id}`)));
-  const keys = [...new Set(records.flatMap((r) => Object.keys(r.config)))];
+  const keys = [...new Set(records.flatMap((r) => Object.keys(r.config)))].filter((k) => k !== "seed");
   const differs = (key) => new Set(records.map((r) => JSON.stringify(r.config[key] ?? null))).size > 1;
   const ordered = [...keys.filter(differs), ...keys.filter((k) => !differs(k))];
   const columns = [

@@ -7,6 +7,7 @@ import { heatmap, lineChart, parallel, swatch } from "./charts.js";
 
 const PAGE = 25;
 const TOP = 10;
+const MOST_RUN_LINES = 2000;  // beyond this, a line per run is more than a page should draw
 const name = document.getElementById("app").dataset.sweep;
 const tip = tooltip();
 const $ = (id) => document.getElementById(id);
@@ -157,8 +158,11 @@ function drawControls() {
   const d = state.details;
   state.metric ??= d.metric;
   show($("metric"), ...METRICS.map((m) => el("option", { value: m, selected: m === state.metric }, m)));
-  const groups = [["configuration", `best ${TOP} configurations`], ...d.axes.map((a) => [a, a]), ["run", "each run"]];
-  show($("group"), ...groups.map(([value, text]) => el("option", { value, selected: value === state.group }, text)));
+  const groups = [["configuration", `best ${TOP} configurations`], ...d.axes.map((a) => [a, a])];
+  const options = groups.map(([value, text]) => el("option", { value, selected: value === state.group }, text));
+  const tooMany = d.runs > MOST_RUN_LINES;
+  options.push(el("option", { value: "run", disabled: tooMany }, tooMany ? `each run (not for ${d.runs} runs)` : "each run"));
+  show($("group"), ...options);
   const [rows, columns] = [d.axes[0], d.axes[1] ?? d.axes[0]];
   show($("heat-rows"), ...d.axes.map((a) => el("option", { value: a, selected: a === rows }, a)));
   show($("heat-columns"), ...d.axes.map((a) => el("option", { value: a, selected: a === columns }, a)));
