@@ -5,9 +5,12 @@ Builds the store of ``benchmarks/service_store.py`` (or reuses the one at ``--db
 counts the SQL statements it sends), and measures with httpx what the pages ask of it: the
 sweeps listing, a 10,000-run sweep page's first data, the curves of 1,000 runs, the database
 queries per second while 1 and then 20 clients follow a sweep that a writer process is
-training, and the server's peak memory after all of that.
+training; then in headless Chromium (``service_browser.py``) the sweep page's first paint,
+an epoch's way from its commit to the page, and the statements per second (and per path)
+while 1 and then 20 pages follow a training sweep; and the server's peak memory after all of
+that.
 
-    python benchmarks/service.py [--db PATH] [--repeat 20]    # ~1 min once the store exists
+    python benchmarks/service.py [--db PATH] [--repeat 20]    # ~1.5 min once the store exists
 
 Without ``--db`` the store is built in a temporary directory (~15 s) and deleted afterwards.
 """
