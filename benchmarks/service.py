@@ -199,10 +199,13 @@ async def follow(base: str, clients: int, seconds: float, server: Server) -> tup
     return (after - before) / seconds, min(received)
 
 
-def first_paint_in_browser(chromium, base: str, sweep: str) -> float:
-    """Milliseconds from ``page.goto`` of sweep ``sweep``'s page to its configurations and
-    curves drawn (``body[data-painted=true]``): the median of 3 fresh pages."""
-    return browser.until(chromium, f"{base}/sweeps/{sweep}", browser.PAINTED)
+def first_paint_in_browser(chromium, base: str, sweep: str) -> tuple[float, float]:
+    """Milliseconds from ``page.goto`` of sweep ``sweep``'s page to its first screen drawn
+    (progress and the first page of the ranking: ``body[data-painted=true]``), and to its
+    curves drawn too (``data-charted``): medians of 3 fresh pages each."""
+    url = f"{base}/sweeps/{sweep}"
+    painted = browser.until(chromium, url, browser.PAINTED)
+    return painted, browser.until(chromium, url, browser.CHARTED)
 
 
 def watch_in_pages(chromium, server: Server, url: str, pages: int):
@@ -263,7 +266,7 @@ def measure(url: str, repeat: int, directory: str) -> tuple[list[tuple], dict]:
         many, many_events = asyncio.run(follow(server.base, CLIENTS, WATCH_SECONDS, server))
         writer.join()
         with browser.chromium() as chromium:  # after asyncio.run: Playwright runs its own loop
-            painted = first_paint_in_browser(chromium, server.base, generated.BIG)
+            painted, charted = first_paint_in_browser(chromium, server.base, generated.BIG)
             listed = browser.until(chromium, f"{server.base}/", "a.sweep-link")
             echo = browser.commit_to_dom(chromium, server.base, url, ECHO, echo_run["run_id"])
             followed = {pages: watch_in_pages(chromium, server, url, pages) for pages in PAGES}
@@ -277,6 +280,7 @@ def measure(url: str, repeat: int, directory: str) -> tuple[list[tuple], dict]:
         row("sweep page first data, warm (median of 5)", warm, "first data"),
         row("  the same page sorted and filtered", sorted_page, "first data"),
         row(f"{generated.BIG} page first paint in Chromium (median of 3)", painted, "first paint"),
+        row("  the same page with its curves drawn", charted, "curves"),
         row("sweeps page (/) first a.sweep-link in Chromium (median of 3)", listed, None),
         row(f"curves of {len(runs):,} runs, one series each", per_run, "curves"),
         row(f"curves of {len(runs):,} runs, bands by learning_rate", grouped, "curves"),

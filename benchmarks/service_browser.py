@@ -20,7 +20,8 @@ from pathlib import Path
 from nnlab.store import RunWriter, open_store
 from nnlab.store.models import EPOCH_METRICS
 
-PAINTED = "body[data-painted=true]"
+PAINTED = "body[data-painted=true]"  # a sweep page's first screen: progress and the ranking
+CHARTED = "body[data-charted=true]"  # ... and its curves
 LIVE = "#live:not([hidden])"  # the page's event stream is open
 TIMEOUT_MS = 60_000
 

@@ -36,10 +36,19 @@ class Answers:
         self.reads = 0  # how many questions were read rather than shared
         self._answers: OrderedDict[Hashable, Answer] = OrderedDict()
 
-    async def get(self, key: Hashable, stamp: Hashable, compute: Callable[[], Awaitable]):
+    async def get(
+        self,
+        key: Hashable,
+        stamp: Hashable,
+        compute: Callable[[], Awaitable],
+        max_age: float | None = None,
+    ):
+        """``compute()``'s result, shared (see the class); ``max_age`` overrides the
+        default for this question."""
         now = time.monotonic()
         answer = self._answers.get(key)
-        if answer is None or answer.stamp != stamp or now - answer.made > self.max_age:
+        oldest = self.max_age if max_age is None else max_age
+        if answer is None or answer.stamp != stamp or now - answer.made > oldest:
             answer = Answer(stamp, now, asyncio.ensure_future(self._read(compute)))
             answer.result.add_done_callback(_retrieved)
             self._answers[key] = answer

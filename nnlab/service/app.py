@@ -94,7 +94,8 @@ async def sweeps(request: Request) -> Response:
 
 async def sweep(request: Request) -> Response:
     name = request.path_params["name"]
-    return await _shared(request, lambda lab: views.details(lab, name), sweep=name)
+    standing = await _standing(request, name)
+    return await _shared(request, lambda lab: views.details(lab, name, standing), name, standing)
 
 
 async def runs(request: Request) -> Response:
@@ -106,8 +107,9 @@ async def configurations(request: Request) -> Response:
     name = request.path_params["name"]
     try:
         query = check_table_query(request.query_params.multi_items())
-        # the sort and filter columns are checked against the ranking as it is read
-        return await _shared(request, lambda lab: _ranking(lab, name, query), sweep=name)
+        standing = await _standing(request, name)
+        # the sort and filter columns are checked against the ranking
+        return await _shared(request, lambda lab: _ranking(standing, query), name, standing)
     except BadQuery as bad:
         return error(400, str(bad), did_you_mean=bad.matches)
 
@@ -129,8 +131,11 @@ async def curves(request: Request) -> Response:
     name = request.path_params["name"]
     try:
         metric, by, points, top = check_query(request.query_params)
-        # `by` is checked against the sweep's settings as they are read
-        return await _shared(request, lambda lab: read(lab, name, metric, by, points, top), name)
+        standing = await _standing(request, name)
+        # `by` is checked against the sweep's settings
+        drawn = functools.partial(read, metric=metric, by=by, max_points=points, top=top)
+        reading = functools.partial(drawn, sweep=name, standing=standing)
+        return await _shared(request, reading, name, standing)
     except BadQuery as bad:
         return error(400, str(bad), did_you_mean=bad.matches)
 
@@ -140,15 +145,18 @@ async def heatmap(request: Request) -> Response:
     rows, columns = query.get("rows", ""), query.get("columns", "")
     try:
         metric = check_query(query)[0]
-        cells = functools.partial(views.heatmap, name=name, rows=rows, columns=columns)
-        return await _shared(request, lambda lab: cells(lab, metric=metric), name)
+        standing = await _standing(request, name)
+        cells = functools.partial(views.heatmap, rows=rows, columns=columns, metric=metric)
+        reading = functools.partial(cells, name=name, standing=standing)
+        return await _shared(request, reading, name, standing)
     except (BadQuery, views.BadSetting) as bad:
         return error(400, str(bad), did_you_mean=bad.matches)
 
 
 async def failures(request: Request) -> Response:
     name = request.path_params["name"]
-    return await _shared(request, lambda lab: views.failures(lab, name), sweep=name)
+    standing = await _standing(request, name)
+    return await _shared(request, lambda lab: views.failures(lab, name, standing), name, standing)
 
 
 async def events(request: Request) -> StreamingResponse:
@@ -231,12 +239,14 @@ class Shared:
     headers: dict[str, str]
 
 
-async def _shared(request: Request, reading, sweep: str | None = None) -> Response:
+async def _shared(request: Request, reading, sweep: str | None = None, standing=None) -> Response:
     """``_read``, shared with every client asking the same (path and query, the token aside)
-    within a poll interval while ``sweep``'s feed publishes nothing (see ``Answers``)."""
+    within a poll interval while ``sweep``'s feed publishes nothing and, when the answer is
+    made from a sweep's ``standing``, from that same one (see ``Answers``)."""
     query = tuple(sorted(item for item in request.query_params.multi_items() if item[0] != "token"))
     key = (request.url.path, query)
-    stamp = request.app.state.feeds.generation(sweep) if sweep is not None else None
+    generation = request.app.state.feeds.generation(sweep) if sweep is not None else None
+    stamp = (generation, id(standing))
 
     async def answer() -> tuple[bytes, dict]:
         value = await run_in_threadpool(reading, request.app.state.lab)
@@ -247,12 +257,24 @@ async def _shared(request: Request, reading, sweep: str | None = None) -> Respon
     return Response(body, media_type="application/json", headers=headers)
 
 
-def _ranking(lab: Lab, name: str, query: TableQuery) -> Shared:
-    """The page of the ranking of sweep ``name`` that ``query`` asks for, and how many rows
-    it kept (``X-Total-Count``)."""
-    metric = lab.default_metric([name])
-    table = lab.configurations(name, metric)
-    settings = [column for column in table.columns if column not in ranking_columns(metric)]
+STANDING_SECONDS = 30.0  # how long a followed sweep's standing is kept between status events
+
+
+async def _standing(request: Request, name: str) -> views.Standing:
+    """Sweep ``name``'s standing, read once for every route and client that needs it until
+    its feed publishes a status event (with no feed following the sweep: a poll interval)."""
+    app = request.app
+    stamp = app.state.feeds.generation(name, statuses=True)
+    oldest = STANDING_SECONDS if stamp is not None else None
+    reading = functools.partial(run_in_threadpool, views.standing, app.state.lab, name)
+    return await app.state.answers.get(("standing", name), stamp, reading, max_age=oldest)
+
+
+def _ranking(standing: views.Standing, query: TableQuery) -> Shared:
+    """The page of the sweep's ranking that ``query`` asks for, and how many rows it kept
+    (``X-Total-Count``)."""
+    table = standing.ranking
+    settings = [c for c in table.columns if c not in ranking_columns(standing.metric)]
     rows, total = page(table, settings, query)
     return Shared(frame_records(rows), {"X-Total-Count": str(total)})
 

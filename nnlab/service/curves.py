@@ -10,8 +10,10 @@ from collections.abc import Mapping
 import numpy as np
 
 from nnlab.checks import InputError, check_choice, close_matches
-from nnlab.report.analysis import grid_axes, matches, setting_label, setting_values
+from nnlab.report.analysis import matches, setting_label, setting_values
+from nnlab.service import views
 from nnlab.service.records import json_value
+from nnlab.service.views import Standing
 from nnlab.store import Lab
 from nnlab.store.query import quantiles
 
@@ -64,11 +66,13 @@ def kept(n: int, max_points: int) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, max_points).round().astype(int))
 
 
-def run_series(lab: Lab, sweep: str, metric: str, max_points: int) -> list[dict]:
+def run_series(
+    lab: Lab, sweep: str, metric: str, max_points: int, standing: Standing
+) -> list[dict]:
     """One ``{run_id, configuration, label, epochs, values}`` per run of ``sweep`` that logged
     an epoch; ``label`` names its grid settings."""
-    settings = lab.settings(sweep).set_index("run_id")
-    axes = grid_axes(settings)
+    settings = standing.settings.set_index("run_id")
+    axes = standing.axes
     curves = lab.curves(sweep, [metric])
     series = []
     for run_id, logged in curves.groupby("run_id", sort=True):
@@ -82,16 +86,16 @@ def run_series(lab: Lab, sweep: str, metric: str, max_points: int) -> list[dict]
 
 
 def grouped_series(
-    lab: Lab, sweep: str, metric: str, by: str, max_points: int, top: int = DEFAULT_TOP
+    lab: Lab, sweep: str, metric: str, by: str, max_points: int, standing: Standing, top: int
 ) -> list[dict]:
     """One ``{value, label, runs, epochs, median, q25, q75}`` per value of setting ``by``: the
     quartiles over that value's runs at each epoch any run of the sweep logged, NaN left out
     (``quantiles``, as the report's bands). ``by="configuration"`` groups the seeds of each of
     the ``top`` best configurations (the ranking of ``Lab.configurations``), best first, at
     each epoch any of their runs logged."""
-    settings = lab.settings(sweep)
+    settings = standing.settings
     _choice("setting", by, [c for c in settings.columns if c not in NOT_SETTINGS])
-    found = list(_groups(lab, sweep, settings, by, top))
+    found = list(_groups(standing, by, top))
     # the best configurations are a few of the runs: read only theirs (a tenth of a second
     # rather than five on a 10,000-run sweep); grouped by a setting, every run is drawn
     drawn = [run for _, _, runs in found for run in runs] if by == "configuration" else None
@@ -108,25 +112,36 @@ def grouped_series(
     return groups
 
 
-def _groups(lab: Lab, sweep: str, settings, by: str, top: int):
+def _groups(standing: Standing, by: str, top: int):
     """(value, label, run ids) of each group: the values of setting ``by`` in order, or the
     ``top`` best configurations."""
+    settings = standing.settings
     if by != "configuration":
         for value in setting_values(settings, by):
             runs = settings.run_id[matches(settings[by], value)]
             yield value, setting_label(by, value), runs.tolist()
         return
-    axes = grid_axes(settings)
-    ranked = lab.configurations(sweep, lab.default_metric([sweep])).head(top)
     seeds = settings.groupby("configuration", sort=False).run_id
-    for _, best in ranked.iterrows():
-        label = ", ".join(f"{a} {setting_label(a, best[a])}" for a in axes) or "the only one"
-        yield best.configuration, label, seeds.get_group(best.configuration).tolist()
+    for _, best in standing.ranking.head(top).iterrows():
+        label = ", ".join(f"{a} {setting_label(a, best[a])}" for a in standing.axes)
+        yield (
+            best.configuration,
+            label or "the only one",
+            seeds.get_group(best.configuration).tolist(),
+        )
 
 
 def read(
-    lab: Lab, sweep: str, metric: str, by: str | None, max_points: int, top: int = DEFAULT_TOP
+    lab: Lab,
+    sweep: str,
+    metric: str,
+    by: str | None,
+    max_points: int,
+    top: int = DEFAULT_TOP,
+    standing: Standing | None = None,
 ) -> list[dict]:
+    """The curves the route serves (see the module); ``standing`` as read now if not given."""
+    standing = standing or views.standing(lab, sweep)
     if by is None:
-        return run_series(lab, sweep, metric, max_points)
-    return grouped_series(lab, sweep, metric, by, max_points, top)
+        return run_series(lab, sweep, metric, max_points, standing)
+    return grouped_series(lab, sweep, metric, by, max_points, standing, top)

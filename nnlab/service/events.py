@@ -30,6 +30,7 @@ class SweepFeed:
         self.name = name
         self.poll_seconds = poll_seconds
         self.polls = 0
+        self.status_changes = 0  # status events published: what a ranking depends on
         # from the clock, so an id from an earlier server never names one of this one's events
         self.sequence = time.time_ns() // 1000
         self.history: deque[tuple[int, str]] = deque(maxlen=HISTORY)
@@ -108,6 +109,7 @@ class SweepFeed:
 
     def _publish(self, kind: str, data: list[dict]) -> None:
         self.sequence += 1
+        self.status_changes += kind == "status"
         text = f"id: {self.sequence}\nevent: {kind}\ndata: {json.dumps(data)}\n\n"
         self.history.append((self.sequence, text))
         for queue in list(self.subscribers):
@@ -136,12 +138,13 @@ class Feeds:
         self.by_name: dict[str, SweepFeed] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def generation(self, name: str) -> int | None:
-        """What changes whenever sweep ``name``'s feed publishes an event: its last event id
-        while it follows the sweep, else None."""
+    def generation(self, name: str, statuses: bool = False) -> int | None:
+        """What changes whenever sweep ``name``'s feed publishes an event (with ``statuses``:
+        a status event) while it follows the sweep; None when it does not."""
         feed = self.by_name.get(name)
-        following = feed is not None and feed._task is not None and not feed._task.done()
-        return feed.sequence if following else None
+        if feed is None or feed._task is None or feed._task.done():
+            return None
+        return feed.status_changes if statuses else feed.sequence
 
     def close_soon(self) -> None:
         """End every stream (the server is stopping; clients may reconnect to another):

@@ -6,6 +6,7 @@ The analysis is the report's (``nnlab.report.analysis``): one home for both.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -24,6 +25,24 @@ from nnlab.store.models import FINISHED_STATUSES
 from nnlab.store.query import METRICS
 
 
+@dataclass(frozen=True)
+class Standing:
+    """Where a sweep's configurations stand, as several routes need it at once: the metric
+    they are ranked by, the ranking (``Lab.configurations``), each run's settings
+    (``Lab.settings``) and the grid's axes. It changes only when a run's status does."""
+
+    metric: str
+    ranking: pd.DataFrame
+    settings: pd.DataFrame
+    axes: list[str]
+
+
+def standing(lab: Lab, name: str) -> Standing:
+    metric = lab.default_metric([name])
+    settings = lab.settings(name)
+    return Standing(metric, lab.configurations(name, metric), settings, grid_axes(settings))
+
+
 class BadSetting(InputError):
     """A setting the sweep does not have; ``matches`` are near misses of it."""
 
@@ -32,7 +51,7 @@ class BadSetting(InputError):
         self.matches = list(matches)
 
 
-def details(lab: Lab, name: str, now: datetime | None = None) -> dict:
+def details(lab: Lab, name: str, standing: Standing, now: datetime | None = None) -> dict:
     """Sweep ``name`` as ``Lab.sweep`` has it, with ``runs`` (the total), ``axes`` (the settings
     its grid varies), ``metric`` (what it is ranked by), ``final`` (runs that ended) and
     ``eta_seconds``: the time its unfinished runs would take at the rate runs have ended since
@@ -42,8 +61,8 @@ def details(lab: Lab, name: str, now: datetime | None = None) -> dict:
     extra = {
         "runs": sweep.runs,
         "final": final,
-        "axes": grid_axes(lab.settings(name)),
-        "metric": lab.default_metric([name]),
+        "axes": standing.axes,
+        "metric": standing.metric,
         "eta_seconds": eta_seconds(sweep.started_at, final, sweep.runs - final, now),
     }
     return {**json_value(sweep), **extra}
@@ -59,12 +78,12 @@ def eta_seconds(started: datetime | None, final: int, left: int, now: datetime |
     return round(elapsed / final * left, 1)
 
 
-def heatmap(lab: Lab, name: str, rows: str, columns: str, metric: str) -> dict:
+def heatmap(lab: Lab, name: str, rows: str, columns: str, metric: str, standing: Standing) -> dict:
     """The median final ``metric`` of the clean runs in each cell of setting ``rows`` × setting
     ``columns``, with each cell's diverged and total runs, and the values' labels (as the
     report's heatmaps)."""
     check_choice("metric", metric, METRICS)
-    runs = final_results(lab, name, metric)
+    runs = final_results(lab, name, metric, standing.settings)
     settings = [c for c in runs.columns if c not in ("run_id", "status", "final", "configuration")]
     for setting in (rows, columns):
         if setting not in settings:
@@ -86,15 +105,14 @@ def heatmap(lab: Lab, name: str, rows: str, columns: str, metric: str) -> dict:
     )
 
 
-def failures(lab: Lab, name: str) -> list[dict]:
+def failures(lab: Lab, name: str, standing: Standing) -> list[dict]:
     """The failed runs of ``name`` grouped by their error's last line, most frequent first."""
-    settings = lab.settings(name)
-    return json_value(failure_groups(lab.failures(name), settings, grid_axes(settings)))
+    return json_value(failure_groups(lab.failures(name), standing.settings, standing.axes))
 
 
-def final_results(lab: Lab, name: str, metric: str) -> pd.DataFrame:
-    """One row per run of ``name``: ``run_id``, its settings, ``status`` and ``final``, the
+def final_results(lab: Lab, name: str, metric: str, settings: pd.DataFrame) -> pd.DataFrame:
+    """One row per run of ``name``: ``run_id``, its ``settings``, ``status`` and ``final``, the
     ``metric`` at its last epoch."""
     results = lab.runs(sweep=name)[["run_id", "status", f"final_{metric}"]]
     results = results.rename(columns={f"final_{metric}": "final"})
-    return lab.settings(name).merge(results, on="run_id", how="left", validate="one_to_one")
+    return settings.merge(results, on="run_id", how="left", validate="one_to_one")

@@ -40,8 +40,11 @@ def base(served_url):
 
 
 def painted(page, url: str) -> None:
+    """Open ``url`` and wait until its page is drawn (a sweep's: with its curves)."""
     page.goto(url)
     page.wait_for_selector("body[data-painted=true]", timeout=10_000)
+    if "/sweeps/" in url:
+        page.wait_for_selector("body[data-charted=true]", timeout=10_000)
 
 
 @pytest.mark.parametrize(

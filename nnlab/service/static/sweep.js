@@ -296,8 +296,11 @@ async function start() {
   } catch (error) { return failOn($("progress"), error); }
   drawProgress();
   drawControls();
-  await Promise.all([loadConfigurations(), loadCurves()]);
-  document.body.dataset.painted = "true";
+  const curves = loadCurves();
+  await loadConfigurations();
+  document.body.dataset.painted = "true";  // the first screen: progress and the ranking
+  await curves;
+  document.body.dataset.charted = "true";
   loadHeatmap();
   loadEveryConfiguration();
   loadFailures();
