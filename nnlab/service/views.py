@@ -40,7 +40,8 @@ class Standing:
 def standing(lab: Lab, name: str) -> Standing:
     metric = lab.default_metric([name])
     settings = lab.settings(name)
-    return Standing(metric, lab.configurations(name, metric), settings, grid_axes(settings))
+    ranking = lab.configurations(name, metric, settings)
+    return Standing(metric, ranking, settings, grid_axes(settings))
 
 
 class BadSetting(InputError):

@@ -265,7 +265,9 @@ class Lab:
             frame = frame[frame.epoch > frame.run_id.map(marks)].reset_index(drop=True)
         return Progress(statuses, last_epochs, frame)
 
-    def configurations(self, sweep: str, metric: str = "val_loss") -> pd.DataFrame:
+    def configurations(
+        self, sweep: str, metric: str = "val_loss", settings: pd.DataFrame | None = None
+    ) -> pd.DataFrame:
         """One row per configuration of ``sweep`` (its runs that differ only in seed), best
         first: ``configuration`` (as in ``settings()``); ``runs``, ``finished`` (ended, diverged
         included), ``diverged``, ``failed`` and ``troubled`` (diverged or failed) counts; the
@@ -276,10 +278,11 @@ class Lab:
 
         A configuration with any diverged or failed seed ranks after every one without, however
         good its other seeds look; among those, fewer troubled seeds rank first. (The report's
-        table is this one.)
+        table is this one.) Pass ``settings`` (``settings(sweep)``) if you have it already.
         """
         check_choice("metric", metric, METRICS)
-        seeds = self.settings(sweep).join(self._scores(sweep, metric), on="run_id")
+        settings = self.settings(sweep) if settings is None else settings
+        seeds = settings.join(self._scores(sweep, metric), on="run_id")
         return _rank(seeds, metric)
 
     def _scores(self, sweep: str, metric: str) -> pd.DataFrame:
