@@ -347,8 +347,8 @@ def sweep(ctx, spec, dry_run, quiet, no_report, serve, port, **options):
             result = _run_sweep(ctx, parsed, options, quiet, no_report)
             _print_result(result, list(parsed.grid))
             if url is not None:
-                click.echo(f"sweep finished; still serving {url}, Ctrl-C to stop", err=True)
-                service.wait_until_stopped()
+                still = f"sweep finished; still serving {url}, Ctrl-C to stop"
+                service.wait_until_stopped(ready=lambda: click.echo(still, err=True))
                 click.echo("stopped", err=True)
 
 

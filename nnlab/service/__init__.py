@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 import webbrowser
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from nnlab.checks import InputError, check_number
 from nnlab.store.database import display_url, open_store, resolve_url
@@ -120,10 +120,13 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def wait_until_stopped() -> None:
-    """Return on Ctrl-C, SIGTERM or SIGHUP (called from the main thread)."""
+def wait_until_stopped(ready: Callable[[], None] = lambda: None) -> None:
+    """Return on Ctrl-C, SIGTERM or SIGHUP (called from the main thread). ``ready()`` runs
+    once those are caught, e.g. to tell the user how to stop: a signal sent as soon as they
+    read it is never the default one that kills."""
     previous = {name: signal.signal(name, _interrupt) for name in STOP_SIGNALS}
     try:
+        ready()
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
