@@ -85,6 +85,7 @@ def create_app(
     app.state.lab = lab
     app.state.feeds = Feeds(lab, poll_seconds)
     app.state.answers = Answers(max_age=poll_seconds)
+    app.state.settings = views.RunSettings()
     return app
 
 
@@ -266,7 +267,8 @@ async def _standing(request: Request, name: str) -> views.Standing:
     app = request.app
     stamp = app.state.feeds.generation(name, statuses=True)
     oldest = STANDING_SECONDS if stamp is not None else None
-    reading = functools.partial(run_in_threadpool, views.standing, app.state.lab, name)
+    lab, settings = app.state.lab, app.state.settings
+    reading = functools.partial(run_in_threadpool, views.standing, lab, name, settings)
     return await app.state.answers.get(("standing", name), stamp, reading, max_age=oldest)
 
 

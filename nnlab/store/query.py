@@ -367,6 +367,22 @@ class Lab:
                 if name not in known:
                     raise unknown_sweep(connection, name, self.store.url)
 
+    def registration(self, sweep: str) -> tuple[int, int, int]:
+        """What changes when runs join or leave sweep ``name``: its id, its number of runs and
+        its last run id. A run's settings never change once registered, so ``settings()``
+        stays the same while this does."""
+        runs = (
+            select(Sweep.id, func.count(Run.id), func.coalesce(func.max(Run.id), 0))
+            .outerjoin(Run, Run.sweep_id == Sweep.id)
+            .where(Sweep.name == sweep)
+            .group_by(Sweep.id)
+        )
+        with self.store.read() as connection:
+            found = connection.execute(runs).first()
+            if found is None:
+                raise unknown_sweep(connection, sweep, self.store.url)
+        return tuple(found)
+
     def settings(self, sweep: str) -> pd.DataFrame:
         """One row per run of ``sweep``: ``run_id``, ``seed``, ``configuration`` (the same for
         the runs that differ only in seed: their settings as JSON) and every setting of that

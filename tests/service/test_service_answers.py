@@ -17,6 +17,7 @@ from test_service_events import Listener, log
 import nnlab
 from nnlab.service.answers import Answers
 from nnlab.service.app import create_app
+from nnlab.service.views import RunSettings
 from nnlab.store import RunWriter, open_store, register_sweep
 from nnlab.store.registry import RunRow
 
@@ -48,6 +49,7 @@ def test_twenty_clients_asking_at_once_cost_one_read(live):
     one_client = len(statements)
     statements.clear()
     app.state.answers = Answers(max_age=SLOW_POLL)  # nothing shared from before
+    app.state.settings = RunSettings()
     with ThreadPoolExecutor(20) as pool, httpx.Client(base_url=base) as client:
         answers = list(pool.map(lambda i: client.get(paths[i % 2]), range(40)))
     assert all(answer.status_code == 200 for answer in answers)
@@ -127,3 +129,18 @@ def test_a_failed_read_is_not_kept_and_a_left_asker_does_not_cancel_the_others()
         assert answers.reads == 3
 
     asyncio.run(scenario())
+
+
+def test_runs_joining_a_sweep_are_in_its_next_answers(live):
+    """Each sweep's settings are kept between answers: runs registered later (a sweep
+    extended) must still show, in its ranking and its grid."""
+    _, base, store, _, _ = live
+    config = {"learning_rate": 0.1, "activation": "relu", "hidden": [4], "epochs": 5}
+    with httpx.Client(base_url=base) as client:
+        assert client.get("/api/sweeps/live/configurations").headers["x-total-count"] == "1"
+        time.sleep(SLOW_POLL + 0.1)  # past the answers' age (no feed follows)
+        wider = {**config, "learning_rate": 0.5}
+        register_sweep(store, "live", [RunRow(wider, "wider-0", 0)])
+        ranked = client.get("/api/sweeps/live/configurations").json()
+        assert sorted(row["learning_rate"] for row in ranked) == [0.1, 0.5]
+        assert client.get("/api/sweeps/live").json()["axes"] == ["learning_rate"]
