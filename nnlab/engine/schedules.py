@@ -37,10 +37,10 @@ class ScheduleSettings:
     learning_rate: float
     epochs: int
     n_samples: int
-    power_t: float = 0.5
-    gamma: float = 0.1
-    step_size: int = 30
-    min_learning_rate: float = 0.0
+    power_t: float
+    gamma: float
+    step_size: int
+    min_learning_rate: float
 
 
 def _constant(epoch: int, s: ScheduleSettings) -> float:
@@ -61,11 +61,8 @@ def _exponential(epoch: int, s: ScheduleSettings) -> float:
 
 
 def _cosine(epoch: int, s: ScheduleSettings) -> float:
-    eta_min = s.min_learning_rate
-    return (
-        eta_min
-        + (s.learning_rate - eta_min) * (1.0 + math.cos(math.pi * (epoch - 1) / s.epochs)) / 2
-    )
+    eta_min, progress = s.min_learning_rate, (epoch - 1) / s.epochs
+    return eta_min + (s.learning_rate - eta_min) * (1.0 + math.cos(math.pi * progress)) / 2
 
 
 # name -> η_e as a function of the epoch (from 1); adaptive starts constant and is divided by the

@@ -418,13 +418,9 @@ class _Trainer:
         best_val = math.inf
         stale_val = 0
         best_flat = None
-        schedule = SCHEDULES[config.schedule]
         plateau = _Plateau(config) if config.tol is not None else None
         for epoch in range(1, config.epochs + 1):
-            if plateau is not None and plateau.learning_rate is not None:
-                learning_rate = plateau.learning_rate
-            else:
-                learning_rate = schedule(epoch, config.schedule_settings)
+            learning_rate = self._learning_rate(epoch, plateau)
             self.optimizer.learning_rate = learning_rate
             record = self._epoch(epoch, learning_rate)
             result.history.append(record)
@@ -452,6 +448,12 @@ class _Trainer:
             self.net.flat[...] = best_flat
         result.updates = self.updates
         return result
+
+    def _learning_rate(self, epoch: int, plateau: _Plateau | None) -> float:
+        """The epoch's η: its schedule's, or under adaptive the η the plateau rule has reached."""
+        if plateau is not None and plateau.learning_rate is not None:
+            return plateau.learning_rate
+        return SCHEDULES[self.config.schedule](epoch, self.config.schedule_settings)
 
     def _initial_loss(self) -> float:
         """The training objective at the initial weights: the data loss over all N samples, plus
