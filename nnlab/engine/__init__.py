@@ -7,8 +7,9 @@ from nnlab.engine.activations import (
     OUTPUT_ACTIVATIONS,
 )
 from nnlab.engine.losses import DEFAULT_OUTPUT, LOSS_NAMES, LOSSES
-from nnlab.engine.mlp import MLP
+from nnlab.engine.mlp import INITS, MLP
 from nnlab.engine.optimizers import OPTIMIZERS
+from nnlab.engine.schedules import SCHEDULES
 from nnlab.engine.training import GD_VARIANTS, STATUSES, EpochRecord, TrainResult, train
 
 __all__ = [
@@ -17,11 +18,13 @@ __all__ = [
     "DERIVATIVES",
     "GD_VARIANTS",
     "HIDDEN_ACTIVATIONS",
+    "INITS",
     "LOSSES",
     "LOSS_NAMES",
     "MLP",
     "OPTIMIZERS",
     "OUTPUT_ACTIVATIONS",
+    "SCHEDULES",
     "STATUSES",
     "EpochRecord",
     "TrainResult",

@@ -3,6 +3,23 @@
 Notation follows the textbook: layer l computes Z_l = A_{l-1} W_l + b_l and A_l = f_l(Z_l), with
 A_0 = X. Backpropagation starts from the output delta D_L = ∂L/∂Z_L and applies the chain rule:
 ∂L/∂W_l = A_{l-1}ᵀ D_l, ∂L/∂b_l = Σ_rows D_l, D_{l-1} = (D_l W_lᵀ) ⊙ f'_{l-1}(Z_{l-1}).
+
+Initialisation presets (``MLP(init=...)``), for a layer of shape (fan_in, fan_out); the normal
+ones are plain normals, as PyTorch's ``init`` functions draw them (Keras truncates at 2σ):
+
+- ``auto``: He-normal for the hidden layers of the ReLU family, Glorot-uniform for every other
+  layer (the output layer included); zero biases.
+- ``glorot_uniform``: U(±√(6 / (fan_in + fan_out))); ``glorot_normal``: N(0, 2 / (fan_in +
+  fan_out)); ``he_uniform``: U(±√(6 / fan_in)); ``he_normal``: N(0, 2 / fan_in); ``lecun_normal``:
+  N(0, 1 / fan_in). Every layer, zero biases.
+- ``sklearn``: scikit-learn's MLP: weights and then biases U(±√(f / (fan_in + fan_out))) with
+  f = 2 when the hidden activation is sigmoid (its "logistic"), else 6, for every layer, the
+  output layer included (scikit-learn looks at the hidden activation only).
+- ``pytorch``: ``nn.Linear``'s default: weights U(±1/√fan_in) (``kaiming_uniform_`` with
+  a = √5), then biases U(±1/√fan_in).
+
+Draws come from ``numpy.random.default_rng(seed)`` layer by layer, weights before biases, so the
+same seed gives the same network; they do not reproduce scikit-learn's or PyTorch's generators.
 """
 
 from __future__ import annotations
@@ -12,7 +29,7 @@ from itertools import pairwise
 
 import numpy as np
 
-from nnlab.checks import InputError, check_choice
+from nnlab.checks import InputError, check_choice, check_number
 from nnlab.engine.activations import DERIVATIVES, HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
 from nnlab.engine.losses import DEFAULT_OUTPUT, LOSSES, check_loss_output
 
@@ -20,6 +37,66 @@ DTYPES = ("float64", "float32")
 # Rows processed at once; larger batches are done in chunks of this many and their gradients summed.
 CHUNK_ROWS = 2048
 _HE_INIT = {"relu", "leaky_relu"}
+
+
+# --- initialisation: init(rng, W, b, activation, hidden) fills one layer's W and b in place -------
+
+
+def _glorot_uniform(rng, W, b, activation, hidden) -> None:
+    fan_in, fan_out = W.shape
+    limit = np.sqrt(6.0 / (fan_in + fan_out))
+    W[...] = rng.uniform(-limit, limit, W.shape)
+
+
+def _glorot_normal(rng, W, b, activation, hidden) -> None:
+    fan_in, fan_out = W.shape
+    W[...] = rng.standard_normal(W.shape) * np.sqrt(2.0 / (fan_in + fan_out))
+
+
+def _he_uniform(rng, W, b, activation, hidden) -> None:
+    limit = np.sqrt(6.0 / W.shape[0])
+    W[...] = rng.uniform(-limit, limit, W.shape)
+
+
+def _he_normal(rng, W, b, activation, hidden) -> None:
+    W[...] = rng.standard_normal(W.shape) * np.sqrt(2.0 / W.shape[0])
+
+
+def _lecun_normal(rng, W, b, activation, hidden) -> None:
+    W[...] = rng.standard_normal(W.shape) * np.sqrt(1.0 / W.shape[0])
+
+
+def _auto(rng, W, b, activation, hidden) -> None:
+    if hidden and activation in _HE_INIT:
+        _he_normal(rng, W, b, activation, hidden)
+    else:
+        _glorot_uniform(rng, W, b, activation, hidden)
+
+
+def _sklearn(rng, W, b, activation, hidden) -> None:
+    fan_in, fan_out = W.shape
+    factor = 2.0 if activation == "sigmoid" else 6.0
+    limit = np.sqrt(factor / (fan_in + fan_out))
+    W[...] = rng.uniform(-limit, limit, W.shape)
+    b[...] = rng.uniform(-limit, limit, b.shape)
+
+
+def _pytorch(rng, W, b, activation, hidden) -> None:
+    limit = 1.0 / np.sqrt(W.shape[0])
+    W[...] = rng.uniform(-limit, limit, W.shape)
+    b[...] = rng.uniform(-limit, limit, b.shape)
+
+
+INITS = {
+    "auto": _auto,
+    "glorot_uniform": _glorot_uniform,
+    "glorot_normal": _glorot_normal,
+    "he_uniform": _he_uniform,
+    "he_normal": _he_normal,
+    "lecun_normal": _lecun_normal,
+    "sklearn": _sklearn,
+    "pytorch": _pytorch,
+}
 
 
 class MLP:
@@ -37,10 +114,15 @@ class MLP:
         network is trained, and ``train`` records it here; until then ``forward`` returns the raw
         output scores.
     seed : int
-        Seeds the weight initialisation: Glorot-uniform for sigmoid / tanh / identity layers and
-        the output layer, He-normal for the ReLU family. Biases start at zero.
+        Seeds the initialisation.
     dtype : {"float64", "float32"}
         Precision of parameters and of every computation.
+    init : str
+        How the parameters start; see the module docstring. ``auto`` (the default): Glorot-uniform
+        for sigmoid / tanh / identity layers and the output layer, He-normal for hidden layers of
+        the ReLU family, zero biases. Others: ``glorot_uniform``, ``glorot_normal``,
+        ``he_uniform``, ``he_normal``, ``lecun_normal``, and ``sklearn`` and ``pytorch``, which
+        draw the biases too, as those libraries do.
 
     Attributes
     ----------
@@ -57,26 +139,23 @@ class MLP:
         output: str | None = None,
         seed: int = 0,
         dtype: str = "float64",
+        init: str = "auto",
     ) -> None:
         self.layer_sizes = _check_layer_sizes(layer_sizes)
         self.activation = check_choice("activation", activation, HIDDEN_ACTIVATIONS)
         self.output = None if output is None else check_choice("output", output, OUTPUT_ACTIVATIONS)
         self.dtype = np.dtype(check_choice("dtype", _dtype_name(dtype), DTYPES))
+        self.init = check_choice("init", init, INITS)
         self.seed = int(seed)
         self.flat = np.zeros(n_params(self.layer_sizes), dtype=self.dtype)
         self.params = unflatten(self.flat, self.layer_sizes)
         self._initialise(np.random.default_rng(self.seed))
 
     def _initialise(self, rng: np.random.Generator) -> None:
-        weights = self.params[0::2]
-        for index, W in enumerate(weights):
-            fan_in, fan_out = W.shape
-            hidden = index < len(weights) - 1
-            if hidden and self.activation in _HE_INIT:
-                W[...] = rng.standard_normal((fan_in, fan_out)) * np.sqrt(2.0 / fan_in)
-            else:
-                limit = np.sqrt(6.0 / (fan_in + fan_out))
-                W[...] = rng.uniform(-limit, limit, (fan_in, fan_out))
+        fill = INITS[self.init]
+        for index in range(self.n_layers):
+            W, b = self.params[2 * index], self.params[2 * index + 1]
+            fill(rng, W, b, self.activation, index < self.n_layers - 1)
 
     @property
     def n_layers(self) -> int:
@@ -119,9 +198,10 @@ class MLP:
         return A
 
     def loss_and_grads(
-        self, X: np.ndarray, Y: np.ndarray, loss: str
+        self, X: np.ndarray, Y: np.ndarray, loss: str, alpha: float = 0.0
     ) -> tuple[float, list[np.ndarray]]:
-        """Mean loss over the samples and its gradient with respect to every parameter.
+        """Mean loss over the samples, plus the L2 penalty 0.5 α Σ‖W‖² / n_samples when
+        ``alpha`` > 0, and its gradient with respect to every parameter.
 
         Parameters
         ----------
@@ -130,6 +210,8 @@ class MLP:
             Class ids of shape (n_samples,) or one-hot rows for ``cross_entropy``; targets of
             shape (n_samples, n_outputs) (or (n_samples,) for one output) otherwise.
         loss : {"mse", "cross_entropy", "binary_cross_entropy"}
+        alpha : float
+            L2 strength α >= 0, as ``train`` applies it to each batch (see ``L2Penalty``).
 
         Returns
         -------
@@ -137,9 +219,10 @@ class MLP:
         grads : list of ndarray, aligned with ``params``
         """
         output = self.output_for(loss)
+        alpha = check_number("alpha", alpha, at_least=0)
         X = self._check_inputs(X)
         T = prepare_targets(Y, loss, self.layer_sizes[-1], len(X), self.dtype)
-        backprop = Backprop(self, loss, output, max_rows=len(X))
+        backprop = Backprop(self, loss, output, max_rows=len(X), alpha=alpha)
         total, _ = backprop.loss_and_grads(X, T)
         grads = [g.copy() for g in backprop.grads]
         return total / len(X), grads
@@ -156,7 +239,8 @@ class MLP:
     def __repr__(self) -> str:
         return (
             f"MLP(layer_sizes={list(self.layer_sizes)}, activation={self.activation!r}, "
-            f"output={self.output!r}, seed={self.seed}, dtype={self.dtype.name!r})"
+            f"output={self.output!r}, seed={self.seed}, dtype={self.dtype.name!r}, "
+            f"init={self.init!r})"
         )
 
 
@@ -169,10 +253,11 @@ class Backprop:
     the delta of a hidden layer is written over that layer's activations once they have been
     used, so one scratch matrix as wide as the widest layer is the only other buffer. Everything
     is allocated here once: a training run allocates nothing per batch beyond NumPy's small
-    temporaries. ``grads`` are views into ``flat_grad``, laid out like ``net.params``.
+    temporaries. ``grads`` are views into ``flat_grad``, laid out like ``net.params``. With
+    ``alpha`` > 0 each batch's loss and gradients get the ``L2Penalty``; with 0 no work is added.
     """
 
-    def __init__(self, net: MLP, loss: str, output: str, max_rows: int) -> None:
+    def __init__(self, net: MLP, loss: str, output: str, max_rows: int, alpha: float = 0.0):
         self.loss = LOSSES[(loss, output)]
         self.activate = HIDDEN_ACTIVATIONS[net.activation]
         self.derivative = DERIVATIVES[net.activation]
@@ -187,6 +272,7 @@ class Backprop:
         if max_rows > rows:
             self._chunk_grad = np.zeros_like(net.flat)
             self._chunk_layers = _layer_views(net, unflatten(self._chunk_grad, sizes))
+        self.penalty = L2Penalty(net, self.flat_grad, alpha) if alpha > 0 else None
 
     def forward(self, X: np.ndarray, m: int) -> np.ndarray:
         """Hidden activations into the buffers; returns the output layer's pre-activations."""
@@ -202,18 +288,26 @@ class Backprop:
         return A
 
     def loss_and_grads(self, X: np.ndarray, T: np.ndarray, correct=None) -> tuple[float, int]:
-        """Forward, loss and backward for the rows of ``X``: gradients of the mean loss into
-        ``grads``. Returns the summed per-sample loss and, when ``correct`` is given, how many
-        samples the forward pass classified right."""
+        """Forward, loss and backward for the rows of ``X``: gradients of the mean loss (with the
+        L2 penalty, if any) into ``grads``. Returns the summed per-sample loss (plus m times the
+        penalty on the mean) and, when ``correct`` is given, how many samples the forward pass
+        classified right."""
         m = len(X)
         if m <= self.rows:
-            return self._chunk(X, T, 1.0 / m, correct, self._layers)
-        total, hits = self._chunk(X[: self.rows], T[: self.rows], 1.0 / m, correct, self._layers)
-        for start in range(self.rows, m, self.rows):
-            stop = start + self.rows
-            more = self._chunk(X[start:stop], T[start:stop], 1.0 / m, correct, self._chunk_layers)
-            self.flat_grad += self._chunk_grad
-            total, hits = total + more[0], hits + more[1]
+            total, hits = self._chunk(X, T, 1.0 / m, correct, self._layers)
+        else:
+            total, hits = self._chunk(
+                X[: self.rows], T[: self.rows], 1.0 / m, correct, self._layers
+            )
+            for start in range(self.rows, m, self.rows):
+                stop = start + self.rows
+                more = self._chunk(
+                    X[start:stop], T[start:stop], 1.0 / m, correct, self._chunk_layers
+                )
+                self.flat_grad += self._chunk_grad
+                total, hits = total + more[0], hits + more[1]
+        if self.penalty is not None:
+            total += self.penalty.add_gradient(m)
         return total, hits
 
     def _chunk(self, X, T, scale: float, correct, layers) -> tuple[float, int]:
@@ -253,6 +347,46 @@ class Backprop:
             if correct is not None:
                 hits += correct(Z, Tc)
         return total, hits
+
+
+class L2Penalty:
+    """scikit-learn's L2 term for a batch of m samples: 0.5 α Σ_l ‖W_l‖² / m added to the batch's
+    mean loss, α W_l / m to its weight gradients; biases are not penalised.
+
+    On the batch's summed loss the term is 0.5 α Σ‖W‖², whatever m, so an epoch's mean training
+    loss (summed over its batches, over N) holds it once per update, at the weights that update
+    started from: scikit-learn's ``loss_curve_``.
+    """
+
+    def __init__(self, net: MLP, grad: np.ndarray, alpha: float) -> None:
+        self.theta, self.grad = net.flat, grad
+        # α on the weights, 0 on the biases, laid out like θ, so the term is one vector operation
+        self.alpha_on_weights = alpha * weight_mask(net.layer_sizes, net.dtype)
+        self._over_rows: dict[int, np.ndarray] = {}  # m -> α / m on the weights
+        self._scratch = np.empty_like(net.flat)
+
+    def value(self) -> float:
+        """0.5 α Σ‖W‖²."""
+        alpha_W = np.multiply(self.theta, self.alpha_on_weights, out=self._scratch)
+        return 0.5 * float(np.vdot(alpha_W, self.theta))
+
+    def add_gradient(self, m: int) -> float:
+        """Add α W / m to the gradient; return 0.5 α Σ‖W‖²."""
+        scale = self._over_rows.get(m)
+        if scale is None:
+            # a run has at most two batch sizes: the full one and the remainder
+            scale = self._over_rows[m] = self.alpha_on_weights / m
+        alpha_W_over_m = np.multiply(self.theta, scale, out=self._scratch)
+        self.grad += alpha_W_over_m
+        return 0.5 * m * float(np.vdot(alpha_W_over_m, self.theta))
+
+
+def weight_mask(layer_sizes: Sequence[int], dtype) -> np.ndarray:
+    """1 on every weight and 0 on every bias, laid out like the parameter vector."""
+    mask = np.zeros(n_params(layer_sizes), dtype=dtype)
+    for W in unflatten(mask, layer_sizes)[0::2]:
+        W[...] = 1.0
+    return mask
 
 
 def _layer_views(net: MLP, grads: list[np.ndarray]) -> list[tuple[np.ndarray, ...]]:

@@ -5,6 +5,19 @@
 - ``nesterov``:  v ← μ v − η g;  θ ← θ + μ v − η g   (Sutskever's form of the look-ahead step)
 - ``adam``:      m ← β₁ m + (1 − β₁) g;  s ← β₂ s + (1 − β₂) g²;
                  θ ← θ − η m̂ / (√ŝ + ε)  with m̂ = m / (1 − β₁ᵗ), ŝ = s / (1 − β₂ᵗ)
+
+Adam's ε is added to √ŝ, the bias-corrected root, as in Kingma & Ba's paper and PyTorch's
+``Adam``. scikit-learn adds it to the uncorrected √s (θ ← θ − η √(1 − β₂ᵗ) / (1 − β₁ᵗ) · m /
+(√s + ε)): the paper's rule with ε replaced by ε / √(1 − β₂ᵗ), larger while t is small. That is
+the one residual difference between nnlab's Adam and scikit-learn's.
+
+``weight_decay`` λ > 0 wraps any rule in ``WeightDecay``: θ ← θ − η λ θ, with η the current
+(scheduled) learning rate, just before the rule's own step. That is decoupled weight decay
+(Loshchilov & Hutter; PyTorch's ``AdamW``, and ``SGDW`` for the others), not an L2 term in the
+gradient: ``train``'s ``alpha`` is that. Every parameter decays, biases included, as PyTorch's
+optimizers do for a parameter group by default.
+
+The learning rate is the attribute ``learning_rate``; the training loop sets it at each epoch.
 """
 
 from __future__ import annotations
@@ -84,4 +97,37 @@ class Adam(SGD):
         self.params -= tmp
 
 
+class WeightDecay:
+    """Decoupled weight decay around an update rule: θ ← θ (1 − η λ), then the rule's step."""
+
+    def __init__(self, rule: SGD, weight_decay: float) -> None:
+        self.rule, self.weight_decay = rule, weight_decay
+
+    @property
+    def learning_rate(self) -> float:
+        return self.rule.learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        self.rule.learning_rate = value
+
+    def step(self) -> None:
+        self.rule.params *= 1.0 - self.rule.learning_rate * self.weight_decay
+        self.rule.step()
+
+
 OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adam": Adam}
+
+
+def make_optimizer(
+    name: str,
+    params: np.ndarray,
+    grad: np.ndarray,
+    learning_rate: float,
+    weight_decay: float = 0.0,
+    **hyperparameters,
+) -> SGD | WeightDecay:
+    """The rule ``name`` over ``params`` and ``grad``; wrapped in ``WeightDecay`` only when
+    ``weight_decay`` > 0, so a run without decay does no work for it."""
+    rule = OPTIMIZERS[name](params, grad, learning_rate, **hyperparameters)
+    return WeightDecay(rule, weight_decay) if weight_decay > 0 else rule

@@ -10,9 +10,15 @@ Metrics in each epoch's record:
 
 - ``train_loss`` / ``train_accuracy``: mean over the epoch's samples of the loss (accuracy) each
   sample had in the forward pass of its update, the running figure scikit-learn and Keras report;
-  for batch GD that is the loss before the epoch's update.
+  for batch GD that is the loss before the epoch's update. With ``alpha`` > 0 the loss includes
+  the L2 penalty as scikit-learn's ``loss_curve_`` does: each update adds 0.5 α Σ‖W‖² (at the
+  weights it started from) to the epoch's summed loss, which is then divided by N.
 - ``val_loss`` / ``val_accuracy``: on the validation data with the weights at the end of the epoch.
-- ``grad_norm``: Euclidean norm of the gradient of the epoch's last update.
+  The plain data loss, without the penalty: it measures the fit, and is comparable between runs
+  with different ``alpha`` (scikit-learn validates with a score, which has no penalty either).
+- ``grad_norm``: Euclidean norm of the gradient of the epoch's last update (the penalty's term
+  included, weight decay not: that is no gradient).
+- ``learning_rate``: the η the epoch's updates used, after its schedule (nnlab/engine/schedules.py).
 - accuracy is reported for classification targets (integer class ids), else None.
 """
 
@@ -28,10 +34,13 @@ import numpy as np
 from nnlab.checks import InputError, check_choice, check_int, check_number
 from nnlab.engine.losses import ACCURACY, DEFAULT_OUTPUT, count_correct
 from nnlab.engine.mlp import MLP, Backprop, prepare_targets
-from nnlab.engine.optimizers import OPTIMIZERS
+from nnlab.engine.optimizers import OPTIMIZERS, make_optimizer
+from nnlab.engine.schedules import ADAPTIVE_DIVISOR, ADAPTIVE_FLOOR, SCHEDULES, ScheduleSettings
 
 GD_VARIANTS = ("batch", "stochastic", "minibatch")
 STATUSES = ("completed", "converged", "early_stopped", "diverged")
+# batch_size="auto": scikit-learn's min(200, n_samples)
+AUTO_BATCH_SIZE = 200
 _EVAL_ROWS = 512
 
 
@@ -54,7 +63,8 @@ class TrainResult:
     """How a run ended and what it measured.
 
     ``status`` is ``completed`` (all epochs ran), ``converged`` (the training loss stopped
-    decreasing by ``tol``), ``early_stopped`` (validation loss stopped improving for ``patience``
+    decreasing by ``tol``; under the adaptive schedule, it did so with η at or below 1e-6),
+    ``early_stopped`` (validation loss stopped improving for ``patience``
     epochs) or ``diverged`` (non-finite loss, or loss above ``divergence_factor`` ×
     ``initial_loss``, the training loss of the initial weights).
     """
@@ -83,6 +93,11 @@ class TrainConfig:
     gd: str
     batch_size: int
     learning_rate: float
+    schedule: str
+    schedule_settings: ScheduleSettings
+    n_iter_no_change: int
+    alpha: float
+    weight_decay: float
     optimizer: str
     optimizer_args: dict
     epochs: int
@@ -102,8 +117,16 @@ def train(
     *,
     loss: str | None = None,
     gd: str = "minibatch",
-    batch_size: int | None = 32,
+    batch_size: int | str | None = 32,
     learning_rate: float = 0.01,
+    learning_rate_schedule: str = "constant",
+    power_t: float = 0.5,
+    gamma: float = 0.1,
+    step_size: int = 30,
+    min_learning_rate: float = 0.0,
+    n_iter_no_change: int = 10,
+    alpha: float = 0.0,
+    weight_decay: float = 0.0,
     optimizer: str = "sgd",
     momentum: float = 0.9,
     beta1: float = 0.9,
@@ -133,10 +156,25 @@ def train(
         None picks it from the network's output activation, else from ``y``: integer class ids
         give cross_entropy (binary_cross_entropy for a single output), floats give mse.
     gd : {"batch", "stochastic", "minibatch"}
-        All samples, one sample, or ``batch_size`` samples per update. ``batch_size`` is used by
-        ``minibatch`` only.
+        All samples, one sample, or ``batch_size`` samples per update. ``batch_size`` (an integer
+        >= 1, or ``"auto"`` for scikit-learn's min(200, n_samples)) is used by ``minibatch`` only.
     learning_rate : float
-        The step size η > 0.
+        The initial step size η₀ > 0.
+    learning_rate_schedule : {"constant", "invscaling", "step", "exponential", "cosine", "adaptive"}
+        How η changes from epoch to epoch, for every optimizer; the formulas are in
+        nnlab/engine/schedules.py. Each reads only its own settings of the following, but all are
+        checked: ``power_t`` >= 0 (invscaling; scikit-learn's default 0.5); ``gamma`` in (0, 1]
+        (step, exponential; 0.1 is PyTorch's StepLR default, and exponential, applied every
+        epoch, usually wants 0.9 to 0.99); ``step_size`` >= 1 epochs (step; 30, the ImageNet
+        recipe of PyTorch's StepLR example); ``min_learning_rate`` in [0, learning_rate]
+        (cosine; PyTorch's default 0); ``n_iter_no_change`` >= 1 (adaptive; scikit-learn's 10).
+    alpha : float
+        L2 penalty α >= 0 as scikit-learn defines it: each batch of m samples adds
+        0.5 α Σ‖W‖² / m to its mean loss and α W / m to the weight gradients; biases are not
+        penalised. The reported ``train_loss`` includes it, ``val_loss`` does not.
+    weight_decay : float
+        Decoupled weight decay λ >= 0 (PyTorch's AdamW, for every optimizer): θ ← θ − η λ θ
+        before each update, with η the scheduled rate; biases decay too, as in PyTorch.
     optimizer : {"sgd", "momentum", "nesterov", "adam"}
         The update rule; ``momentum`` (μ) feeds momentum and nesterov, ``beta1``, ``beta2`` and
         ``epsilon`` feed adam.
@@ -152,7 +190,11 @@ def train(
         (a run that completes keeps its final weights).
     tol, tol_patience
         Convergence: stop when the training loss has not decreased by more than ``tol`` for
-        ``tol_patience`` consecutive epochs.
+        ``tol_patience`` consecutive epochs (scikit-learn's rule with its ``n_iter_no_change`` + 1).
+        Under the adaptive schedule, which needs ``tol``, this stop becomes scikit-learn's
+        schedule: after more than ``n_iter_no_change`` such epochs η is divided by 5 and the count
+        restarts, and the run ends as converged when that happens with η <= 1e-6; ``tol_patience``
+        is then unused.
     divergence_factor : float or None
         Stop as ``diverged`` when an epoch's training loss exceeds this multiple of the loss of
         the initial weights (``TrainResult.initial_loss``); a non-finite loss always counts.
@@ -172,6 +214,14 @@ def train(
         gd=gd,
         batch_size=batch_size,
         learning_rate=learning_rate,
+        learning_rate_schedule=learning_rate_schedule,
+        power_t=power_t,
+        gamma=gamma,
+        step_size=step_size,
+        min_learning_rate=min_learning_rate,
+        n_iter_no_change=n_iter_no_change,
+        alpha=alpha,
+        weight_decay=weight_decay,
         optimizer=optimizer,
         optimizer_args={"momentum": momentum, "beta1": beta1, "beta2": beta2, "epsilon": epsilon},
         epochs=epochs,
@@ -205,6 +255,14 @@ def make_config(
     gd,
     batch_size,
     learning_rate,
+    learning_rate_schedule,
+    power_t,
+    gamma,
+    step_size,
+    min_learning_rate,
+    n_iter_no_change,
+    alpha,
+    weight_decay,
     optimizer,
     optimizer_args,
     epochs,
@@ -223,6 +281,12 @@ def make_config(
     gd = check_choice("gd", gd, GD_VARIANTS)
     optimizer = check_choice("optimizer", optimizer, OPTIMIZERS)
     check_number("learning_rate", learning_rate, above=0)
+    schedule = _check_schedule(
+        learning_rate_schedule, learning_rate, power_t, gamma, step_size, min_learning_rate, tol
+    )
+    check_int("n_iter_no_change", n_iter_no_change, 1)
+    check_number("alpha", alpha, at_least=0)
+    check_number("weight_decay", weight_decay, at_least=0)
     check_int("epochs", epochs, 1)
     if patience is not None:
         check_int("patience", patience, 1)
@@ -245,6 +309,19 @@ def make_config(
         gd=gd,
         batch_size=_effective_batch_size(gd, batch_size, n_samples),
         learning_rate=float(learning_rate),
+        schedule=schedule,
+        schedule_settings=ScheduleSettings(
+            learning_rate=float(learning_rate),
+            epochs=int(epochs),
+            n_samples=n_samples,
+            power_t=float(power_t),
+            gamma=float(gamma),
+            step_size=int(step_size),
+            min_learning_rate=float(min_learning_rate),
+        ),
+        n_iter_no_change=int(n_iter_no_change),
+        alpha=float(alpha),
+        weight_decay=float(weight_decay),
         optimizer=optimizer,
         optimizer_args=dict(optimizer_args),
         epochs=int(epochs),
@@ -258,14 +335,37 @@ def make_config(
     )
 
 
-def _effective_batch_size(gd: str, batch_size: int | None, n_samples: int) -> int:
+def _check_schedule(name, learning_rate, power_t, gamma, step_size, min_learning_rate, tol) -> str:
+    """The schedule's name, once every schedule setting is in range."""
+    schedule = check_choice("learning_rate_schedule", name, SCHEDULES)
+    check_number("power_t", power_t, at_least=0)
+    check_number("gamma", gamma, above=0, at_most=1)
+    check_int("step_size", step_size, 1)
+    check_number("min_learning_rate", min_learning_rate, at_least=0)
+    if schedule == "cosine" and min_learning_rate > learning_rate:
+        raise InputError(
+            f"min_learning_rate={min_learning_rate!r} is above learning_rate={learning_rate!r}; "
+            "the cosine schedule decays from learning_rate down to min_learning_rate"
+        )
+    if schedule == "adaptive" and tol is None:
+        raise InputError(
+            "learning_rate_schedule='adaptive' needs tol: it divides the learning rate by 5 when "
+            "the training loss has not improved by tol for more than n_iter_no_change epochs "
+            "(scikit-learn's tol is 1e-4)"
+        )
+    return schedule
+
+
+def _effective_batch_size(gd: str, batch_size: int | str | None, n_samples: int) -> int:
     if n_samples < 1:
         raise InputError("X has no samples; training needs at least one")
     if gd == "batch":
         return n_samples
     if gd == "stochastic":
         return 1
-    check_int("batch_size", batch_size, 1)
+    if isinstance(batch_size, str) and batch_size == "auto":
+        return min(AUTO_BATCH_SIZE, n_samples)
+    check_int("batch_size", batch_size, 1, why="or 'auto' for min(200, n_samples)")
     if batch_size > n_samples:
         raise InputError(
             f"batch_size={batch_size} is larger than the {n_samples} training samples; "
@@ -296,9 +396,14 @@ class _Trainer:
         self.validation = validation
         self.on_epoch = on_epoch
         rows = max(config.batch_size, min(_EVAL_ROWS, len(X)))
-        self.backprop = Backprop(net, config.loss, config.output, max_rows=rows)
-        self.optimizer = OPTIMIZERS[config.optimizer](
-            net.flat, self.backprop.flat_grad, config.learning_rate, **config.optimizer_args
+        self.backprop = Backprop(net, config.loss, config.output, max_rows=rows, alpha=config.alpha)
+        self.optimizer = make_optimizer(
+            config.optimizer,
+            net.flat,
+            self.backprop.flat_grad,
+            config.learning_rate,
+            weight_decay=config.weight_decay,
+            **config.optimizer_args,
         )
         self.rng = np.random.default_rng([config.seed, 1])
         self.order = np.arange(len(X))
@@ -309,13 +414,15 @@ class _Trainer:
 
     def run(self) -> TrainResult:
         config = self.config
-        initial_total, _ = self.backprop.evaluate(self.X, self.T)
-        result = TrainResult(status="completed", initial_loss=initial_total / len(self.X))
-        best_train = best_val = math.inf
-        stale_train = stale_val = 0
+        result = TrainResult(status="completed", initial_loss=self._initial_loss())
+        best_val = math.inf
+        stale_val = 0
         best_flat = None
+        plateau = _Plateau(config) if config.tol is not None else None
         for epoch in range(1, config.epochs + 1):
-            record = self._epoch(epoch)
+            learning_rate = self._learning_rate(epoch, plateau)
+            self.optimizer.learning_rate = learning_rate
+            record = self._epoch(epoch, learning_rate)
             result.history.append(record)
             if self.on_epoch is not None:
                 self.on_epoch(record)
@@ -334,17 +441,27 @@ class _Trainer:
                     result.status = "early_stopped"
                     result.reason = f"val_loss did not improve for {config.patience} epochs"
                     break
-            if config.tol is not None:
-                stale_train = stale_train + 1 if loss > best_train - config.tol else 0
-                best_train = min(best_train, loss)
-                if stale_train >= config.tol_patience:
-                    result.status = "converged"
-                    result.reason = f"train_loss decreased by less than tol={config.tol:g}"
-                    break
+            if plateau is not None and (reason := plateau.update(loss, learning_rate)):
+                result.status, result.reason = "converged", reason
+                break
         if best_flat is not None and result.status == "early_stopped":
             self.net.flat[...] = best_flat
         result.updates = self.updates
         return result
+
+    def _learning_rate(self, epoch: int, plateau: _Plateau | None) -> float:
+        """The epoch's η: its schedule's, or under adaptive the η the plateau rule has reached."""
+        if plateau is not None and plateau.learning_rate is not None:
+            return plateau.learning_rate
+        return SCHEDULES[self.config.schedule](epoch, self.config.schedule_settings)
+
+    def _initial_loss(self) -> float:
+        """The training objective at the initial weights: the data loss over all N samples, plus
+        the L2 penalty 0.5 α Σ‖W‖² / N, so batch GD's first train_loss equals it."""
+        total, _ = self.backprop.evaluate(self.X, self.T)
+        if self.backprop.penalty is not None:
+            total += self.backprop.penalty.value()
+        return total / len(self.X)
 
     def _diverged(self, loss: float, initial_loss: float) -> bool:
         """A non-finite loss, or one above ``divergence_factor`` × the initial weights' loss
@@ -354,7 +471,7 @@ class _Trainer:
             return True
         return factor is not None and initial_loss > 0 and loss > factor * initial_loss
 
-    def _epoch(self, epoch: int) -> EpochRecord:
+    def _epoch(self, epoch: int, learning_rate: float) -> EpochRecord:
         start = time.perf_counter()
         gd = self.config.gd
         if gd == "batch":
@@ -378,7 +495,7 @@ class _Trainer:
             train_accuracy=hits / n if self.correct else None,
             val_accuracy=val_accuracy,
             grad_norm=float(np.sqrt(np.vdot(grad, grad))),
-            learning_rate=self.config.learning_rate,
+            learning_rate=learning_rate,
             seconds=time.perf_counter() - start,
         )
 
@@ -415,3 +532,35 @@ class _Trainer:
             total += loss
             hits += correct
         return total, hits
+
+
+class _Plateau:
+    """The training-loss rule: an epoch is stale when its loss fails to beat the best so far by
+    ``tol`` (scikit-learn's comparison). ``tol_patience`` consecutive stale epochs end the run as
+    converged, except under the adaptive schedule, where more than ``n_iter_no_change`` of them
+    divide η by 5 (``learning_rate`` then holds the η to use) and restart the count, and end the
+    run only when η is already at or below 1e-6: scikit-learn's ``_fit_stochastic``."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.tol, self.tol_patience = config.tol, config.tol_patience
+        self.n_iter_no_change = config.n_iter_no_change
+        self.learning_rate = config.learning_rate if config.schedule == "adaptive" else None
+        self.best, self.stale = math.inf, 0
+
+    def update(self, loss: float, learning_rate: float) -> str | None:
+        """Count the epoch's training loss; the reason to stop, if the run should."""
+        self.stale = self.stale + 1 if loss > self.best - self.tol else 0
+        self.best = min(self.best, loss)
+        if self.learning_rate is None:
+            if self.stale >= self.tol_patience:
+                return f"train_loss decreased by less than tol={self.tol:g}"
+            return None
+        if self.stale > self.n_iter_no_change:
+            if learning_rate <= ADAPTIVE_FLOOR:
+                return (
+                    f"train_loss decreased by less than tol={self.tol:g} for "
+                    f"{self.stale} epochs at learning_rate={learning_rate:g} "
+                    f"(adaptive stops at or below {ADAPTIVE_FLOOR:g})"
+                )
+            self.learning_rate, self.stale = learning_rate / ADAPTIVE_DIVISOR, 0
+        return None
