@@ -18,13 +18,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from nnlab.checks import InputError, check_choice, check_count, check_number
-from nnlab.engine import GD_VARIANTS, LOSS_NAMES, OUTPUT_ACTIVATIONS
+from nnlab.engine import GD_VARIANTS, INITS, LOSS_NAMES, OUTPUT_ACTIVATIONS, SCHEDULES
 from nnlab.engine import HIDDEN_ACTIVATIONS as _HIDDEN
 from nnlab.engine import OPTIMIZERS as _OPTIMIZERS
 from nnlab.engine.mlp import DTYPES
 
 HIDDEN_ACTIVATIONS, OPTIMIZERS = tuple(_HIDDEN), tuple(_OPTIMIZERS)
 OUTPUTS = tuple(OUTPUT_ACTIVATIONS)
+AUTO_BATCH = "auto"  # batch_size: min(200, the training samples), scikit-learn's default
 
 MAX_EPOCHS = 1_000_000
 MAX_WIDTH = 1_000_000  # units in a hidden layer; the memory estimate decides what fits
@@ -65,6 +66,7 @@ class Param:
     configures: str | None = "training"  # "network" (MLP), "training" (engine.train), or None
     applies: When | None = None
     choices: tuple[str, ...] | None = None  # the values it takes, for help and the CLI
+    words: tuple[str, ...] = ()  # words it takes besides numbers of its kind ("auto")
     # nnlab 0.1's parameters are hashed at every value; one added since enters a run's hash only
     # away from its default, so adding it leaves the hashes of stored sweeps as they were
     hashed_at_default: bool = False
@@ -95,6 +97,11 @@ def count(low: int, high: int) -> Check:
 
 def optional(check: Check) -> Check:
     return lambda name, value: None if value is None else check(name, value)
+
+
+def or_words(check: Check, *words: str) -> Check:
+    """``check``, or one of ``words`` as it is."""
+    return lambda name, value: value if value in words else check(name, value)
 
 
 def widths(name: str, value: object) -> tuple[int, ...]:
@@ -171,9 +178,10 @@ PARAMS: list[Param] = [
         "batch_size",
         int,
         32,
-        optional(count(1, MAX_BATCH)),
-        "Samples per update.",
+        optional(or_words(count(1, MAX_BATCH), AUTO_BATCH)),
+        "Samples per update; auto: min(200, the training samples), scikit-learn's default.",
         applies=When("gd", ("minibatch",)),
+        words=(AUTO_BATCH,),
     ),
     _param("learning_rate", float, 0.1, number(above=0), "The step size η."),
     _param("optimizer", str, "sgd", choice(OPTIMIZERS), "The update rule.", choices=OPTIMIZERS),
@@ -231,6 +239,90 @@ PARAMS: list[Param] = [
         100.0,
         optional(number(above=1)),
         "Diverged when the training loss exceeds this × the initial loss.",
+    ),
+    # added in round 2: a run's hash holds them only away from their defaults
+    Param(
+        "init",
+        str,
+        "auto",
+        choice(INITS),
+        "Initial weights: auto (He-normal for the ReLU family, else Glorot-uniform, zero "
+        "biases), a named scheme, or sklearn / pytorch to start as those libraries do.",
+        section="model",
+        configures="network",
+        choices=INITS,
+    ),
+    Param(
+        "learning_rate_schedule",
+        str,
+        "constant",
+        choice(SCHEDULES),
+        "How η changes between epochs, for every optimizer.",
+        choices=SCHEDULES,
+    ),
+    Param(
+        "power_t",
+        float,
+        0.5,
+        number(at_least=0),
+        "invscaling: η = η₀ / (samples seen + 1)^power_t.",
+        applies=When("learning_rate_schedule", ("invscaling",)),
+    ),
+    Param(
+        "gamma",
+        float,
+        0.1,
+        number(above=0, at_most=1),
+        "step: η × gamma every step_size epochs; exponential: η × gamma every epoch.",
+        applies=When("learning_rate_schedule", ("step", "exponential")),
+    ),
+    Param(
+        "step_size",
+        int,
+        30,
+        count(1, MAX_EPOCHS),
+        "step: epochs between decays.",
+        applies=When("learning_rate_schedule", ("step",)),
+    ),
+    Param(
+        "min_learning_rate",
+        float,
+        0.0,
+        number(at_least=0),
+        "cosine: the η the run anneals to.",
+        applies=When("learning_rate_schedule", ("cosine",)),
+    ),
+    Param(
+        "n_iter_no_change",
+        int,
+        10,
+        count(1, MAX_EPOCHS),
+        "adaptive: η ÷ 5 after more than this many epochs without a tol improvement.",
+        applies=When("learning_rate_schedule", ("adaptive",)),
+    ),
+    Param(
+        "tol_patience",
+        int,
+        1,
+        count(1, MAX_EPOCHS),
+        "Epochs in a row without a tol improvement before stopping as converged "
+        "(scikit-learn's n_iter_no_change=10 is 11).",
+        applies=When("tol", is_set=True),
+    ),
+    Param(
+        "alpha",
+        float,
+        0.0,
+        number(at_least=0),
+        "L2 penalty as scikit-learn's: 0.5·alpha·Σ‖W‖² / batch size on each batch's loss "
+        "(weights only; the training loss includes it).",
+    ),
+    Param(
+        "weight_decay",
+        float,
+        0.0,
+        number(at_least=0),
+        "Decoupled weight decay (AdamW's): θ ← θ(1 − η·weight_decay) before each update.",
     ),
 ]
 

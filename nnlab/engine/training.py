@@ -281,7 +281,7 @@ def make_config(
     gd = check_choice("gd", gd, GD_VARIANTS)
     optimizer = check_choice("optimizer", optimizer, OPTIMIZERS)
     check_number("learning_rate", learning_rate, above=0)
-    schedule = _check_schedule(
+    schedule = check_schedule(
         learning_rate_schedule, learning_rate, power_t, gamma, step_size, min_learning_rate, tol
     )
     check_int("n_iter_no_change", n_iter_no_change, 1)
@@ -335,7 +335,7 @@ def make_config(
     )
 
 
-def _check_schedule(name, learning_rate, power_t, gamma, step_size, min_learning_rate, tol) -> str:
+def check_schedule(name, learning_rate, power_t, gamma, step_size, min_learning_rate, tol) -> str:
     """The schedule's name, once every schedule setting is in range."""
     schedule = check_choice("learning_rate_schedule", name, SCHEDULES)
     check_number("power_t", power_t, at_least=0)
