@@ -130,6 +130,16 @@ def test_an_unknown_run_is_404(client):
         assert answer["error"].startswith("no run with id 999 in ")
 
 
+@pytest.mark.parametrize("run_id", ["9223372036854775808", "99999999999999999999999"])
+def test_a_run_id_past_any_database_integer_is_404_not_500(client, run_id):
+    for path in (f"/api/runs/{run_id}", f"/api/runs/{run_id}/epochs"):
+        answer = get_json(client, path, status=404)
+        assert answer["error"].startswith(f"no run with id {run_id} in ")
+    for path in (f"/runs/{run_id}", f"/compare?runs={run_id}"):
+        page = client.get(path)
+        assert page.status_code == 404 and f"no run with id {run_id}" in page.text
+
+
 def test_an_unknown_path_is_a_json_404(client):
     assert get_json(client, "/api/nothing", status=404) == {"error": "Not Found"}
     assert get_json(client, "/api/runs/abc", status=404) == {"error": "Not Found"}
