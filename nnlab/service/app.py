@@ -39,6 +39,7 @@ from nnlab.service.guards import (
 from nnlab.service.records import frame_records, json_value
 from nnlab.service.tables import TableQuery, check_table_query, page
 from nnlab.store import Lab, UnknownSweepError, open_store
+from nnlab.store.query import METRICS as HEATMAP_METRICS  # what a configuration is ranked by
 from nnlab.store.query import UnknownRunError, ranking_columns
 
 EPOCH = re.compile(r"[0-9]{1,18}")  # what ?after= may be: a non-negative int
@@ -139,7 +140,7 @@ async def heatmap(request: Request) -> Response:
     name, query = request.path_params["name"], request.query_params
     rows, columns = query.get("rows", ""), query.get("columns", "")
     try:
-        metric = check_query(query)[0]
+        metric = check_query(query, metrics=HEATMAP_METRICS)[0]
         cells = functools.partial(views.heatmap, name=name, rows=rows, columns=columns)
         return await _shared(request, lambda lab: cells(lab, metric=metric), name)
     except (BadQuery, views.BadSetting) as bad:

@@ -192,6 +192,13 @@ def test_the_heatmap_names_a_bad_setting_with_a_did_you_mean(client):
     get_json(client, "/api/sweeps/nope/heatmap?rows=a&columns=b", status=404)
 
 
+def test_the_heatmap_of_an_accuracy_is_a_400_naming_the_metrics_it_has(client):
+    query = "rows=activation&columns=learning_rate&metric=val_accuracy"
+    body = get_json(client, f"/api/sweeps/grid/heatmap?{query}", status=400)
+    assert body["error"].startswith("unknown metric 'val_accuracy'; expected one of")
+    assert "'val_loss'" in body["error"]
+
+
 def test_failures_are_grouped_by_their_last_line(client, lab):
     (group,) = get_json(client, "/api/sweeps/broken/failures")
     assert group["message"] == "RuntimeError: the loss blew up"
