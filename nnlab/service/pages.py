@@ -19,6 +19,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from nnlab import __version__
+from nnlab.service.paths import SegmentedPath  # noqa: F401  (registers the sweep convertor)
 from nnlab.store import UnknownSweepError
 from nnlab.store.query import UnknownRunError
 
@@ -118,7 +119,7 @@ def _missing(message: str, links: list[tuple[str, str]], status: int = 404) -> H
 
 ROUTES = [
     Route("/", sweeps),
-    Route("/sweeps/{name}", sweep),
+    Route("/sweeps/{name:sweep}", sweep),
     Route("/runs/{run_id:int}", run),
     Route("/compare", compare),
     Route("/static/{name}", static),

@@ -4,10 +4,11 @@ what ``nnlab.connect`` reads directly."""
 from __future__ import annotations
 
 from datetime import datetime
+from urllib.parse import quote
 
 import pandas as pd
 import pytest
-from served import ERROR, client_of, fill_with_trouble, get_json
+from served import ERROR, add_sweep, client_of, fill_with_trouble, get_json
 
 import nnlab
 
@@ -143,3 +144,21 @@ def test_a_run_id_past_any_database_integer_is_404_not_500(client, run_id):
 def test_an_unknown_path_is_a_json_404(client):
     assert get_json(client, "/api/nothing", status=404) == {"error": "Not Found"}
     assert get_json(client, "/api/runs/abc", status=404) == {"error": "Not Found"}
+
+
+def test_a_sweep_whose_name_holds_a_slash_or_a_percent_is_served_as_itself(tmp_path):
+    """``/api/sweeps/x%2Fruns`` is sweep ``x/runs``, not the runs of sweep ``x``."""
+    url = f"sqlite:///{tmp_path / 'nnlab.db'}"
+    names = ["x", "x/runs", "../../etc/passwd", "a%2Fb", "50% off"]
+    for runs, name in enumerate(names, start=1):
+        add_sweep(url, name, runs=runs)
+    with client_of(url) as client:
+        for runs, name in enumerate(names, start=1):
+            path = f"/api/sweeps/{quote(name, safe='')}"
+            assert get_json(client, path)["name"] == name
+            assert {row["sweep"] for row in get_json(client, f"{path}/runs")} == {name}
+            assert len(get_json(client, f"{path}/runs")) == runs
+            assert len(get_json(client, f"{path}/curves")) == runs
+            page = client.get(f"/sweeps/{quote(name, safe='')}")
+            assert page.status_code == 200, page.text
+        assert len(get_json(client, "/api/sweeps/x/runs")) == 1  # the runs of x
