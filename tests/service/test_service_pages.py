@@ -162,6 +162,13 @@ def test_details_name_the_grid_and_the_ranking_metric(client):
     assert details["started_at"] is not None
 
 
+def test_a_failed_run_has_ended_and_leaves_nothing_to_wait_for(client):
+    details = get_json(client, "/api/sweeps/broken")
+    assert details["statuses"] == {"failed": 1}
+    assert details["final"] == details["runs"] == 1
+    assert details["eta_seconds"] is None
+
+
 def test_eta_is_the_time_left_at_the_rate_runs_ended():
     start = datetime(2026, 1, 1, tzinfo=UTC)
     assert eta_seconds(start, 4, 12, start + timedelta(seconds=10)) == 30.0
