@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from importlib import resources
+from urllib.parse import quote
 
 import jinja2
 from starlette.concurrency import run_in_threadpool
@@ -45,11 +46,14 @@ def static_files() -> dict[str, tuple[bytes, str]]:
 
 @functools.cache
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    environment = jinja2.Environment(
         loader=jinja2.PackageLoader("nnlab.service", "templates"),
         autoescape=True,  # every name, description, setting and error is escaped
         undefined=jinja2.StrictUndefined,
     )
+    # a sweep's name as one path segment, its slashes escaped too (urlencode keeps them)
+    environment.filters["segment"] = functools.partial(quote, safe="")
+    return environment
 
 
 def page(template: str, status: int = 200, **values) -> HTMLResponse:

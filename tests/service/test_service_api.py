@@ -3,6 +3,7 @@ what ``nnlab.connect`` reads directly."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from urllib.parse import quote
 
@@ -161,4 +162,8 @@ def test_a_sweep_whose_name_holds_a_slash_or_a_percent_is_served_as_itself(tmp_p
             assert len(get_json(client, f"{path}/curves")) == runs
             page = client.get(f"/sweeps/{quote(name, safe='')}")
             assert page.status_code == 200, page.text
+            links = re.findall(r'href="(/[^"]*)"', page.text)
+            assert f"/api/sweeps/{quote(name, safe='')}/runs.csv" in links
+            for link in links:
+                assert client.get(link).status_code == 200, link
         assert len(get_json(client, "/api/sweeps/x/runs")) == 1  # the runs of x
