@@ -760,7 +760,13 @@ def report(ctx, sweeps, db, output, metric, threshold):
     show_default=True,
     help="Address to listen on; any but loopback needs a token (one is made if not given).",
 )
-@click.option("--port", type=int, default=service.DEFAULT_PORT, show_default=True, help="Port.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=service.DEFAULT_PORT,
+    show_default=True,
+    help="Port (0: any free one).",
+)
 @click.option("--token", help="Token requests must carry [default: none on loopback].")
 @click.option("--open", "open_browser", is_flag=True, help="Open the URL in the default browser.")
 @click.option(

@@ -34,14 +34,16 @@ class BadQuery(InputError):
         self.matches = list(matches)
 
 
-def check_query(query: Mapping[str, str]) -> tuple[str, str | None, int, int]:
-    """``metric``, ``by``, ``max_points`` and ``top`` of a request's ``query``, with their
-    defaults; ``BadQuery`` for a metric or a number the route does not accept (``by`` is
-    checked against the sweep's settings as it is read)."""
+def check_query(
+    query: Mapping[str, str], metrics: tuple[str, ...] = METRICS
+) -> tuple[str, str | None, int, int]:
+    """``metric`` (one of ``metrics``), ``by``, ``max_points`` and ``top`` of a request's
+    ``query``, with their defaults; ``BadQuery`` for a metric or a number the route does not
+    accept (``by`` is checked against the sweep's settings as it is read)."""
     metric = query.get("metric", "val_loss")
     max_points = _integer("max_points", query.get("max_points", str(DEFAULT_POINTS)), MAX_POINTS)
     top = _integer("top", query.get("top", str(DEFAULT_TOP)), TOP)
-    return _choice("metric", metric, METRICS), query.get("by"), max_points, top
+    return _choice("metric", metric, metrics), query.get("by"), max_points, top
 
 
 def _integer(name: str, given: str, bounds: tuple[int, int]) -> int:

@@ -21,8 +21,8 @@ from nnlab.report.analysis import (
 )
 from nnlab.service.records import json_value
 from nnlab.store import Lab
-from nnlab.store.models import FINISHED_STATUSES
 from nnlab.store.query import METRICS
+from nnlab.store.queue import FINAL_STATUSES
 
 
 @dataclass(frozen=True)
@@ -76,11 +76,12 @@ class BadSetting(InputError):
 
 def details(lab: Lab, name: str, standing: Standing, now: datetime | None = None) -> dict:
     """Sweep ``name`` as ``Lab.sweep`` has it, with ``runs`` (the total), ``axes`` (the settings
-    its grid varies), ``metric`` (what it is ranked by), ``final`` (runs that ended) and
-    ``eta_seconds``: the time its unfinished runs would take at the rate runs have ended since
-    the first started (None when none has ended, or none is left)."""
+    its grid varies), ``metric`` (what it is ranked by), ``final`` (runs that ended, failed
+    ones too: a sweep retries them only when told) and ``eta_seconds``: the time its unfinished
+    runs would take at the rate runs have ended since the first started (None when none has
+    ended, or none is left)."""
     sweep = lab.sweep(name)
-    final = sum(n for status, n in sweep.statuses.items() if status in FINISHED_STATUSES)
+    final = sum(n for status, n in sweep.statuses.items() if status in FINAL_STATUSES)
     extra = {
         "runs": sweep.runs,
         "final": final,

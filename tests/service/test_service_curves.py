@@ -133,7 +133,11 @@ def test_a_group_past_its_runs_last_epoch(client, lab):
     [
         ("metric=val_los", "unknown metric 'val_los'", ["val_loss"]),
         ("metric=grad_norm", "unknown metric 'grad_norm'", []),
-        ("by=learning_rat", "unknown setting 'learning_rat'", ["learning_rate"]),
+        (
+            "by=learning_rat",
+            "unknown setting 'learning_rat'",
+            ["learning_rate", "learning_rate_schedule"],
+        ),
         ("by=run_id", "unknown setting 'run_id'", []),
     ],
 )

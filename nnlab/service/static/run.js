@@ -83,6 +83,7 @@ async function start() {
     },
     status: (changes) => { if (changes.some((c) => c.run_id === id)) { refreshRun(); catchUp(); } },
     reset: catchUp,
+    closed: refreshRun,
   });
 }
 
