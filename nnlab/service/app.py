@@ -98,8 +98,10 @@ async def sweeps(request: Request) -> Response:
 
 async def sweep(request: Request) -> Response:
     name = request.path_params["name"]
-    standing = await _standing(request, name)
-    return await _shared(request, lambda lab: views.details(lab, name, standing), name, standing)
+    settings = request.app.state.settings  # not the standing: the page's first answer
+    return await _shared(
+        request, lambda lab: views.details(lab, name, settings.of(lab, name)), name
+    )
 
 
 async def runs(request: Request) -> Response:

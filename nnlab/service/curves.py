@@ -36,14 +36,16 @@ class BadQuery(InputError):
 
 def check_query(
     query: Mapping[str, str], metrics: tuple[str, ...] = METRICS
-) -> tuple[str, str | None, int, int]:
-    """``metric`` (one of ``metrics``), ``by``, ``max_points`` and ``top`` of a request's
-    ``query``, with their defaults; ``BadQuery`` for a metric or a number the route does not
-    accept (``by`` is checked against the sweep's settings as it is read)."""
-    metric = query.get("metric", "val_loss")
+) -> tuple[str | None, str | None, int, int]:
+    """``metric`` (one of ``metrics``; None when not given: the sweep's own, see ``read``),
+    ``by``, ``max_points`` and ``top`` of a request's ``query``, with their defaults;
+    ``BadQuery`` for a metric or a number the route does not accept (``by`` is checked
+    against the sweep's settings as it is read)."""
+    metric = query.get("metric")
     max_points = _integer("max_points", query.get("max_points", str(DEFAULT_POINTS)), MAX_POINTS)
     top = _integer("top", query.get("top", str(DEFAULT_TOP)), TOP)
-    return _choice("metric", metric, metrics), query.get("by"), max_points, top
+    metric = None if metric is None else _choice("metric", metric, metrics)
+    return metric, query.get("by"), max_points, top
 
 
 def _integer(name: str, given: str, bounds: tuple[int, int]) -> int:
@@ -136,14 +138,16 @@ def _groups(standing: Standing, by: str, top: int):
 def read(
     lab: Lab,
     sweep: str,
-    metric: str,
+    metric: str | None,
     by: str | None,
     max_points: int,
     top: int = DEFAULT_TOP,
     standing: Standing | None = None,
 ) -> list[dict]:
-    """The curves the route serves (see the module); ``standing`` as read now if not given."""
+    """The curves the route serves (see the module); ``standing`` as read now if not given,
+    ``metric`` the one it ranks by when None."""
     standing = standing or views.standing(lab, sweep)
+    metric = metric or standing.metric
     if by is None:
         return run_series(lab, sweep, metric, max_points, standing)
     return grouped_series(lab, sweep, metric, by, max_points, standing, top)
