@@ -17,7 +17,8 @@ from nnlab.service.views import Standing
 from nnlab.store import Lab
 from nnlab.store.query import quantiles
 
-METRICS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
+METRICS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "learning_rate")
+COLUMNS = {"learning_rate": "epoch_learning_rate"}  # as Lab.curves names it (apart from the run's)
 MAX_POINTS = (2, 1500)  # the range W&B allows a chart
 DEFAULT_POINTS = 500
 TOP = (1, 100)  # best configurations drawn when grouped by configuration
@@ -32,6 +33,9 @@ class BadQuery(InputError):
     def __init__(self, message: str, matches: list[str] = ()) -> None:
         super().__init__(message)
         self.matches = list(matches)
+
+
+_NAMES = {column: metric for metric, column in COLUMNS.items()}
 
 
 def check_query(
@@ -77,7 +81,7 @@ def run_series(
     an epoch; ``label`` names its grid settings."""
     settings = standing.settings.set_index("run_id")
     axes = standing.axes
-    curves = lab.curves(sweep, [metric])
+    curves = lab.curves(sweep, [COLUMNS.get(metric, metric)]).rename(columns=_NAMES)
     series = []
     for run_id, logged in curves.groupby("run_id", sort=True):
         rows = logged.iloc[kept(len(logged), max_points)]
@@ -103,7 +107,7 @@ def grouped_series(
     # the best configurations are a few of the runs: read only theirs (a tenth of a second
     # rather than five on a 10,000-run sweep); grouped by a setting, every run is drawn
     drawn = [run for _, _, runs in found for run in runs] if by == "configuration" else None
-    curves = lab.curves(sweep, [metric], runs=drawn)
+    curves = lab.curves(sweep, [COLUMNS.get(metric, metric)], runs=drawn).rename(columns=_NAMES)
     table = curves.pivot(index="run_id", columns="epoch", values=metric)
     epochs = table.columns.to_numpy()[kept(len(table.columns), max_points)]
     table = table.reindex(index=settings.run_id, columns=epochs)

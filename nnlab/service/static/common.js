@@ -2,7 +2,7 @@
 // only ever as text nodes: never parsed as HTML), numbers and times, and live updates.
 
 export const STATUSES = ["completed", "running", "diverged", "failed", "interrupted", "pending"];
-export const METRICS = ["val_loss", "train_loss", "val_accuracy", "train_accuracy"];
+export const METRICS = ["val_loss", "train_loss", "val_accuracy", "train_accuracy", "learning_rate"];
 
 export class ApiError extends Error {}
 

@@ -250,7 +250,7 @@ function addEpochs(epochs) {
 async function loadHeatmap() {
   const d = state.details;
   if (d.axes.length < 2) return show($("heatmap"), note(`A heatmap needs two settings that vary in the grid; ${d.axes.length ? `only ${d.axes[0]} varies` : "nothing varies"}.`));
-  const query = new URLSearchParams({ rows: $("heat-rows").value, columns: $("heat-columns").value, metric: state.metric.replace("accuracy", "loss") });
+  const query = new URLSearchParams({ rows: $("heat-rows").value, columns: $("heat-columns").value, metric: state.metric.startsWith("train") ? "train_loss" : "val_loss" });
   try {
     heatmap($("heatmap"), await json(apiSweep(name, `/heatmap?${query}`)), { tip });
   } catch (error) { failOn($("heatmap"), error); }
