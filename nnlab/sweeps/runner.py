@@ -529,10 +529,26 @@ _TRACKER_WARNINGS = "ignore::UserWarning:joblib.externals.loky.backend.resource_
 
 def _quiet_resource_tracker() -> None:
     """loky's resource tracker (a process of its own, started with this interpreter's ``-W``
-    options) warns on stderr of semaphores left behind when a stopped sweep kills its workers;
-    the sweep says itself what happened, in one line."""
+    options) warns on stderr of semaphores left behind when a stopped sweep kills its workers,
+    and, when the kill races joblib's own clean-up of its temporary folder, prints a
+    ``KeyError`` traceback of its bookkeeping; the sweep says itself what happened, in one
+    line. So the tracker is started here with its stderr on /dev/null: it has nothing else to
+    say that a user could act on."""
     if _TRACKER_WARNINGS not in sys.warnoptions:
         sys.warnoptions.append(_TRACKER_WARNINGS)
+    from joblib.externals.loky.backend import resource_tracker
+
+    if getattr(resource_tracker._resource_tracker, "_pid", None) is not None:
+        return  # running already, with whatever stderr it was given
+    sys.stderr.flush()
+    saved, silent = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(silent, 2)  # the tracker inherits fd 2 as it starts; for a moment, ours too
+        resource_tracker.ensure_running()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(silent)
 
 
 def _start_dask(stack: contextlib.ExitStack, scheduler: str | None, jobs: int):
