@@ -136,7 +136,26 @@ def _option(param: Param) -> dict:
     if param.kind is tuple:
         return {"callback": _parse_hidden, "metavar": "WIDTHS", "help": help_text}
     kind = click.Choice(param.choices) if param.choices else param.kind
+    if param.words:
+        kind = NumberOrWord(param.kind, param.words)
     return {"type": kind, "help": help_text}
+
+
+class NumberOrWord(click.ParamType):
+    """A number of ``kind``, or one of ``words`` (``--batch-size auto``)."""
+
+    def __init__(self, kind: type, words: tuple[str, ...]) -> None:
+        self.kind, self.words = kind, words
+        self.name = f"{kind.__name__}|{'|'.join(words)}"
+
+    def convert(self, value, param, ctx):
+        if value in self.words:
+            return value
+        try:
+            return self.kind(value)
+        except (TypeError, ValueError):
+            choices = " or ".join(repr(word) for word in self.words)
+            self.fail(f"{value!r} is not an {self.kind.__name__} or {choices}", param, ctx)
 
 
 def _shown_default(param: Param) -> str:

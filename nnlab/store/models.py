@@ -57,6 +57,7 @@ EPOCH_METRICS = (
 
 HYPERPARAMETER_COLUMNS = ("learning_rate", "batch_size", "activation", "gd", "optimizer", "hidden")
 HYPERPARAMETER_COLUMNS += ("epochs",)  # requested; the epochs table holds those that ran
+HYPERPARAMETER_COLUMNS += ("learning_rate_schedule", "init", "alpha", "weight_decay")
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -152,6 +153,10 @@ class Run(Base):
     optimizer: Mapped[str | None] = mapped_column(String(20))
     hidden: Mapped[str | None] = mapped_column(String(200))  # widths, e.g. "16,16"
     epochs: Mapped[int | None]  # requested; the epochs table holds those that ran
+    learning_rate_schedule: Mapped[str | None] = mapped_column(String(20))
+    init: Mapped[str | None] = mapped_column(String(20))
+    alpha: Mapped[float | None] = mapped_column(Float)
+    weight_decay: Mapped[float | None] = mapped_column(Float)
     config: Mapped[dict[str, Any]]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

@@ -33,6 +33,10 @@ RUN_COLUMNS = {
     "gd": "string",
     "optimizer": "string",
     "hidden": "string",
+    "learning_rate_schedule": "string",
+    "init": "string",
+    "alpha": "float64",
+    "weight_decay": "float64",
     "final_train_loss": "float64",
     "final_val_loss": "float64",
     "final_train_accuracy": "float64",
@@ -46,6 +50,7 @@ METRICS = ("val_loss", "train_loss")  # what configurations can be ranked by
 ACCURACY = {"val_loss": "val_accuracy", "train_loss": "train_accuracy"}  # on the same data
 QUARTILES = (0.25, 0.5, 0.75)  # the band of a curve over runs: its IQR around the median
 HYPERPARAMETERS = ("learning_rate", "batch_size", "activation", "gd", "optimizer", "hidden")
+HYPERPARAMETERS += ("learning_rate_schedule", "init", "alpha", "weight_decay")
 SWEEP = ("sweep_id", "name", "description", "status", "spec_hash")
 # What Lab.sweeps adds to each sweep's row: what its runs are doing and how good they got.
 ACTIVITY_COLUMNS = ("statuses", "started_at", "last_activity", "metric", "best")

@@ -17,7 +17,8 @@ from dataclasses import asdict, dataclass, replace
 
 from nnlab.checks import InputError
 from nnlab.engine.losses import check_loss_output
-from nnlab.params import PARAMS
+from nnlab.engine.training import AUTO_BATCH_SIZE, check_schedule
+from nnlab.params import AUTO_BATCH, PARAMS
 from nnlab.sweeps.budget import DataShape, describe, estimate, worker_budget
 from nnlab.sweeps.config import DATA_DEFAULTS, RunConfig, prepare_data
 from nnlab.sweeps.spec import DATA_PREFIX, SpecError, SweepSpec
@@ -123,14 +124,16 @@ def expand_grid(spec: SweepSpec, max_runs: int = DEFAULT_MAX_RUNS) -> list[GridP
     return list(points.values())
 
 
-def check_data(spec: SweepSpec, points: list[GridPoint], workers: int = 1) -> None:
+def check_data(spec: SweepSpec, points: list[GridPoint], workers: int = 1) -> list[GridPoint]:
     """Load every data set the grid names (a missing file, an unknown data set or bad data is a
     SpecError) and check mini-batch sizes against the training set they will see, and each
     run's memory against the share of ``workers`` runs training at once (a synthetic set's
-    before it is generated)."""
+    before it is generated). Returns the points with ``batch_size: auto`` as the number it is
+    for their training set (their hashes, the spec's, unchanged)."""
     shapes: dict[str, DataShape] = {}
     validation: dict[str, int] = {}
     budget = worker_budget(workers)
+    checked = []
     for point in points:
         config = point.config
         key = json.dumps(dict(config.data), sort_keys=True)
@@ -150,13 +153,36 @@ def check_data(spec: SweepSpec, points: list[GridPoint], workers: int = 1) -> No
                 ("train", "patience"),
                 "early stopping needs validation data: set data.val_fraction above 0",
             )
+        _check_schedule(spec, config)
         size = shapes[key].n_samples
+        if config.batch_size == AUTO_BATCH:
+            config = replace(config, batch_size=min(AUTO_BATCH_SIZE, size))
+            point = GridPoint(config, point.config_hash)
         if config.gd == "minibatch" and config.batch_size and config.batch_size > size:
             raise spec.error(
                 _setting_path(spec, "batch_size", "train"),
                 f"batch_size {config.batch_size} is larger than the {size} training samples "
                 f"of {config.data.get('name')!r}",
             )
+        checked.append(point)
+    return checked
+
+
+def _check_schedule(spec: SweepSpec, config: RunConfig) -> None:
+    """The learning-rate schedule's settings together (the engine's own check)."""
+    try:
+        check_schedule(
+            config.learning_rate_schedule,
+            config.learning_rate,
+            config.power_t,
+            config.gamma,
+            config.step_size,
+            config.min_learning_rate,
+            config.tol,
+        )
+    except InputError as error:
+        path = _setting_path(spec, "learning_rate_schedule", "train")
+        raise spec.error(path, str(error)) from None
 
 
 def _prepared_shape(spec: SweepSpec, config: RunConfig) -> tuple[DataShape, int]:

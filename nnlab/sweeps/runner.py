@@ -107,9 +107,7 @@ def _counts(counter: Counter) -> str:
 def plan(spec: SweepSpec, max_runs: int = DEFAULT_MAX_RUNS, workers: int = 1) -> list[GridPoint]:
     """Every run of the spec, validated down to the data and to the memory a run may take when
     ``workers`` runs train at once on this machine (nothing is written)."""
-    points = expand_grid(spec, max_runs)
-    check_data(spec, points, workers)
-    return points
+    return check_data(spec, expand_grid(spec, max_runs), workers)
 
 
 BACKENDS = ("loky", "threading", "dask")

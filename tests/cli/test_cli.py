@@ -96,7 +96,8 @@ def test_train_on_a_csv_file(tmp_path):
     ("args", "message"),
     [
         (["--learning-rate", "-1"], "--learning-rate must be a finite number > 0, got -1.0"),
-        (["--batch-size", "0"], "--batch-size must be an integer >= 1, got 0"),
+        (["--batch-size", "0"], "--batch-size must be an integer >= 1 (or 'auto' for"),
+        (["--batch-size", "big"], "'big' is not an int or 'auto'"),
         (["--batch-size", "5000"], "--batch-size 5000 is larger than the 240 training samples"),
         (["--data", "spiralz"], "Did you mean 'spirals'?"),
         (["--activation", "sigmoidal"], "'sigmoidal' is not one of"),
