@@ -15,7 +15,7 @@ draws scikit-learn's batch order, and the two loss curves are compared epoch by 
 
     pip install scikit-learn threadpoolctl      # from the bench extra (not all of it: torch)
     python benchmarks/sklearn_strategies.py               # the study, about a minute
-    python benchmarks/sklearn_strategies.py --oracle      # the oracle check, a few seconds
+    python benchmarks/sklearn_strategies.py --oracle      # the oracle check, seed 0: ~10 s
     python benchmarks/sklearn_strategies.py --datasets iris --seeds 2   # a quick subset
     python benchmarks/sklearn_strategies.py --write-data sweeps/data/sklearn   # the sweep's CSVs
 """
@@ -392,7 +392,9 @@ def run_oracle(data, seeds: list[int]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--oracle", action="store_true", help="the oracle check, not the study")
-    parser.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 (default 10)")
+    parser.add_argument(
+        "--seeds", type=int, help="seeds 0..N-1 (default 10 for the study, 1 for --oracle)"
+    )
     parser.add_argument(
         "--datasets",
         nargs="+",
@@ -406,7 +408,7 @@ def main() -> None:
     if args.write_data is not None:
         write_data(data, args.write_data)
         return
-    seeds = list(range(args.seeds))
+    seeds = list(range(args.seeds or (1 if args.oracle else 10)))
     # as the example does: some strategies reach max_iter before the loss settles
     warnings.filterwarnings("ignore", category=ConvergenceWarning, module="sklearn")
     with threadpool_limits(args.threads):
