@@ -23,10 +23,11 @@ draws scikit-learn's batch order, and the two loss curves are compared epoch by 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from unittest import mock
 
@@ -180,20 +181,34 @@ def write_data(data, folder: Path) -> None:
 
 @dataclass
 class Cell:
+    """A (data set, strategy) cell: final training loss and epochs run, by side, one per seed.
+    The sides are ``sklearn``, ``nnlab``, and with ``--self-check`` ``sklearn'``: scikit-learn
+    again on as many other seeds, to see how often the criterion fails a library against itself.
+    """
+
     data: str
     strategy: Strategy
-    sklearn_loss: list[float]
-    sklearn_epochs: list[int]
-    nnlab_loss: list[float]
-    nnlab_epochs: list[int]
+    loss: dict[str, list[float]] = field(default_factory=dict)
+    epochs: dict[str, list[int]] = field(default_factory=dict)
+
+    def add(self, side: str, loss: float, epochs: int) -> None:
+        self.loss.setdefault(side, []).append(float(loss))
+        self.epochs.setdefault(side, []).append(int(epochs))
+
+    def verdicts(self, side: str) -> tuple[bool, bool]:
+        """Whether ``side``'s median loss and median epochs are inside scikit-learn's range."""
+        return (
+            inside(self.loss[side], self.loss["sklearn"]),
+            inside(self.epochs[side], self.epochs["sklearn"]),
+        )
 
 
-def run_study(data, seeds: list[int]) -> tuple[list[Cell], dict[str, float]]:
+def run_study(data, seeds: list[int], self_check: bool) -> tuple[list[Cell], dict[str, float]]:
     seconds = {"sklearn": 0.0, "nnlab": 0.0}
     cells = []
     for name, (X, y, max_iter) in data.items():
         for strategy in STRATEGIES:
-            cell = Cell(name, strategy, [], [], [], [])
+            cell = Cell(name, strategy)
             for seed in seeds:
                 # alternate which library goes first, so neither always runs on a warmer cache
                 order = ("sklearn", "nnlab") if seed % 2 == 0 else ("nnlab", "sklearn")
@@ -202,14 +217,14 @@ def run_study(data, seeds: list[int]) -> tuple[list[Cell], dict[str, float]]:
                     if library == "sklearn":
                         clf = fit_sklearn(X, y, strategy, seed, max_iter)
                     else:
-                        result = fit_nnlab(
-                            nnlab_network(X, y, seed), X, y, strategy, seed, max_iter
-                        )
+                        net = nnlab_network(X, y, seed)
+                        result = fit_nnlab(net, X, y, strategy, seed, max_iter)
                     seconds[library] += time.perf_counter() - start
-                cell.sklearn_loss.append(clf.loss_)
-                cell.sklearn_epochs.append(clf.n_iter_)
-                cell.nnlab_loss.append(result.final.train_loss)
-                cell.nnlab_epochs.append(result.epochs_run)
+                cell.add("sklearn", clf.loss_, clf.n_iter_)
+                cell.add("nnlab", result.final.train_loss, result.epochs_run)
+                if self_check:  # untimed
+                    other = fit_sklearn(X, y, strategy, seed + len(seeds), max_iter)
+                    cell.add("sklearn'", other.loss_, other.n_iter_)
             cells.append(cell)
     return cells, seconds
 
@@ -221,9 +236,10 @@ def widened(values) -> tuple[float, float]:
     return low - margin, high + margin
 
 
-def inside(nnlab_values, sklearn_values) -> bool:
-    low, high = widened(sklearn_values)
-    return low <= statistics.median(nnlab_values) <= high
+def inside(values, reference) -> bool:
+    """Whether the median of ``values`` is inside the widened range of ``reference``."""
+    low, high = widened(reference)
+    return low <= statistics.median(values) <= high
 
 
 def _spread(values, fmt: str) -> str:
@@ -231,35 +247,55 @@ def _spread(values, fmt: str) -> str:
     return f"{median:{fmt}} [{min(values):{fmt}}–{max(values):{fmt}}]"
 
 
+def _yes(verdict: bool) -> str:
+    return "yes" if verdict else "NO"
+
+
 def print_table(cells: list[Cell]) -> None:
-    header = (
-        "| data    | strategy             | sklearn loss              | nnlab loss                "
-        "| in  | sklearn epochs  | nnlab epochs    | in  |"
-    )
-    print(header)
-    print("|" + "|".join("-" * len(part) for part in header.split("|")[1:-1]) + "|")
+    self_check = "sklearn'" in cells[0].loss
+    columns = [
+        ("data", 7),
+        ("strategy", 20),
+        ("sklearn loss", 25),
+        ("nnlab loss", 25),
+        ("in", 3),
+        ("sklearn epochs", 15),
+        ("nnlab epochs", 15),
+        ("in", 3),
+    ]
+    if self_check:
+        columns.append(("sklearn' in", 11))
+    print("| " + " | ".join(f"{name:<{width}}" for name, width in columns) + " |")
+    print("|" + "|".join("-" * (width + 2) for _, width in columns) + "|")
     for c in cells:
-        loss_in = inside(c.nnlab_loss, c.sklearn_loss)
-        epochs_in = inside(c.nnlab_epochs, c.sklearn_epochs)
-        print(
-            f"| {c.data:<7} | {c.strategy.label:<20} "
-            f"| {_spread(c.sklearn_loss, '.4f'):<25} | {_spread(c.nnlab_loss, '.4f'):<25} "
-            f"| {'yes' if loss_in else 'NO':<3} "
-            f"| {_spread(c.sklearn_epochs, '.0f'):<15} | {_spread(c.nnlab_epochs, '.0f'):<15} "
-            f"| {'yes' if epochs_in else 'NO':<3} |"
-        )
+        loss_in, epochs_in = c.verdicts("nnlab")
+        values = [
+            c.data,
+            c.strategy.label,
+            _spread(c.loss["sklearn"], ".4f"),
+            _spread(c.loss["nnlab"], ".4f"),
+            _yes(loss_in),
+            _spread(c.epochs["sklearn"], ".0f"),
+            _spread(c.epochs["nnlab"], ".0f"),
+            _yes(epochs_in),
+        ]
+        if self_check:
+            values.append(" / ".join(map(_yes, c.verdicts("sklearn'"))))
+        cells_text = (f"{v:<{w}}" for v, (_, w) in zip(values, columns, strict=True))
+        print("| " + " | ".join(cells_text) + " |")
 
 
 def print_summary(cells: list[Cell], seconds: dict[str, float], n_seeds: int) -> None:
-    verdicts = [
-        (inside(c.nnlab_loss, c.sklearn_loss), inside(c.nnlab_epochs, c.sklearn_epochs))
-        for c in cells
-    ]
-    runs = len(cells) * n_seeds
     print()
-    print(f"cells inside (loss and epochs): {sum(a and b for a, b in verdicts)} of {len(cells)}")
-    losses, epochs = sum(a for a, _ in verdicts), sum(b for _, b in verdicts)
-    print(f"  loss inside: {losses} of {len(cells)}, epochs inside: {epochs} of {len(cells)}")
+    for side in [s for s in ("nnlab", "sklearn'") if s in cells[0].loss]:
+        verdicts = [c.verdicts(side) for c in cells]
+        both = sum(a and b for a, b in verdicts)
+        losses, epochs = sum(a for a, _ in verdicts), sum(b for _, b in verdicts)
+        print(
+            f"{side} inside scikit-learn's widened seed range: {both} of {len(cells)} cells "
+            f"(loss {losses}, epochs {epochs})"
+        )
+    runs = len(cells) * n_seeds
     print()
     print("| library      | runs | seconds | × nnlab |")
     print("|--------------|------|---------|---------|")
@@ -402,6 +438,12 @@ def main() -> None:
         help="a subset of the four data sets",
     )
     parser.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1)")
+    parser.add_argument(
+        "--self-check",
+        action="store_true",
+        help="also run scikit-learn on seeds N..2N-1 (untimed) and judge it by the same rule",
+    )
+    parser.add_argument("--json", type=Path, help="also write every run's figures here")
     parser.add_argument("--write-data", type=Path, metavar="FOLDER", help="write the CSVs, only")
     args = parser.parse_args()
     data = {name: d for name, d in load_datasets().items() if name in args.datasets}
@@ -419,9 +461,15 @@ def main() -> None:
         X, y, _ = next(iter(data.values()))
         fit_sklearn(X, y, STRATEGIES[0], 0, 5)
         fit_nnlab(nnlab_network(X, y, 0), X, y, STRATEGIES[0], 0, 5)
-        cells, seconds = run_study(data, seeds)
+        cells, seconds = run_study(data, seeds, args.self_check)
     print_table(cells)
     print_summary(cells, seconds, len(seeds))
+    if args.json is not None:
+        runs = [
+            {"data": c.data, "strategy": c.strategy.label, "loss": c.loss, "epochs": c.epochs}
+            for c in cells
+        ]
+        args.json.write_text(json.dumps({"seconds": seconds, "cells": runs}, indent=1))
 
 
 if __name__ == "__main__":
