@@ -15,7 +15,7 @@ draws scikit-learn's batch order, and the two loss curves are compared epoch by 
 
     pip install scikit-learn threadpoolctl      # from the bench extra (not all of it: torch)
     python benchmarks/sklearn_strategies.py               # the study, about a minute
-    python benchmarks/sklearn_strategies.py --oracle      # the oracle check, seed 0: ~10 s
+    python benchmarks/sklearn_strategies.py --oracle      # the oracle check, seed 0: ~5 s
     python benchmarks/sklearn_strategies.py --datasets iris --seeds 2   # a quick subset
     python benchmarks/sklearn_strategies.py --write-data sweeps/data/sklearn   # the sweep's CSVs
 """
@@ -421,7 +421,7 @@ def run_oracle(data, seeds: list[int]) -> None:
             verdict = ("pass" if passed else "FAIL") if checked else "—"
             print(
                 f"| {name:<7} | {label:<23} | {min(epochs):>3}–{max(epochs):<3} "
-                f"| {same:>2} of {len(seeds):<4} | {worst:>19.1e} | {first:>10.1e} | {verdict:<7} |"
+                f"| {same:>2} of {len(seeds):<3} | {worst:>19.1e} | {first:>10.1e} | {verdict:<7} |"
             )
 
 
