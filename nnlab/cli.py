@@ -266,7 +266,8 @@ def _as_option(match: re.Match) -> str:
 
 def _epoch_table() -> Table:
     table = Table(title=None, box=None, header_style="bold")
-    for name in ("epoch", "train_loss", "val_loss", "train_acc", "val_acc", "grad_norm", "seconds"):
+    columns = ("epoch", "train_loss", "val_loss", "train_acc", "val_acc", "lr", "grad_norm")
+    for name in (*columns, "seconds"):
         table.add_column(name, justify="right")
     return table
 
@@ -281,6 +282,7 @@ def _epoch_cells(record: EpochRecord) -> list[str]:
         number(record.val_loss, ".5g"),
         number(record.train_accuracy, ".3f"),
         number(record.val_accuracy, ".3f"),
+        number(record.learning_rate, ".4g"),  # the schedule's η of the epoch
         number(record.grad_norm, ".3g"),
         number(record.seconds, ".4f"),
     ]
@@ -758,7 +760,13 @@ def report(ctx, sweeps, db, output, metric, threshold):
     show_default=True,
     help="Address to listen on; any but loopback needs a token (one is made if not given).",
 )
-@click.option("--port", type=int, default=service.DEFAULT_PORT, show_default=True, help="Port.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=service.DEFAULT_PORT,
+    show_default=True,
+    help="Port (0: any free one).",
+)
 @click.option("--token", help="Token requests must carry [default: none on loopback].")
 @click.option("--open", "open_browser", is_flag=True, help="Open the URL in the default browser.")
 @click.option(

@@ -22,6 +22,7 @@ from nnlab.store.query import ACCURACY, METRICS
 DIVERGED = 1e300
 # Every curve a report reads: the losses, and the accuracies classification sweeps record.
 SERIES = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
+RATE = "learning_rate"  # the series of each epoch's η (epochs.learning_rate)
 PAIRS = 6  # heatmaps of at most this many pairs of grid settings
 
 
@@ -184,14 +185,15 @@ def read_curves(
 ) -> tuple[Curves, dict[str, np.ndarray]]:
     """The ``Curves`` of ``metric`` and the (runs × epochs) array of each of ``SERIES``, rows
     in ``run_ids`` order."""
-    epochs = lab.curves(name, [*SERIES, "seconds"])
+    epochs = lab.curves(name, [*SERIES, "epoch_learning_rate", "seconds"])
+    epochs = epochs.rename(columns={"epoch_learning_rate": RATE})
     width = int(epochs.epoch.max()) if len(epochs) else 0
     row = pd.Index(run_ids).get_indexer(epochs.run_id)
     keep = row >= 0  # a run registered after the runs were read cannot have a row
     row, column = row[keep], epochs.epoch.to_numpy()[keep] - 1
     shape = (len(run_ids), width)
     series = {}
-    for series_name in SERIES:
+    for series_name in (*SERIES, RATE):
         series[series_name] = np.full(shape, np.nan)
         series[series_name][row, column] = epochs[series_name].to_numpy()[keep]
     seconds, logged = np.zeros(shape), np.zeros(shape, dtype=bool)

@@ -28,6 +28,7 @@ from matplotlib.transforms import blended_transform_factory
 
 from nnlab.report.analysis import (
     DIVERGED,
+    RATE,
     SweepView,
     configuration_label,
     matches,
@@ -423,6 +424,34 @@ def marginal_chart(view: SweepView) -> Chart:
         "that value that diverged."
     )
     return Chart(caption, _encode(fig, dense=False), f"{view.name}: marginal effects")
+
+
+def schedule_chart(view: SweepView) -> Chart:
+    """Each epoch's learning rate, a line per distinct schedule of the grid (its median over
+    the runs that share it), when any run's changed."""
+    rates = view.series[RATE]
+    present = np.isfinite(rates)  # an epoch logged without its η (an old store) is NaN
+    high = np.where(present, rates, -np.inf).max(axis=1, initial=-np.inf)
+    low = np.where(present, rates, np.inf).min(axis=1, initial=np.inf)
+    if not (present.any(axis=1) & (high > low)).any():
+        return Chart("Every run kept its learning rate: no schedule changed it.")
+    setting = "learning_rate_schedule" if "learning_rate_schedule" in view.axes else None
+    fig, (ax,) = _panels(1, columns=1, height=2.8)
+    x = view.curves.epochs
+    for index, (label, rows) in enumerate(groups(view.runs, setting)):
+        median = quantiles(rates[rows])[1]
+        if np.isfinite(median).any():
+            median_line(ax, x, median, COLORS[index % len(COLORS)], label)
+    finite = rates[np.isfinite(rates) & (rates > 0)]
+    log_y(ax, (finite.min() * 0.8, finite.max() * 1.25))
+    epoch_axis(ax)
+    ax.set_ylabel("learning rate η")
+    legend_below(ax, title=setting)
+    caption = (
+        "The learning rate each epoch trained with (the median over the runs of each schedule; "
+        "an adaptive schedule's runs divide theirs at different epochs)."
+    )
+    return Chart(caption, _encode(fig, dense=False), f"{view.name}: learning rate by epoch")
 
 
 # --- several sweeps side by side ------------------------------------------------------------

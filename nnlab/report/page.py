@@ -41,6 +41,7 @@ from nnlab.report.figures import (
     gd_chart,
     heatmap_chart,
     marginal_chart,
+    schedule_chart,
 )
 from nnlab.store import Lab
 
@@ -201,6 +202,7 @@ def _section(view: SweepView, index: int, given: float | None) -> dict:
             "heatmap": heatmap_chart(view),
             "gd": gd_chart(view),
             "marginal": marginal_chart(view),
+            "schedule": schedule_chart(view),
         },
         "failures": [
             {**group, "run_ids": _ids(group["runs"])}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import re
 import secrets
 import signal
 import socket
@@ -30,6 +31,7 @@ DEFAULT_POLL_SECONDS = 0.5
 MAX_POLL_SECONDS = 60.0
 GRACE_SECONDS = 2
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+TOKEN = re.compile(r"[A-Za-z0-9_.~-]+")  # what a URL's query and a cookie carry as they are
 
 
 class MissingExtra(InputError):
@@ -61,14 +63,18 @@ def serve(
     token = token_for(host, token)
     hosts = allowed_hosts(host)
     app = create_app(db, token=token, allowed_hosts=hosts, poll_seconds=poll_seconds)
-    url = address(host, port, token)
-    print(f"serving {display_url(resolve_url(db))} read-only", file=sys.stderr)
-    print(f"open {url}", file=sys.stderr, flush=True)
-    server = _server(uvicorn, app, host=host, port=port)
-    if open_browser:
-        _open_when_listening(server, url)
-    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the Ctrl-C it stopped on
-        server.run()
+    listener = listen(host, port)  # a taken port or a bad host: one line, before any URL
+    try:
+        url = address(host, listener.getsockname()[1], token)
+        print(f"serving {display_url(resolve_url(db))} read-only", file=sys.stderr)
+        print(f"open {url}", file=sys.stderr, flush=True)
+        server = _server(uvicorn, app, host=host, port=port)
+        if open_browser:
+            _open_when_listening(server, url)
+        with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the Ctrl-C it stopped on
+            server.run(sockets=[listener])
+    finally:
+        listener.close()
     print("stopped", file=sys.stderr)
 
 
@@ -218,7 +224,13 @@ def is_loopback(host: str) -> bool:
 
 def token_for(host: str, token: str | None) -> str | None:
     """The token requests must carry: the one given, else a new one unless ``host`` is
-    loopback (where there is none)."""
+    loopback (where there is none). ``InputError`` for a given one that is empty, or that a
+    URL or a cookie cannot carry as it is."""
+    if token is not None and not TOKEN.fullmatch(token):
+        shown = repr(token) if len(token) <= 40 else repr(token[:37]) + "..."
+        raise InputError(
+            f"--token must be letters, digits, '-', '_', '.' or '~' (one or more), got {shown}"
+        )
     if token is not None or is_loopback(host):
         return token
     return secrets.token_urlsafe(32)

@@ -36,9 +36,11 @@ from nnlab.service.guards import (
     TokenCheck,
     error,
 )
+from nnlab.service.paths import SegmentedPath
 from nnlab.service.records import frame_records, json_value
 from nnlab.service.tables import TableQuery, check_table_query, page
 from nnlab.store import Lab, UnknownSweepError, open_store
+from nnlab.store.query import METRICS as HEATMAP_METRICS  # what a configuration is ranked by
 from nnlab.store.query import UnknownRunError, ranking_columns
 
 EPOCH = re.compile(r"[0-9]{1,18}")  # what ?after= may be: a non-negative int
@@ -72,6 +74,7 @@ def create_app(
         Middleware(OriginCheck, allowed=allowed_hosts),
         Middleware(MethodCheck),
         Middleware(TokenCheck, token=token),
+        Middleware(SegmentedPath),
     ]
     app = Starlette(
         routes=ROUTES,
@@ -95,8 +98,10 @@ async def sweeps(request: Request) -> Response:
 
 async def sweep(request: Request) -> Response:
     name = request.path_params["name"]
-    standing = await _standing(request, name)
-    return await _shared(request, lambda lab: views.details(lab, name, standing), name, standing)
+    settings = request.app.state.settings  # not the standing: the page's first answer
+    return await _shared(
+        request, lambda lab: views.details(lab, name, settings.of(lab, name)), name
+    )
 
 
 async def runs(request: Request) -> Response:
@@ -145,7 +150,7 @@ async def heatmap(request: Request) -> Response:
     name, query = request.path_params["name"], request.query_params
     rows, columns = query.get("rows", ""), query.get("columns", "")
     try:
-        metric = check_query(query)[0]
+        metric = check_query(query, metrics=HEATMAP_METRICS)[0]
         standing = await _standing(request, name)
         cells = functools.partial(views.heatmap, rows=rows, columns=columns, metric=metric)
         reading = functools.partial(cells, name=name, standing=standing)
@@ -206,22 +211,22 @@ def _render(lab: Lab, name: str) -> str:
 
 
 DOWNLOADS = [
-    Route("/api/sweeps/{name:path}/runs.csv", runs_download),
-    Route("/api/sweeps/{name:path}/epochs.csv", epochs_download),
-    Route("/sweeps/{name:path}/report", report),
+    Route("/api/sweeps/{name:sweep}/runs.csv", runs_download),
+    Route("/api/sweeps/{name:sweep}/epochs.csv", epochs_download),
+    Route("/sweeps/{name:sweep}/report", report),
 ]
 
 ROUTES = [
     Route("/api/sweeps", sweeps),
-    Route("/api/sweeps/{name}", sweep),
-    Route("/api/sweeps/{name}/runs", runs),
-    Route("/api/sweeps/{name}/configurations", configurations),
-    Route("/api/sweeps/{name}/curves", curves),
-    Route("/api/sweeps/{name}/heatmap", heatmap),
-    Route("/api/sweeps/{name}/failures", failures),
+    Route("/api/sweeps/{name:sweep}", sweep),
+    Route("/api/sweeps/{name:sweep}/runs", runs),
+    Route("/api/sweeps/{name:sweep}/configurations", configurations),
+    Route("/api/sweeps/{name:sweep}/curves", curves),
+    Route("/api/sweeps/{name:sweep}/heatmap", heatmap),
+    Route("/api/sweeps/{name:sweep}/failures", failures),
     Route("/api/runs/{run_id:int}", run),
     Route("/api/runs/{run_id:int}/epochs", epochs),
-    Route("/api/sweeps/{name}/events", events),
+    Route("/api/sweeps/{name:sweep}/events", events),
     *DOWNLOADS,
     *pages.ROUTES,
 ]

@@ -17,7 +17,8 @@ from nnlab.service.views import Standing
 from nnlab.store import Lab
 from nnlab.store.query import quantiles
 
-METRICS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
+METRICS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "learning_rate")
+COLUMNS = {"learning_rate": "epoch_learning_rate"}  # as Lab.curves names it (apart from the run's)
 MAX_POINTS = (2, 1500)  # the range W&B allows a chart
 DEFAULT_POINTS = 500
 TOP = (1, 100)  # best configurations drawn when grouped by configuration
@@ -34,14 +35,21 @@ class BadQuery(InputError):
         self.matches = list(matches)
 
 
-def check_query(query: Mapping[str, str]) -> tuple[str, str | None, int, int]:
-    """``metric``, ``by``, ``max_points`` and ``top`` of a request's ``query``, with their
-    defaults; ``BadQuery`` for a metric or a number the route does not accept (``by`` is
-    checked against the sweep's settings as it is read)."""
-    metric = query.get("metric", "val_loss")
+_NAMES = {column: metric for metric, column in COLUMNS.items()}
+
+
+def check_query(
+    query: Mapping[str, str], metrics: tuple[str, ...] = METRICS
+) -> tuple[str | None, str | None, int, int]:
+    """``metric`` (one of ``metrics``; None when not given: the sweep's own, see ``read``),
+    ``by``, ``max_points`` and ``top`` of a request's ``query``, with their defaults;
+    ``BadQuery`` for a metric or a number the route does not accept (``by`` is checked
+    against the sweep's settings as it is read)."""
+    metric = query.get("metric")
     max_points = _integer("max_points", query.get("max_points", str(DEFAULT_POINTS)), MAX_POINTS)
     top = _integer("top", query.get("top", str(DEFAULT_TOP)), TOP)
-    return _choice("metric", metric, METRICS), query.get("by"), max_points, top
+    metric = None if metric is None else _choice("metric", metric, metrics)
+    return metric, query.get("by"), max_points, top
 
 
 def _integer(name: str, given: str, bounds: tuple[int, int]) -> int:
@@ -73,7 +81,7 @@ def run_series(
     an epoch; ``label`` names its grid settings."""
     settings = standing.settings.set_index("run_id")
     axes = standing.axes
-    curves = lab.curves(sweep, [metric])
+    curves = lab.curves(sweep, [COLUMNS.get(metric, metric)]).rename(columns=_NAMES)
     series = []
     for run_id, logged in curves.groupby("run_id", sort=True):
         rows = logged.iloc[kept(len(logged), max_points)]
@@ -99,7 +107,7 @@ def grouped_series(
     # the best configurations are a few of the runs: read only theirs (a tenth of a second
     # rather than five on a 10,000-run sweep); grouped by a setting, every run is drawn
     drawn = [run for _, _, runs in found for run in runs] if by == "configuration" else None
-    curves = lab.curves(sweep, [metric], runs=drawn)
+    curves = lab.curves(sweep, [COLUMNS.get(metric, metric)], runs=drawn).rename(columns=_NAMES)
     table = curves.pivot(index="run_id", columns="epoch", values=metric)
     epochs = table.columns.to_numpy()[kept(len(table.columns), max_points)]
     table = table.reindex(index=settings.run_id, columns=epochs)
@@ -134,14 +142,16 @@ def _groups(standing: Standing, by: str, top: int):
 def read(
     lab: Lab,
     sweep: str,
-    metric: str,
+    metric: str | None,
     by: str | None,
     max_points: int,
     top: int = DEFAULT_TOP,
     standing: Standing | None = None,
 ) -> list[dict]:
-    """The curves the route serves (see the module); ``standing`` as read now if not given."""
+    """The curves the route serves (see the module); ``standing`` as read now if not given,
+    ``metric`` the one it ranks by when None."""
     standing = standing or views.standing(lab, sweep)
+    metric = metric or standing.metric
     if by is None:
         return run_series(lab, sweep, metric, max_points, standing)
     return grouped_series(lab, sweep, metric, by, max_points, standing, top)

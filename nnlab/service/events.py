@@ -160,14 +160,16 @@ class Feeds:
         """Subscribe to sweep ``name`` (raising ``UnknownSweepError`` before anything is sent)
         and give the Server-Sent Events text to send it."""
         self._loop = asyncio.get_running_loop()
-        feed = self.by_name.get(name) or SweepFeed(self.lab, name, self.poll_seconds)
+        # kept before the first subscription reads: clients arriving meanwhile share it
+        feed = self.by_name.get(name)
+        if feed is None:
+            feed = self.by_name[name] = SweepFeed(self.lab, name, self.poll_seconds)
         try:
             queue = await feed.subscribe(last_id)
         except Exception:
-            if not feed.subscribers:
-                self.by_name.pop(name, None)
+            if not feed.subscribers and self.by_name.get(name) is feed:
+                del self.by_name[name]
             raise
-        self.by_name[name] = feed
         return _events(feed, queue)
 
 

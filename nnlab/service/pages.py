@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from importlib import resources
+from urllib.parse import quote
 
 import jinja2
 from starlette.concurrency import run_in_threadpool
@@ -19,6 +20,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from nnlab import __version__
+from nnlab.service.paths import SegmentedPath  # noqa: F401  (registers the sweep convertor)
 from nnlab.store import UnknownSweepError
 from nnlab.store.query import UnknownRunError
 
@@ -44,11 +46,14 @@ def static_files() -> dict[str, tuple[bytes, str]]:
 
 @functools.cache
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    environment = jinja2.Environment(
         loader=jinja2.PackageLoader("nnlab.service", "templates"),
         autoescape=True,  # every name, description, setting and error is escaped
         undefined=jinja2.StrictUndefined,
     )
+    # a sweep's name as one path segment, its slashes escaped too (urlencode keeps them)
+    environment.filters["segment"] = functools.partial(quote, safe="")
+    return environment
 
 
 def page(template: str, status: int = 200, **values) -> HTMLResponse:
@@ -118,7 +123,7 @@ def _missing(message: str, links: list[tuple[str, str]], status: int = 404) -> H
 
 ROUTES = [
     Route("/", sweeps),
-    Route("/sweeps/{name}", sweep),
+    Route("/sweeps/{name:sweep}", sweep),
     Route("/runs/{run_id:int}", run),
     Route("/compare", compare),
     Route("/static/{name}", static),

@@ -6,6 +6,7 @@ The analysis is the report's (``nnlab.report.analysis``): one home for both.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -21,8 +22,8 @@ from nnlab.report.analysis import (
 )
 from nnlab.service.records import json_value
 from nnlab.store import Lab
-from nnlab.store.models import FINISHED_STATUSES
 from nnlab.store.query import METRICS
+from nnlab.store.queue import FINAL_STATUSES
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,13 @@ class RunSettings:
     def __init__(self, most: int = 64) -> None:
         self.most = most
         self._held: dict[str, tuple[tuple, pd.DataFrame]] = {}
+        self._reading = threading.Lock()  # two routes asking at once: one read
 
     def of(self, lab: Lab, name: str) -> pd.DataFrame:
+        with self._reading:
+            return self._of(lab, name)
+
+    def _of(self, lab: Lab, name: str) -> pd.DataFrame:
         registration = lab.registration(name)
         held = self._held.get(name)
         if held is not None and held[0] == registration:
@@ -74,18 +80,19 @@ class BadSetting(InputError):
         self.matches = list(matches)
 
 
-def details(lab: Lab, name: str, standing: Standing, now: datetime | None = None) -> dict:
+def details(lab: Lab, name: str, settings: pd.DataFrame, now: datetime | None = None) -> dict:
     """Sweep ``name`` as ``Lab.sweep`` has it, with ``runs`` (the total), ``axes`` (the settings
-    its grid varies), ``metric`` (what it is ranked by), ``final`` (runs that ended) and
-    ``eta_seconds``: the time its unfinished runs would take at the rate runs have ended since
-    the first started (None when none has ended, or none is left)."""
+    its grid varies), ``metric`` (what it is ranked by), ``final`` (runs that ended, failed
+    ones too: a sweep retries them only when told) and ``eta_seconds``: the time its unfinished
+    runs would take at the rate runs have ended since the first started (None when none has
+    ended, or none is left)."""
     sweep = lab.sweep(name)
-    final = sum(n for status, n in sweep.statuses.items() if status in FINISHED_STATUSES)
+    final = sum(n for status, n in sweep.statuses.items() if status in FINAL_STATUSES)
     extra = {
         "runs": sweep.runs,
         "final": final,
-        "axes": standing.axes,
-        "metric": standing.metric,
+        "axes": grid_axes(settings),
+        "metric": lab.default_metric([name]),
         "eta_seconds": eta_seconds(sweep.started_at, final, sweep.runs - final, now),
     }
     return {**json_value(sweep), **extra}
@@ -101,11 +108,13 @@ def eta_seconds(started: datetime | None, final: int, left: int, now: datetime |
     return round(elapsed / final * left, 1)
 
 
-def heatmap(lab: Lab, name: str, rows: str, columns: str, metric: str, standing: Standing) -> dict:
+def heatmap(
+    lab: Lab, name: str, rows: str, columns: str, metric: str | None, standing: Standing
+) -> dict:
     """The median final ``metric`` of the clean runs in each cell of setting ``rows`` × setting
     ``columns``, with each cell's diverged and total runs, and the values' labels (as the
-    report's heatmaps)."""
-    check_choice("metric", metric, METRICS)
+    report's heatmaps); ``metric`` None: the one the sweep is ranked by."""
+    metric = check_choice("metric", metric or standing.metric, METRICS)
     runs = final_results(lab, name, metric, standing.settings)
     settings = [c for c in runs.columns if c not in ("run_id", "status", "final", "configuration")]
     for setting in (rows, columns):

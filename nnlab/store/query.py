@@ -64,6 +64,9 @@ PROGRESS_METRICS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
 RUN_DETAILS = ("config", "attempts", "started_at", "finished_at", "heartbeat_at", "error")
 
 
+MAX_ID = 2**63 - 1  # the largest integer a database's id column holds
+
+
 class UnknownRunError(StoreError):
     """A run id the database does not hold."""
 
@@ -351,9 +354,12 @@ class Lab:
 
         Raises ``UnknownRunError`` (a ``StoreError``) for an id the database does not hold.
         """
+        missing = UnknownRunError(f"no run with id {run_id} in {self.location}")
+        if not 0 <= run_id <= MAX_ID:  # no run's, and SQLite would overflow on it
+            raise missing
         summary = self._frame("SELECT * FROM run_summary WHERE run_id = :id", {"id": run_id})
         if summary.empty:
-            raise UnknownRunError(f"no run with id {run_id} in {self.location}")
+            raise missing
         details = [getattr(Run, column) for column in (*RUN_DETAILS, *PROVENANCE_COLUMNS)]
         with self.store.read() as connection:
             row = connection.execute(select(*details).where(Run.id == run_id)).one()

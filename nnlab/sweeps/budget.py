@@ -19,6 +19,7 @@ import numpy as np
 
 from nnlab.engine.mlp import CHUNK_ROWS, n_params
 from nnlab.engine.training import AUTO_BATCH_SIZE
+from nnlab.params import AUTO_BATCH
 from nnlab.sweeps.config import RunConfig
 
 MEMORY_FRACTION = 0.5  # of physical memory, shared by the workers that train at once
@@ -74,12 +75,8 @@ class Estimate:
 def estimate(config: RunConfig, shape: DataShape) -> Estimate:
     itemsize = np.dtype(config.dtype).itemsize
     sizes = [shape.n_features, *config.hidden, shape.n_outputs]
-    batch_size = config.batch_size or 32
-    if batch_size == "auto":
-        batch_size = AUTO_BATCH_SIZE
-    batch = {"batch": shape.n_samples, "stochastic": 1}.get(
-        config.gd, min(batch_size, shape.n_samples)
-    )
+    asked = AUTO_BATCH_SIZE if config.batch_size == AUTO_BATCH else config.batch_size or 32
+    batch = {"batch": shape.n_samples, "stochastic": 1}.get(config.gd, min(asked, shape.n_samples))
     rows = min(batch, CHUNK_ROWS)
     vectors = 2 + (batch > CHUNK_ROWS) + OPTIMIZER_BUFFERS.get(config.optimizer, 2)
     vectors += config.patience is not None  # the best weights so far

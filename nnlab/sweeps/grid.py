@@ -146,6 +146,10 @@ def check_data(spec: SweepSpec, points: list[GridPoint], workers: int = 1) -> li
             if expected is not None:
                 _check_memory(spec, config, expected, budget, workers)
             shapes[key], validation[key] = _prepared_shape(spec, config)
+        size = shapes[key].n_samples
+        if config.batch_size == AUTO_BATCH:
+            config = replace(config, batch_size=min(AUTO_BATCH_SIZE, size))
+            point = GridPoint(config, point.config_hash)
         _check_memory(spec, config, shapes[key], budget, workers)
         if config.loss is not None and config.output is not None:
             try:
@@ -158,10 +162,6 @@ def check_data(spec: SweepSpec, points: list[GridPoint], workers: int = 1) -> li
                 "early stopping needs validation data: set data.val_fraction above 0",
             )
         _check_schedule(spec, config)
-        size = shapes[key].n_samples
-        if config.batch_size == AUTO_BATCH:
-            config = replace(config, batch_size=min(AUTO_BATCH_SIZE, size))
-            point = GridPoint(config, point.config_hash)
         if config.gd == "minibatch" and config.batch_size and config.batch_size > size:
             raise spec.error(
                 _setting_path(spec, "batch_size", "train"),

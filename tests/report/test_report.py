@@ -40,7 +40,18 @@ SPEC = textwrap.dedent("""\
       activation: [tanh, relu]
     seeds: [0, 1]
 """)
-PARTS = ("summary", "best", "curves", "fit", "heatmap", "gd", "marginal", "failures", "spec")
+PARTS = (
+    "summary",
+    "best",
+    "curves",
+    "fit",
+    "heatmap",
+    "gd",
+    "marginal",
+    "schedule",
+    "failures",
+    "spec",
+)
 HOSTILE = '<img src=x onerror="document.body.dataset.pwned=1">'
 
 

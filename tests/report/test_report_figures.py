@@ -219,3 +219,28 @@ def test_a_legend_below_its_panel_hides_no_curve(columns):
     renderer = FigureCanvasAgg(fig).get_renderer()
     fig.draw(renderer)
     assert ax.get_legend().get_window_extent(renderer).y1 < ax.get_window_extent(renderer).y0
+
+
+def test_the_learning_rate_of_each_schedule_is_drawn(sqlite_url):
+    """Issue 12: each epoch's η, a line per schedule of the grid; none when none changed it."""
+    spec = {
+        "name": "schedules",
+        "data": {"name": "moons", "n_samples": 80, "val_fraction": 0.25},
+        "model": {"hidden": [4]},
+        "train": {"epochs": 5, "learning_rate": 0.2, "gamma": 0.5},
+        "grid": {"learning_rate_schedule": ["constant", "exponential", "cosine"]},
+        "seeds": [0],
+    }
+    nnlab.sweep(spec, sqlite_url, report=False)
+    lab = nnlab.connect(sqlite_url)
+    text = svg_text(figure(render_report(lab, ["schedules"]), "learning rate by epoch"))
+    assert all(name in text for name in ("constant", "exponential", "cosine"))
+    view = load_sweep(lab, "schedules")
+    rates = view.series["learning_rate"]
+    assert rates[view.runs.learning_rate_schedule == "exponential"].tolist() == [
+        [0.2 * 0.5**k for k in range(5)]
+    ]
+    flat = {**spec, "name": "flat", "grid": {"activation": ["tanh", "relu"]}}
+    nnlab.sweep(flat, sqlite_url, report=False)
+    page = render_report(lab, ["flat"])
+    assert "Every run kept its learning rate: no schedule changed it." in page

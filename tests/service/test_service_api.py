@@ -3,11 +3,13 @@ what ``nnlab.connect`` reads directly."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
+from urllib.parse import quote
 
 import pandas as pd
 import pytest
-from served import ERROR, client_of, fill_with_trouble, get_json
+from served import ERROR, add_sweep, client_of, fill_with_trouble, get_json
 
 import nnlab
 
@@ -130,6 +132,38 @@ def test_an_unknown_run_is_404(client):
         assert answer["error"].startswith("no run with id 999 in ")
 
 
+@pytest.mark.parametrize("run_id", ["9223372036854775808", "99999999999999999999999"])
+def test_a_run_id_past_any_database_integer_is_404_not_500(client, run_id):
+    for path in (f"/api/runs/{run_id}", f"/api/runs/{run_id}/epochs"):
+        answer = get_json(client, path, status=404)
+        assert answer["error"].startswith(f"no run with id {run_id} in ")
+    for path in (f"/runs/{run_id}", f"/compare?runs={run_id}"):
+        page = client.get(path)
+        assert page.status_code == 404 and f"no run with id {run_id}" in page.text
+
+
 def test_an_unknown_path_is_a_json_404(client):
     assert get_json(client, "/api/nothing", status=404) == {"error": "Not Found"}
     assert get_json(client, "/api/runs/abc", status=404) == {"error": "Not Found"}
+
+
+def test_a_sweep_whose_name_holds_a_slash_or_a_percent_is_served_as_itself(tmp_path):
+    """``/api/sweeps/x%2Fruns`` is sweep ``x/runs``, not the runs of sweep ``x``."""
+    url = f"sqlite:///{tmp_path / 'nnlab.db'}"
+    names = ["x", "x/runs", "../../etc/passwd", "a%2Fb", "50% off"]
+    for runs, name in enumerate(names, start=1):
+        add_sweep(url, name, runs=runs)
+    with client_of(url) as client:
+        for runs, name in enumerate(names, start=1):
+            path = f"/api/sweeps/{quote(name, safe='')}"
+            assert get_json(client, path)["name"] == name
+            assert {row["sweep"] for row in get_json(client, f"{path}/runs")} == {name}
+            assert len(get_json(client, f"{path}/runs")) == runs
+            assert len(get_json(client, f"{path}/curves")) == runs
+            page = client.get(f"/sweeps/{quote(name, safe='')}")
+            assert page.status_code == 200, page.text
+            links = re.findall(r'href="(/[^"]*)"', page.text)
+            assert f"/api/sweeps/{quote(name, safe='')}/runs.csv" in links
+            for link in links:
+                assert client.get(link).status_code == 200, link
+        assert len(get_json(client, "/api/sweeps/x/runs")) == 1  # the runs of x

@@ -133,7 +133,11 @@ def test_a_group_past_its_runs_last_epoch(client, lab):
     [
         ("metric=val_los", "unknown metric 'val_los'", ["val_loss"]),
         ("metric=grad_norm", "unknown metric 'grad_norm'", []),
-        ("by=learning_rat", "unknown setting 'learning_rat'", ["learning_rate"]),
+        (
+            "by=learning_rat",
+            "unknown setting 'learning_rat'",
+            ["learning_rate", "learning_rate_schedule"],
+        ),
         ("by=run_id", "unknown setting 'run_id'", []),
     ],
 )
@@ -153,3 +157,29 @@ def test_an_unknown_sweep_is_404(client):
     for query in ("", "?by=learning_rate"):
         answer = get_json(client, f"/api/sweeps/lon/curves{query}", status=404)
         assert answer["did_you_mean"] == ["long"]
+
+
+def test_each_schedules_learning_rate_is_a_curve(sqlite_url):
+    """Issue 12: each epoch's η is a metric of the curves, as the schedule set it."""
+    spec = {
+        "name": "schedules",
+        "data": {"name": "moons", "n_samples": 80, "val_fraction": 0.25},
+        "model": {"hidden": [4]},
+        "train": {"epochs": 6, "learning_rate": 0.2, "gamma": 0.5, "step_size": 2},
+        "grid": {"learning_rate_schedule": ["constant", "step", "exponential"]},
+        "seeds": [0, 1],
+    }
+    nnlab.sweep(spec, sqlite_url, report=False)
+    expected = {
+        "constant": [0.2] * 6,
+        "step": [0.2, 0.2, 0.1, 0.1, 0.05, 0.05],
+        "exponential": [0.2 * 0.5**k for k in range(6)],
+    }
+    with client_of(sqlite_url) as client:
+        query = "metric=learning_rate&by=learning_rate_schedule"
+        groups = get_json(client, f"/api/sweeps/schedules/curves?{query}")
+        assert get_json(client, "/api/sweeps/schedules")["axes"] == ["learning_rate_schedule"]
+    assert sorted(group["value"] for group in groups) == sorted(expected)
+    for group in groups:
+        assert group["epochs"] == list(range(1, 7)) and len(group["runs"]) == 2
+        assert group["median"] == pytest.approx(expected[group["value"]], rel=1e-12)

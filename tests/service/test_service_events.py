@@ -139,6 +139,24 @@ def test_twenty_clients_cost_the_polls_of_one(live):
         assert listener.next("epochs")["data"][0]["run_id"] == ids[1]
 
 
+def test_clients_arriving_at_once_share_one_feed_and_all_end_on_stop(live):
+    """Twenty tabs reconnecting together (after a restart, say): one feed reads for them all,
+    and stopping the server ends every stream, not only those of the last feed made."""
+    app, base, _, _ = live
+    arrivals = [threading.Thread(target=lambda: crowd.append(Listener(base))) for _ in range(20)]
+    crowd: list[Listener] = []
+    for arrival in arrivals:
+        arrival.start()
+    for arrival in arrivals:
+        arrival.join(10)
+    assert len(crowd) == 20
+    assert len(app.state.feeds.by_name["live"].subscribers) == 20
+    app.state.feeds.close_soon()
+    for listener in crowd:
+        listener.thread.join(2)
+        assert not listener.thread.is_alive()
+
+
 def test_unknown_sweep_is_a_404(live):
     _, base, _, _ = live
     response = httpx.get(f"{base}/api/sweeps/lvie/events")

@@ -162,6 +162,13 @@ def test_details_name_the_grid_and_the_ranking_metric(client):
     assert details["started_at"] is not None
 
 
+def test_a_failed_run_has_ended_and_leaves_nothing_to_wait_for(client):
+    details = get_json(client, "/api/sweeps/broken")
+    assert details["statuses"] == {"failed": 1}
+    assert details["final"] == details["runs"] == 1
+    assert details["eta_seconds"] is None
+
+
 def test_eta_is_the_time_left_at_the_rate_runs_ended():
     start = datetime(2026, 1, 1, tzinfo=UTC)
     assert eta_seconds(start, 4, 12, start + timedelta(seconds=10)) == 30.0
@@ -190,6 +197,13 @@ def test_the_heatmap_names_a_bad_setting_with_a_did_you_mean(client):
     body = get_json(client, "/api/sweeps/grid/heatmap?rows=activation&columns=x&metric=acc", 400)
     assert "metric" in body["error"]
     get_json(client, "/api/sweeps/nope/heatmap?rows=a&columns=b", status=404)
+
+
+def test_the_heatmap_of_an_accuracy_is_a_400_naming_the_metrics_it_has(client):
+    query = "rows=activation&columns=learning_rate&metric=val_accuracy"
+    body = get_json(client, f"/api/sweeps/grid/heatmap?{query}", status=400)
+    assert body["error"].startswith("unknown metric 'val_accuracy'; expected one of")
+    assert "'val_loss'" in body["error"]
 
 
 def test_failures_are_grouped_by_their_last_line(client, lab):

@@ -197,6 +197,60 @@ def test_poll_seconds_out_of_range_is_one_line(served_url, seconds):
     )
 
 
+def test_serve_on_a_taken_port_is_one_line_and_no_url(served_url):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with nnlab_serve("--db", served_url, "--port", str(port)) as server:
+            _, errors = server.communicate(timeout=30)
+    assert server.returncode == 2
+    assert errors == (
+        f"Error: cannot listen on 127.0.0.1:{port}: Address already in use; choose another port\n"
+    )
+
+
+@pytest.mark.parametrize("host", ["nosuchhost.invalid", "192.0.2.1"])  # unknown; not ours
+def test_serve_on_a_host_it_cannot_listen_on_is_one_line(served_url, host):
+    with nnlab_serve("--db", served_url, "--host", host, "--port", "8765") as server:
+        _, errors = server.communicate(timeout=30)
+    assert server.returncode == 2
+    assert errors.startswith(f"Error: cannot listen on {host}:8765: ") and errors.count("\n") == 1
+
+
+@pytest.mark.parametrize("port", ["70000", "-1"])
+def test_serve_on_a_port_out_of_range_is_a_usage_error(served_url, port):
+    with nnlab_serve("--db", served_url, "--port", port) as server:
+        _, errors = server.communicate(timeout=30)
+    assert server.returncode == 2
+    assert f"Invalid value for '--port': {port} is not in the range 0<=x<=65535." in errors
+    assert "Traceback" not in errors
+
+
+def test_serve_on_port_0_prints_the_port_it_listens_on(served_url):
+    with nnlab_serve("--db", served_url, "--port", "0") as server:
+        try:
+            server.stderr.readline()
+            url = server.stderr.readline().removeprefix("open ").strip()
+            assert url.startswith("http://127.0.0.1:") and not url.endswith(":0/")
+            assert get_when_listening(f"{url}api/sweeps").status_code == 200
+        finally:
+            server.send_signal(signal.SIGINT)
+            server.communicate(timeout=30)
+
+
+@pytest.mark.parametrize("token", ["", " ", "a b", "a;b", "a&b", "naïve"])
+def test_a_token_no_url_or_cookie_carries_as_it_is_is_one_line(served_url, token):
+    """An empty token would let ``?token=`` in; ``a;b`` would be cut short in the cookie."""
+    with nnlab_serve("--db", served_url, "--host", "0.0.0.0", "--token", token) as server:
+        _, errors = server.communicate(timeout=30)
+    assert server.returncode == 2
+    assert errors == (
+        f"Error: --token must be letters, digits, '-', '_', '.' or '~' (one or more), "
+        f"got {token!r}\n"
+    )
+
+
 def test_poll_seconds_sets_the_retry_of_the_event_stream(served_url):
     """Clients reconnect after twice the poll interval: it shows what the server polls at."""
     port = free_port()

@@ -16,12 +16,12 @@ from urllib.parse import quote
 import pytest
 import yaml
 from browser import assert_clean, chromium, watched, watched_page  # noqa: F401 (fixtures)
-from served import fill_with_trouble, running
+from served import add_sweep, fill_with_trouble, running
 from test_service_pages import HOSTILE, run_grid
 
 import nnlab
 from nnlab.service.app import create_app
-from nnlab.store import open_store, register_sweep
+from nnlab.store import delete_sweep, open_store, register_sweep
 from nnlab.store.registry import RunRow
 
 LIVE_SECONDS = 2.0  # the bound: committed to visible
@@ -262,3 +262,20 @@ def test_with_a_token_the_first_visit_carries_the_pages(page, served_url):
             assert fresh.goto(f"{guarded}/sweeps/grid").status == 401
         finally:
             fresh.close()
+
+
+def test_a_sweep_deleted_while_its_pages_are_open_is_said_to_be_gone(browser, tmp_path):
+    url = add_sweep(f"sqlite:///{tmp_path / 'nnlab.db'}", "doomed")
+    run_id = int(nnlab.connect(url).runs(sweep="doomed").run_id.iloc[0])
+    server = running(create_app(url, poll_seconds=0.25))
+    with server as base, watched(browser) as sweep_page, watched(browser) as run_page:
+        painted(sweep_page, f"{base}/sweeps/doomed")
+        painted(run_page, f"{base}/runs/{run_id}")
+        for page in (sweep_page, run_page):
+            page.wait_for_selector("#live:not([hidden])")
+        delete_sweep(open_store(url), "doomed")
+        for page, where in ((sweep_page, "#progress"), (run_page, "#history")):
+            page.wait_for_selector("#live >> text=not live", timeout=10_000)
+            page.wait_for_selector(f"{where} .error", timeout=5_000)
+        assert "no sweep named 'doomed'" in sweep_page.text_content("#progress")
+        assert f"no run with id {run_id}" in run_page.text_content("#history")

@@ -103,6 +103,9 @@ def test_upgrade_keeps_the_data(db_url):
     assert (row.seed, row.learning_rate, row.activation) == (3, 0.5, "tanh")
     assert (row.final_train_loss, row.final_val_loss, row.best_val_loss) == (0.5, 0.75, 0.75)
     assert (row.final_train_accuracy, row.epochs_run) == (0.5, 2)  # the view column 0002 added
+    # 0005: the settings every earlier run trained with, typed
+    assert (row.learning_rate_schedule, row.init) == ("constant", "auto")
+    assert (row.alpha, row.weight_decay) == (0.0, 0.0)
 
 
 def test_newer_database_is_refused_with_both_revisions(db_url):

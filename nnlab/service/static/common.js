@@ -2,7 +2,7 @@
 // only ever as text nodes: never parsed as HTML), numbers and times, and live updates.
 
 export const STATUSES = ["completed", "running", "diverged", "failed", "interrupted", "pending"];
-export const METRICS = ["val_loss", "train_loss", "val_accuracy", "train_accuracy"];
+export const METRICS = ["val_loss", "train_loss", "val_accuracy", "train_accuracy", "learning_rate"];
 
 export class ApiError extends Error {}
 
@@ -151,12 +151,19 @@ export function throttle(fn, ms) {
   };
 }
 
-// Follow a sweep's Server-Sent Events; handlers: {epochs(list), status(list), reset()}.
+// Follow a sweep's Server-Sent Events; handlers: {epochs(list), status(list), reset(),
+// closed()}. closed: the server refused the stream (the sweep was deleted or renamed), which
+// the browser does not retry, so the page should ask what is there now.
 export function follow(name, handlers) {
   const indicator = document.getElementById("live");
   const source = new EventSource(apiSweep(name, "/events"));
   source.addEventListener("open", () => { indicator.hidden = false; indicator.classList.remove("stale"); indicator.textContent = "live"; });
-  source.addEventListener("error", () => { indicator.classList.add("stale"); indicator.textContent = "reconnecting"; });
+  source.addEventListener("error", () => {
+    indicator.classList.add("stale");
+    const closed = source.readyState === EventSource.CLOSED;
+    indicator.textContent = closed ? "not live" : "reconnecting";
+    if (closed) handlers.closed?.();
+  });
   for (const kind of ["epochs", "status"]) {
     source.addEventListener(kind, (event) => handlers[kind]?.(JSON.parse(event.data)));
   }

@@ -8,7 +8,8 @@ const { run: runId, sweep } = document.getElementById("app").dataset;
 const id = Number(runId);
 const tip = tooltip();
 const $ = (name) => document.getElementById(name);
-const COLUMNS = ["epoch", "train_loss", "val_loss", "train_accuracy", "val_accuracy", "learning_rate", "grad_norm", "seconds"];
+// epoch_learning_rate: the η the epoch trained with (learning_rate is the run's setting, η₀)
+const COLUMNS = ["epoch", "train_loss", "val_loss", "train_accuracy", "val_accuracy", "epoch_learning_rate", "grad_norm", "seconds"];
 const PROVENANCE = ["host", "pid", "nnlab_version", "numpy_version", "python_version", "data_fingerprint", "boot_id"];
 let epochs = [];
 let log = true;
@@ -44,6 +45,12 @@ function drawEpochs() {
     { key: val, label: val, index: 1, points: epochs.map((e) => [e.epoch, e[val]]) },
   ].filter((s) => s.points.some(([, v]) => v !== null));
   lineChart($("loss"), pair("train_loss", "val_loss"), { log, yLabel: "loss", tip, height: 280 });
+  const rates = epochs.map((e) => e.epoch_learning_rate);
+  if (!epochs.length) show($("rates"), note("No epoch logged yet."));
+  else if (new Set(rates).size > 1) {  // a schedule: its η per epoch under the losses
+    const eta = [{ key: "learning_rate", label: "learning rate", index: 2, points: epochs.map((e) => [e.epoch, e.epoch_learning_rate]) }];
+    lineChart($("rates"), eta, { log, yLabel: "learning rate", tip, height: 180 });
+  } else show($("rates"), note(`learning rate ${number(rates[0])} throughout`));
   const accuracy = pair("train_accuracy", "val_accuracy");
   if (accuracy.length) lineChart($("accuracy"), accuracy, { log: false, yLabel: "accuracy", tip, height: 220 });
   else show($("accuracy"), note("No accuracy recorded (a regression run)."));
@@ -83,6 +90,7 @@ async function start() {
     },
     status: (changes) => { if (changes.some((c) => c.run_id === id)) { refreshRun(); catchUp(); } },
     reset: catchUp,
+    closed: refreshRun,
   });
 }
 

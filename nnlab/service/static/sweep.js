@@ -78,15 +78,23 @@ function meanStd(row, column) {
   return std ? `${number(mean)} ± ${number(std, 2)}` : number(mean);
 }
 
-async function loadConfigurations() {
+function fetchConfigurations() {
   const query = new URLSearchParams({ limit: PAGE, offset: state.offset });
   if (state.sort) { query.set("sort", state.sort); query.set("order", state.order); }
   for (const [axis, value] of Object.entries(state.filters)) query.set(axis, value);
+  return api(apiSweep(name, `/configurations?${query}`));
+}
+
+async function showConfigurations(answer) {
   try {
-    const { body, total } = await api(apiSweep(name, `/configurations?${query}`));
+    const { body, total } = await answer;
     const rows = body.slice(0, PAGE).map((row, i) => ({ ...row, rank: state.offset + i + 1 }));
     drawConfigurations(rows, Number.isFinite(total) ? total : body.length);
   } catch (error) { failOn($("configurations"), error); }
+}
+
+function loadConfigurations() {
+  return showConfigurations(fetchConfigurations());
 }
 
 let shown = null;  // the configurations on screen: [rows, total]
@@ -168,11 +176,21 @@ function drawControls() {
   show($("heat-columns"), ...d.axes.map((a) => el("option", { value: a, selected: a === columns }, a)));
 }
 
-async function loadCurves() {
-  const query = new URLSearchParams({ metric: state.metric, max_points: 500 });
+function fetchCurves() {
+  // before the details arrive, no metric: the server's default is the one the sweep ranks by
+  const query = new URLSearchParams({ max_points: 500 });
+  if (state.metric) query.set("metric", state.metric);
   if (state.group !== "run") { query.set("by", state.group); query.set("top", TOP); }
+  return json(apiSweep(name, `/curves?${query}`));
+}
+
+function loadCurves() {
+  return showCurves(fetchCurves());
+}
+
+async function showCurves(answer) {
   try {
-    const groups = await json(apiSweep(name, `/curves?${query}`));
+    const groups = await answer;
     if (state.group === "run") {
       state.runSeries = new Map(groups.map((g) => [g.run_id, g]));
     } else {
@@ -232,7 +250,7 @@ function addEpochs(epochs) {
 async function loadHeatmap() {
   const d = state.details;
   if (d.axes.length < 2) return show($("heatmap"), note(`A heatmap needs two settings that vary in the grid; ${d.axes.length ? `only ${d.axes[0]} varies` : "nothing varies"}.`));
-  const query = new URLSearchParams({ rows: $("heat-rows").value, columns: $("heat-columns").value, metric: state.metric.replace("accuracy", "loss") });
+  const query = new URLSearchParams({ rows: $("heat-rows").value, columns: $("heat-columns").value, metric: state.metric.startsWith("train") ? "train_loss" : "val_loss" });
   try {
     heatmap($("heatmap"), await json(apiSweep(name, `/heatmap?${query}`)), { tip });
   } catch (error) { failOn($("heatmap"), error); }
@@ -291,15 +309,17 @@ function onStatus(changes) {
 // --- start ----------------------------------------------------------------------------------
 
 async function start() {
+  // the three first questions at once; the answers drawn as they can be
+  const asked = { details: json(apiSweep(name)), ranking: fetchConfigurations(), curves: fetchCurves() };
+  for (const answer of Object.values(asked)) answer.catch(() => {});  // each is shown where it is awaited
   try {
-    state.details = await json(apiSweep(name));
+    state.details = await asked.details;
   } catch (error) { return failOn($("progress"), error); }
   drawProgress();
   drawControls();
-  const curves = loadCurves();
-  await loadConfigurations();
+  await showConfigurations(asked.ranking);
   document.body.dataset.painted = "true";  // the first screen: progress and the ranking
-  await curves;
+  await showCurves(asked.curves);
   document.body.dataset.charted = "true";
   loadHeatmap();
   loadEveryConfiguration();
@@ -309,7 +329,7 @@ async function start() {
   $("log").addEventListener("change", () => { state.log = $("log").checked; loadCurves(); });
   $("heat-rows").addEventListener("change", loadHeatmap);
   $("heat-columns").addEventListener("change", loadHeatmap);
-  follow(name, { epochs: onEpochs, status: onStatus, reset: () => { refreshDetails(); loadCurves(); refreshRanking(); } });
+  follow(name, { epochs: onEpochs, status: onStatus, reset: () => { refreshDetails(); loadCurves(); refreshRanking(); }, closed: refreshDetails });
 }
 
 start();
