@@ -87,9 +87,13 @@ def canonical(config: RunConfig) -> dict:
 
 def axis_values(config: RunConfig, axes: list[str]) -> list:
     """The run's value on each grid axis; None where that parameter does not apply to it."""
-    applied = canonical(config)
+    settings = as_values(config)
+    # not canonical(): it leaves out the parameters at their defaults that the hash omits
+    applies = {param.name: param.applies_to(settings) for param in PARAMS}
     return [
-        config.data.get(axis[len(DATA_PREFIX) :]) if axis.startswith(DATA_PREFIX) else applied[axis]
+        config.data.get(axis[len(DATA_PREFIX) :])
+        if axis.startswith(DATA_PREFIX)
+        else (settings[axis] if applies[axis] else None)
         for axis in axes
     ]
 

@@ -250,6 +250,12 @@ def test_batch_size_larger_than_the_training_set():
         check_data(spec, expand_grid(spec))
 
 
+def test_batch_size_auto_passes_the_memory_check():
+    # the memory estimate compared "auto" with the number of samples (a TypeError)
+    spec = parse_spec(SPEC.replace("batch_size: [16, 64]", "batch_size: [16, auto]"))
+    check_data(spec, expand_grid(spec))
+
+
 def test_a_good_spec_passes_the_data_checks():
     spec = parse_spec(SPEC)
     check_data(spec, expand_grid(spec))
@@ -302,6 +308,14 @@ def test_axis_values_blank_what_does_not_apply():
     assert axis_values(batch, ["gd", "batch_size", "data.noise"]) == ["batch", None, 0.3]
     mini = RunConfig(gd="minibatch", batch_size=16)
     assert axis_values(mini, ["batch_size"]) == [16]
+
+
+def test_axis_values_of_a_setting_at_its_default():
+    # the hash leaves out round-2 settings at their defaults; the plan still shows them
+    from nnlab.sweeps.grid import axis_values
+
+    config = RunConfig(learning_rate_schedule="constant", init="auto")
+    assert axis_values(config, ["learning_rate_schedule", "init"]) == ["constant", "auto"]
 
 
 def test_a_loss_that_does_not_fit_the_output_is_refused_before_running():
