@@ -21,7 +21,6 @@ from nnlab.store import RunWriter, open_store
 from nnlab.store.models import EPOCH_METRICS
 
 PAINTED = "body[data-painted=true]"  # a sweep page's first screen: progress and the ranking
-CHARTED = "body[data-charted=true]"  # ... and its curves
 LIVE = "#live:not([hidden])"  # the page's event stream is open
 TIMEOUT_MS = 60_000
 
@@ -76,6 +75,33 @@ def until(browser, url: str, selector: str, repeat: int = 3) -> list[float]:
         finally:
             context.close()
     return times
+
+
+def marks(browser, url: str, names: tuple[str, ...], repeat: int = 3) -> list[dict]:
+    """For each of ``repeat`` fresh pages of ``url`` in turn, the milliseconds from the start
+    of the navigation to each of the page's ``performance.mark``s ``names`` (the page's own
+    clock, as a browser's first-paint figures are), and ``outside``: from the start of
+    ``page.goto`` to the last of them, as Playwright sees it (with its round trips)."""
+    found = []
+    script = "(names) => names.map((n) => performance.getEntriesByName(n)[0].startTime)"
+    for _ in range(repeat):
+        context = browser.new_context()
+        try:
+            page = context.new_page()
+            start = time.perf_counter()
+            page.goto(url, wait_until="commit")
+            for name in names:
+                page.wait_for_function(
+                    "(n) => performance.getEntriesByName(n).length > 0",
+                    arg=name,
+                    timeout=TIMEOUT_MS,
+                )
+            outside = (time.perf_counter() - start) * 1000
+            times = page.evaluate(script, list(names))
+            found.append({**dict(zip(names, times, strict=True)), "outside": outside})
+        finally:
+            context.close()
+    return found
 
 
 def log_epochs(url: str, run_id: int, epochs: int, interval: float, commits) -> None:

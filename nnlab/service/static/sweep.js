@@ -318,8 +318,10 @@ async function start() {
   drawProgress();
   drawControls();
   await showConfigurations(asked.ranking);
+  performance.mark("nnlab-painted");  // for benchmarks: since the navigation began
   document.body.dataset.painted = "true";  // the first screen: progress and the ranking
   await showCurves(asked.curves);
+  performance.mark("nnlab-charted");
   document.body.dataset.charted = "true";
   loadHeatmap();
   loadEveryConfiguration();
