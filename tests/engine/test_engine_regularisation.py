@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_engine_gradients import finite_differences, relative_error
 
 from nnlab.engine import MLP, train
 from nnlab.engine.mlp import Backprop
@@ -189,28 +190,6 @@ def reference_loss(params, X, Y, loss, alpha):
     return data + 0.5 * alpha * sum(np.sum(W**2) for W in params[0::2]) / len(X)
 
 
-def finite_differences(f, params, h=1e-6):
-    grads = []
-    for P in params:
-        G = np.empty_like(P)
-        for index in np.ndindex(P.shape):
-            old = P[index]
-            P[index] = old + h
-            up = f()
-            P[index] = old - h
-            down = f()
-            P[index] = old
-            G[index] = (up - down) / (2.0 * h)
-        grads.append(G)
-    return grads
-
-
-def relative_error(grads, expected):
-    g = np.concatenate([a.ravel() for a in grads]).astype(np.float64)
-    e = np.concatenate([a.ravel() for a in expected])
-    return np.max(np.abs(g - e)) / max(np.max(np.abs(g) + np.abs(e)), 1e-12)
-
-
 LOSSES = ["cross_entropy", "binary_cross_entropy", "mse"]
 OUTPUT = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid", "mse": "identity"}
 
@@ -242,7 +221,9 @@ def test_gradients_with_alpha_match_finite_differences(loss, alpha, dtype, toler
     X64 = X.astype(net.dtype).astype(np.float64)
     value, grads = net.loss_and_grads(X, Y, loss, alpha=alpha)
     assert value == pytest.approx(reference_loss(params, X64, Y, loss, alpha), rel=tolerance)
-    expected = finite_differences(lambda: reference_loss(params, X64, Y, loss, alpha), params)
+    expected = finite_differences(
+        lambda: reference_loss(params, X64, Y, loss, alpha), params, h=1e-6
+    )
     assert relative_error(grads, expected) <= tolerance
 
 
@@ -253,7 +234,7 @@ def test_penalty_is_added_once_to_a_batch_larger_than_a_chunk(loss):
     params = [p.astype(np.float64) for p in net.params]
     value, grads = net.loss_and_grads(X, Y, loss, alpha=30.0)
     assert value == pytest.approx(reference_loss(params, X, Y, loss, 30.0), rel=1e-12)
-    expected = finite_differences(lambda: reference_loss(params, X, Y, loss, 30.0), params)
+    expected = finite_differences(lambda: reference_loss(params, X, Y, loss, 30.0), params, h=1e-6)
     assert relative_error(grads, expected) <= 1e-6
 
 
