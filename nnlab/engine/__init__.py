@@ -6,11 +6,19 @@ from nnlab.engine.activations import (
     HIDDEN_ACTIVATIONS,
     OUTPUT_ACTIVATIONS,
 )
+from nnlab.engine.checkpoint import Checkpoint
 from nnlab.engine.losses import DEFAULT_OUTPUT, LOSS_NAMES, LOSSES
 from nnlab.engine.mlp import INITS, MLP
 from nnlab.engine.optimizers import OPTIMIZERS
 from nnlab.engine.schedules import SCHEDULES
-from nnlab.engine.training import GD_VARIANTS, STATUSES, EpochRecord, TrainResult, train
+from nnlab.engine.training import (
+    GD_VARIANTS,
+    PAUSED,
+    STATUSES,
+    EpochRecord,
+    TrainResult,
+    train,
+)
 
 __all__ = [
     "ACTIVATIONS",
@@ -24,8 +32,10 @@ __all__ = [
     "MLP",
     "OPTIMIZERS",
     "OUTPUT_ACTIVATIONS",
+    "PAUSED",
     "SCHEDULES",
     "STATUSES",
+    "Checkpoint",
     "EpochRecord",
     "TrainResult",
     "train",

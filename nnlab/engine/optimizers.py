@@ -18,6 +18,8 @@ gradient: ``train``'s ``alpha`` is that. Every parameter decays, biases included
 optimizers do for a parameter group by default.
 
 The learning rate is the attribute ``learning_rate``; the training loop sets it at each epoch.
+What a rule carries from update to update (momentum's v, Adam's m, s and t) is its ``state()``,
+a dict of arrays that ``load_state`` puts back, so a paused run resumes exactly.
 """
 
 from __future__ import annotations
@@ -34,6 +36,14 @@ class SGD:
         np.multiply(self.grad, self.learning_rate, out=self._step)
         np.subtract(self.params, self._step, out=self.params)
 
+    def state(self) -> dict[str, np.ndarray]:
+        """Copies of what the next updates depend on besides θ and g: nothing, for SGD."""
+        return {}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        for name, value in state.items():
+            getattr(self, name)[...] = value
+
 
 class Momentum(SGD):
     def __init__(self, params, grad, learning_rate, momentum: float = 0.9, **_) -> None:
@@ -47,6 +57,9 @@ class Momentum(SGD):
         np.multiply(self.grad, self.learning_rate, out=self._step)
         v -= self._step
         self.params += v
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"velocity": self.velocity.copy()}
 
 
 class Nesterov(Momentum):
@@ -96,6 +109,13 @@ class Adam(SGD):
         tmp *= self.learning_rate * root_correction2 / correction1
         self.params -= tmp
 
+    def state(self) -> dict[str, np.ndarray]:
+        return {"first": self.first.copy(), "second": self.second.copy(), "t": np.int64(self.t)}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        self.first[...], self.second[...] = state["first"], state["second"]
+        self.t = int(state["t"])
+
 
 class WeightDecay:
     """Decoupled weight decay around an update rule: θ ← θ (1 − η λ), then the rule's step."""
@@ -114,6 +134,13 @@ class WeightDecay:
     def step(self) -> None:
         self.rule.params *= 1.0 - self.rule.learning_rate * self.weight_decay
         self.rule.step()
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The rule's: decay keeps nothing between updates."""
+        return self.rule.state()
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        self.rule.load_state(state)
 
 
 OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adam": Adam}

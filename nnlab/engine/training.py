@@ -20,18 +20,26 @@ Metrics in each epoch's record:
   included, weight decay not: that is no gradient).
 - ``learning_rate``: the η the epoch's updates used, after its schedule (nnlab/engine/schedules.py).
 - accuracy is reported for classification targets (integer class ids), else None.
+
+A run can pause and resume: ``until_epoch=k`` stops after epoch k with status ``paused`` and a
+``Checkpoint`` (nnlab/engine/checkpoint.py), and ``resume=checkpoint`` trains epochs k + 1, ...
+exactly as the unpaused run would have: same records, weights and status, bit for bit.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from nnlab.checks import InputError, check_choice, check_int, check_number
+from nnlab.engine.checkpoint import Checkpoint, settings_difference
 from nnlab.engine.losses import ACCURACY, DEFAULT_OUTPUT, count_correct
 from nnlab.engine.mlp import MLP, Backprop, prepare_targets
 from nnlab.engine.optimizers import OPTIMIZERS, make_optimizer
@@ -39,6 +47,8 @@ from nnlab.engine.schedules import ADAPTIVE_DIVISOR, ADAPTIVE_FLOOR, SCHEDULES, 
 
 GD_VARIANTS = ("batch", "stochastic", "minibatch")
 STATUSES = ("completed", "converged", "early_stopped", "diverged")
+# not final: the run stopped at until_epoch and its TrainResult carries a Checkpoint
+PAUSED = "paused"
 # batch_size="auto": scikit-learn's min(200, n_samples)
 AUTO_BATCH_SIZE = 200
 _EVAL_ROWS = 512
@@ -66,7 +76,12 @@ class TrainResult:
     decreasing by ``tol``; under the adaptive schedule, it did so with η at or below 1e-6),
     ``early_stopped`` (validation loss stopped improving for ``patience``
     epochs) or ``diverged`` (non-finite loss, or loss above ``divergence_factor`` ×
-    ``initial_loss``, the training loss of the initial weights).
+    ``initial_loss``, the training loss of the initial weights). Those four are final;
+    ``paused`` is not: the run reached ``train``'s ``until_epoch`` first, and ``checkpoint``
+    holds what ``train(..., resume=checkpoint)`` needs to go on.
+
+    A resumed run's result is the whole run's: ``history`` starts at epoch 1, and ``updates``
+    counts the updates before the pause too.
     """
 
     status: str
@@ -74,6 +89,7 @@ class TrainResult:
     updates: int = 0
     reason: str = ""
     initial_loss: float = math.nan
+    checkpoint: Checkpoint | None = None
 
     @property
     def epochs_run(self) -> int:
@@ -142,6 +158,8 @@ def train(
     tol_patience: int = 1,
     divergence_factor: float | None = 100.0,
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    until_epoch: int | None = None,
+    resume: Checkpoint | None = None,
 ) -> TrainResult:
     """Train ``net`` in place on ``X``, ``y`` by gradient descent.
 
@@ -199,7 +217,18 @@ def train(
         Stop as ``diverged`` when an epoch's training loss exceeds this multiple of the loss of
         the initial weights (``TrainResult.initial_loss``); a non-finite loss always counts.
     on_epoch : callable or None
-        Called with each epoch's ``EpochRecord`` as soon as the epoch ends.
+        Called with each epoch's ``EpochRecord`` as soon as the epoch ends (when resuming, only
+        for the epochs this call trains).
+    until_epoch : int or None
+        Pause after this epoch, 1 <= ``until_epoch`` <= ``epochs`` (None: ``epochs``): a run that
+        has not stopped by then returns status ``paused`` with a ``checkpoint``. Every setting,
+        ``epochs`` included, keeps its meaning for the whole run, so a cosine schedule still
+        decays over ``epochs``.
+    resume : Checkpoint or None
+        Continue a paused run after its checkpoint's epoch, into ``net`` (any network of the same
+        shape: its weights are replaced), on the same data with the same settings; anything
+        that differs is an ``InputError`` naming it. The result is the whole run's, history
+        from epoch 1, as if it had never paused.
 
     Returns
     -------
@@ -234,6 +263,7 @@ def train(
         divergence_factor=divergence_factor,
         has_val=val is not None and len(val[0]) > 0,
     )
+    until_epoch = _check_until_epoch(until_epoch, config.epochs, resume)
     net.output = config.output
     n_outputs = net.layer_sizes[-1]
     T = prepare_targets(y, config.loss, n_outputs, len(X), net.dtype)
@@ -242,8 +272,31 @@ def train(
     if val is not None:
         X_val = net._check_inputs(val[0])
         validation = (X_val, prepare_targets(val[1], config.loss, n_outputs, len(X_val), net.dtype))
+    trainer = _Trainer(net, config, X, T, classify, validation, on_epoch)
+    if resume is not None:
+        _check_resume(resume, trainer.settings())
     with np.errstate(all="ignore"):
-        return _Trainer(net, config, X, T, classify, validation, on_epoch).run()
+        return trainer.run(until_epoch, resume)
+
+
+def _check_until_epoch(until_epoch, epochs: int, resume: Checkpoint | None) -> int:
+    if until_epoch is None:
+        return epochs
+    first = 1 if resume is None else resume.epoch + 1
+    check_int("until_epoch", until_epoch, first, why="the epoch to pause after")
+    if until_epoch > epochs:
+        raise InputError(f"until_epoch={until_epoch} is after the last epoch, epochs={epochs}")
+    return int(until_epoch)
+
+
+def _check_resume(checkpoint: Checkpoint, settings: dict) -> None:
+    """The resuming call must be the paused one: same network shape, data and settings."""
+    differences = settings_difference(checkpoint.settings, settings)
+    if differences:
+        raise InputError(
+            f"cannot resume the checkpoint of epoch {checkpoint.epoch}: its run had other "
+            f"settings: {'; '.join(differences)}"
+        )
 
 
 def make_config(
@@ -412,14 +465,16 @@ class _Trainer:
         self.T_batch = np.empty((B, *T.shape[1:]), T.dtype)
         self.updates = 0
 
-    def run(self) -> TrainResult:
+    def run(self, until_epoch: int, resume: Checkpoint | None = None) -> TrainResult:
+        """Train up to ``until_epoch``, from the start or after ``resume``'s epoch."""
         config = self.config
-        result = TrainResult(status="completed", initial_loss=self._initial_loss())
-        best_val = math.inf
-        stale_val = 0
-        best_flat = None
+        early = _EarlyStopping(config) if config.patience is not None else None
         plateau = _Plateau(config) if config.tol is not None else None
-        for epoch in range(1, config.epochs + 1):
+        if resume is None:
+            result = TrainResult(status="completed", initial_loss=self._initial_loss())
+        else:
+            result = self._restore(resume, early, plateau)
+        for epoch in range(len(result.history) + 1, until_epoch + 1):
             learning_rate = self._learning_rate(epoch, plateau)
             self.optimizer.learning_rate = learning_rate
             record = self._epoch(epoch, learning_rate)
@@ -430,24 +485,76 @@ class _Trainer:
             if self._diverged(loss, result.initial_loss):
                 result.status, result.reason = "diverged", f"train_loss={loss:g} at epoch {epoch}"
                 break
-            if record.val_loss is not None and config.patience is not None:
-                if record.val_loss < best_val - config.min_delta:
-                    best_val, stale_val = record.val_loss, 0
-                    if config.restore_best:
-                        best_flat = self.net.flat.copy()
-                else:
-                    stale_val += 1
-                if stale_val >= config.patience:
-                    result.status = "early_stopped"
-                    result.reason = f"val_loss did not improve for {config.patience} epochs"
-                    break
+            if early is not None and (reason := early.update(record.val_loss, self.net.flat)):
+                result.status, result.reason = "early_stopped", reason
+                break
             if plateau is not None and (reason := plateau.update(loss, learning_rate)):
                 result.status, result.reason = "converged", reason
                 break
-        if best_flat is not None and result.status == "early_stopped":
-            self.net.flat[...] = best_flat
+        else:
+            if until_epoch < config.epochs:
+                result.status = PAUSED
+                result.reason = f"paused after epoch {until_epoch} of {config.epochs}"
+                result.checkpoint = self._checkpoint(result, early, plateau)
+        if early is not None and early.best_flat is not None and result.status == "early_stopped":
+            self.net.flat[...] = early.best_flat
         result.updates = self.updates
         return result
+
+    def settings(self) -> dict:
+        """What a checkpoint must agree on to be resumed here: the validated settings, the
+        network's shape, and CRC-32s of the training and validation data."""
+        config = dataclasses.asdict(self.config)
+        settings = {**config.pop("schedule_settings"), **config.pop("optimizer_args"), **config}
+        settings["learning_rate_schedule"] = settings.pop("schedule")  # train's name for it
+        net = self.net
+        settings.update(
+            layer_sizes=list(net.layer_sizes),
+            activation=net.activation,
+            dtype=net.dtype.name,
+            train_data_crc32=_crc32(self.X, self.T),
+            validation_data_crc32=None if self.validation is None else _crc32(*self.validation),
+        )
+        # as the JSON header gives it back: tuples become lists
+        return json.loads(json.dumps(settings))
+
+    def _checkpoint(self, result: TrainResult, early, plateau) -> Checkpoint:
+        order = self.order
+        return Checkpoint(
+            settings=self.settings(),
+            epoch=len(result.history),
+            updates=self.updates,
+            initial_loss=result.initial_loss,
+            params=self.net.flat.copy(),
+            optimizer=self.optimizer.state(),
+            shuffle_state=self.rng.bit_generator.state,
+            # a permutation of 0..N-1 in the smallest integer type that holds N - 1
+            order=order.astype(np.min_scalar_type(len(order) - 1)),
+            stopping={
+                "early_stopping": None if early is None else early.state(),
+                "plateau": None if plateau is None else plateau.state(),
+            },
+            best_params=None if early is None else early.best_flat,  # replaced, never written
+            history=tuple(dataclasses.astuple(record) for record in result.history),
+        )
+
+    def _restore(self, checkpoint: Checkpoint, early, plateau) -> TrainResult:
+        """Put the trainer, the network and the stopping rules where ``checkpoint`` left them."""
+        self.net.flat[...] = checkpoint.params
+        self.optimizer.load_state(checkpoint.optimizer)
+        self.rng.bit_generator.state = checkpoint.shuffle_state
+        self.order[...] = checkpoint.order
+        self.updates = checkpoint.updates
+        if early is not None:
+            early.load_state(checkpoint.stopping["early_stopping"])
+            early.best_flat = checkpoint.best_params
+        if plateau is not None:
+            plateau.load_state(checkpoint.stopping["plateau"])
+        return TrainResult(
+            status="completed",
+            history=[EpochRecord(*row) for row in checkpoint.history],
+            initial_loss=checkpoint.initial_loss,
+        )
 
     def _learning_rate(self, epoch: int, plateau: _Plateau | None) -> float:
         """The epoch's η: its schedule's, or under adaptive the η the plateau rule has reached."""
@@ -534,6 +641,43 @@ class _Trainer:
         return total, hits
 
 
+def _crc32(*arrays: np.ndarray) -> int:
+    crc = 0
+    for array in arrays:
+        crc = zlib.crc32(np.ascontiguousarray(array).data, crc)
+    return crc
+
+
+class _EarlyStopping:
+    """The validation-loss rule: an epoch improves when its loss beats the best so far by more
+    than ``min_delta``; ``patience`` epochs without one end the run. With ``restore_best`` it
+    keeps a copy of the best epoch's weights."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.patience, self.min_delta = config.patience, config.min_delta
+        self.restore_best = config.restore_best
+        self.best, self.stale = math.inf, 0
+        self.best_flat: np.ndarray | None = None
+
+    def update(self, val_loss: float, flat: np.ndarray) -> str | None:
+        """Count the epoch's validation loss; the reason to stop, if the run should."""
+        if val_loss < self.best - self.min_delta:
+            self.best, self.stale = val_loss, 0
+            if self.restore_best:
+                self.best_flat = flat.copy()
+        else:
+            self.stale += 1
+        if self.stale >= self.patience:
+            return f"val_loss did not improve for {self.patience} epochs"
+        return None
+
+    def state(self) -> dict:
+        return {"best": self.best, "stale": self.stale}
+
+    def load_state(self, state: dict) -> None:
+        self.best, self.stale = state["best"], state["stale"]
+
+
 class _Plateau:
     """The training-loss rule: an epoch is stale when its loss fails to beat the best so far by
     ``tol`` (scikit-learn's comparison). ``tol_patience`` consecutive stale epochs end the run as
@@ -564,3 +708,11 @@ class _Plateau:
                 )
             self.learning_rate, self.stale = learning_rate / ADAPTIVE_DIVISOR, 0
         return None
+
+    def state(self) -> dict:
+        """The counts, and under adaptive the η reached (None otherwise)."""
+        return {"best": self.best, "stale": self.stale, "learning_rate": self.learning_rate}
+
+    def load_state(self, state: dict) -> None:
+        self.best, self.stale = state["best"], state["stale"]
+        self.learning_rate = state["learning_rate"]
