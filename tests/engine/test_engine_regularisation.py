@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_engine_gradients import finite_differences, relative_error
+from test_engine_gradients import make_problem as gradient_problem
 
 from nnlab.engine import MLP, train
 from nnlab.engine.mlp import Backprop
@@ -194,20 +195,12 @@ LOSSES = ["cross_entropy", "binary_cross_entropy", "mse"]
 OUTPUT = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid", "mse": "identity"}
 
 
-def make_problem(loss, n_samples, sizes=(4, 6, 5, 3), dtype="float64", seed=0):
-    rng = np.random.default_rng([seed, LOSSES.index(loss)])
-    net = MLP(list(sizes), activation="tanh", output=OUTPUT[loss], seed=seed, dtype=dtype)
-    for b in net.params[1::2]:
-        b[...] = rng.normal(0.0, 0.5, b.shape)
-    X = rng.standard_normal((n_samples, sizes[0]))
-    k = sizes[-1]
-    if loss == "cross_entropy":
-        Y = rng.integers(0, k, n_samples)
-    elif loss == "binary_cross_entropy":
-        Y = rng.integers(0, 2, (n_samples, k)).astype(np.float64)
-    else:
-        Y = rng.standard_normal((n_samples, k))
-    return net, X, Y
+def make_problem(loss, n_samples, sizes=(4, 6, 5, 3), dtype="float64"):
+    """The gradient tests' problem (random biases, inputs and fitting targets) for a tanh
+    network trained with ``loss``."""
+    return gradient_problem(
+        "tanh", OUTPUT[loss], loss, dtype, sizes=list(sizes), n_samples=n_samples
+    )
 
 
 @pytest.mark.parametrize(
