@@ -252,7 +252,7 @@ async def _shared(request: Request, reading, sweep: str | None = None, standing=
     query = tuple(sorted(item for item in request.query_params.multi_items() if item[0] != "token"))
     key = (request.url.path, query)
     generation = request.app.state.feeds.generation(sweep) if sweep is not None else None
-    stamp = (generation, id(standing))
+    stamp = (generation, standing.serial if standing is not None else None)
 
     async def answer() -> tuple[bytes, dict]:
         value = await run_in_threadpool(reading, request.app.state.lab)

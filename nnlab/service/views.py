@@ -6,8 +6,9 @@ The analysis is the report's (``nnlab.report.analysis``): one home for both.
 
 from __future__ import annotations
 
+import itertools
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -36,6 +37,12 @@ class Standing:
     ranking: pd.DataFrame
     settings: pd.DataFrame
     axes: list[str]
+    # which read this is: answers made from it are shared only while it is the one in use
+    # (an id() could be a later standing's once this one is gone)
+    serial: int = field(default_factory=lambda: next(_READS), compare=False)
+
+
+_READS = itertools.count(1)
 
 
 def standing(lab: Lab, name: str, settings: RunSettings | None = None) -> Standing:
