@@ -58,7 +58,7 @@ class RunSettings:
     """Each sweep's ``Lab.settings``, read again only when runs join or leave it (a run's
     settings never change once registered): on 10,000 runs, half the time of a standing."""
 
-    def __init__(self, most: int = 64) -> None:
+    def __init__(self, most: int = 16) -> None:  # a 10,000-run sweep's are a few MB
         self.most = most
         self._held: dict[str, tuple[tuple, pd.DataFrame]] = {}
         self._reading = threading.Lock()  # two routes asking at once: one read
