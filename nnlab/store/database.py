@@ -267,10 +267,40 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     """
     from alembic import command
 
-    with _translated(engine.url), engine.connect().execution_options(write=True) as connection:
+    with (
+        _translated(engine.url),  # errors of connecting too
+        engine.connect().execution_options(write=True) as connection,
+        _foreign_keys_unenforced(connection),
+    ):
         lock(connection, "schema")
         command.upgrade(_migrations_config(connection), revision)
+        _check_foreign_keys(connection)
         connection.commit()
+
+
+@contextmanager
+def _foreign_keys_unenforced(connection: Connection) -> Iterator[None]:
+    """SQLite changes a table's constraints by copying it to a new one and dropping the old,
+    and dropping a table its rows' children refer to deletes them (``ON DELETE CASCADE``):
+    a migration that rebuilt ``runs`` would delete every epoch. So foreign keys are not
+    enforced while migrating (the pragma only takes effect outside a transaction), and are
+    checked before the migration commits."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    raw = connection.connection.dbapi_connection  # before the transaction begins
+    raw.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+    finally:
+        raw.execute("PRAGMA foreign_keys=ON")
+
+
+def _check_foreign_keys(connection: Connection) -> None:
+    if connection.dialect.name == "sqlite":
+        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+        if broken:
+            raise StoreError(f"the migration broke {len(broken)} foreign keys, e.g. {broken[0]}")
 
 
 def database_now(connection: Connection) -> datetime:
@@ -293,7 +323,7 @@ def lock(connection: Connection, name: str) -> None:
 
 # The head of migrations/ (a test keeps them equal): a database found at it is used without
 # loading Alembic, which would cost every worker process ~0.4 s of imports.
-SCHEMA_REVISION = "0005"
+SCHEMA_REVISION = "0006"
 
 
 def _at_schema_revision(engine: Engine) -> bool:

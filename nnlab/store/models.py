@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -27,9 +28,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 # The store's contract with what it records, declared here and nowhere else: a run ends in one of
-# FINISHED_STATUSES (how training ended) or "failed"; an epoch record carries "epoch" and the
-# EPOCH_METRICS, by those names (the engine's EpochRecord conforms; a test checks it); a run's
-# settings whose names are in HYPERPARAMETER_COLUMNS are copied into typed columns.
+# FINISHED_STATUSES (how training ended), "pruned" (its sweep's scheduler stopped it) or
+# "failed"; an epoch record carries "epoch" and the EPOCH_METRICS, by those names (the engine's
+# EpochRecord conforms; a test checks it); a run's settings whose names are in
+# HYPERPARAMETER_COLUMNS are copied into typed columns.
 RUN_STATUSES = (
     "pending",
     "running",
@@ -39,8 +41,11 @@ RUN_STATUSES = (
     "diverged",
     "failed",
     "interrupted",
+    "paused",  # a scheduled run that reached its rung, checkpointed, waiting for the decision
+    "pruned",  # stopped at its rung by the sweep's scheduler: final
 )
-FINISHED_STATUSES = ("completed", "converged", "early_stopped", "diverged")
+FINISHED_STATUSES = ("completed", "converged", "early_stopped", "diverged")  # the engine's
+PRUNED, PAUSED = "pruned", "paused"
 CLEAN_STATUSES = ("completed", "converged", "early_stopped")  # finished without diverging
 SWEEP_STATUSES = ("pending", "running", "finished", "interrupted")
 
@@ -138,6 +143,7 @@ class Run(Base):
         UniqueConstraint("sweep_id", "config_hash"),
         CheckConstraint(_one_of("status", RUN_STATUSES), name="status"),
         Index("ix_runs_sweep_status", "sweep_id", "status"),
+        Index("ix_runs_configuration", "sweep_id", "configuration_hash"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -176,6 +182,54 @@ class Run(Base):
     process_start: Mapped[int | None] = mapped_column(BigInteger)
     git_commit: Mapped[str | None] = mapped_column(String(64))
     data_fingerprint: Mapped[str | None] = mapped_column(String(80))
+    # what its runs that differ only in seed share: the hash of its configuration at seed 0
+    configuration_hash: Mapped[str | None] = mapped_column(String(80))
+    # under a scheduler (sha, asha, hyperband): the run's bracket, and its rung: the one it
+    # trains to (pending, running), waits at (paused) or stopped at (pruned, or any end)
+    bracket: Mapped[int | None]
+    rung: Mapped[int | None]
+
+
+class Checkpoint(Base):
+    """The latest checkpoint of a scheduled run paused at a rung: the bytes of the engine's
+    ``Checkpoint.to_bytes()`` (the store does not read them). Deleted once the run is final."""
+
+    __tablename__ = "checkpoints"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    epoch: Mapped[int]
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+RUNG_DECISIONS = ("promoted", "pruned")
+
+
+class RungEntry(Base):
+    """A configuration that reached a rung of its sweep's scheduler: its score there (the mean
+    of its seeds' ``metric`` at the rung; NULL: a seed diverged or failed, the worst), and the
+    decision once made, which is never made again."""
+
+    __tablename__ = "rung_entries"
+    __table_args__ = (
+        CheckConstraint(
+            f"decision IS NULL OR {_one_of('decision', RUNG_DECISIONS)}", name="decision"
+        ),
+        Index("ix_rung_entries_rung", "sweep_id", "bracket", "rung"),
+    )
+
+    sweep_id: Mapped[int] = mapped_column(
+        ForeignKey("sweeps.id", ondelete="CASCADE"), primary_key=True
+    )
+    configuration_hash: Mapped[str] = mapped_column(String(80), primary_key=True)
+    rung: Mapped[int] = mapped_column(primary_key=True)
+    bracket: Mapped[int]
+    epoch: Mapped[int]  # the rung's epoch
+    score: Mapped[float | None] = mapped_column(Float)
+    seeds: Mapped[int]
+    entered_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decision: Mapped[str | None] = mapped_column(String(20))
+    decided_at: Mapped[datetime | None]
 
 
 class Epoch(Base):

@@ -24,21 +24,24 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, bindparam, delete, func, select, update
+from sqlalchemy import Connection, bindparam, case, delete, func, select, update
 
 from nnlab.store.database import Store, database_now
 from nnlab.store.models import (
     FINISHED_STATUSES,
+    PRUNED,
     STALE_AFTER,
+    Checkpoint,
     Epoch,
     Run,
     Sweep,
     utcnow,
 )
 from nnlab.store.process import ProcessIdentity
+from nnlab.store.rungs import Ladder, settle_sweep
 
 RESUMABLE_STATUSES = ("pending", "interrupted")
-FINAL_STATUSES = (*FINISHED_STATUSES, "failed")
+FINAL_STATUSES = (*FINISHED_STATUSES, PRUNED, "failed")
 HOLDER_FIELDS = ("hostname", "pid", "boot_id", "pid_namespace", "process_start")
 # what a claim records of the process that trains the run (columns of the runs table)
 PROVENANCE_FIELDS = (
@@ -77,6 +80,15 @@ _RUNNING = _runs.c.status == "running"
 _STALE = _RUNNING & (
     (_runs.c.heartbeat_at < bindparam("stale_before")) | _runs.c.heartbeat_at.is_(None)
 )
+_checkpoints = Checkpoint.__table__
+# a run resuming from its checkpoint (a scheduled run promoted to its next rung) keeps when it
+# first started, the time it has trained, and its epochs up to the checkpoint
+_RESUMES = select(_checkpoints.c.run_id).where(_checkpoints.c.run_id == _runs.c.id).exists()
+_CHECKPOINT_EPOCH = (
+    select(_checkpoints.c.epoch)
+    .where(_checkpoints.c.run_id == bindparam("run_id"))
+    .scalar_subquery()
+)
 _CLAIM = (
     update(_runs)
     .where(
@@ -87,19 +99,22 @@ _CLAIM = (
     )
     .values(
         status="running",
-        started_at=bindparam("now"),
+        started_at=case((_RESUMES, _runs.c.started_at), else_=bindparam("now")),
         heartbeat_at=func.now(),
         finished_at=None,
-        duration_s=None,
+        duration_s=case((_RESUMES, _runs.c.duration_s), else_=None),
         error=None,
         attempts=_runs.c.attempts + 1,
         lease=bindparam("lease_id"),
         data_fingerprint=bindparam("data_fingerprint"),
         **{name: bindparam(name) for name in PROVENANCE_FIELDS},
     )
-    .returning(_runs.c.attempts)
+    .returning(_runs.c.attempts, _runs.c.rung)
 )
-_DROP_EPOCHS = delete(_epochs).where(_epochs.c.run_id == bindparam("run_id"))
+_DROP_EPOCHS = delete(_epochs).where(
+    _epochs.c.run_id == bindparam("run_id"),
+    _epochs.c.epoch > func.coalesce(_CHECKPOINT_EPOCH, 0),
+)
 # later writes of an attempt hold only while the run is still running under its lease
 _HELD = (
     (_runs.c.id == bindparam("run_id"))
@@ -116,7 +131,7 @@ _FINISH = (
         error=bindparam("error"),
         heartbeat_at=func.now(),
         finished_at=bindparam("finished_at"),
-        duration_s=bindparam("duration_s"),
+        duration_s=func.coalesce(_runs.c.duration_s, 0) + bindparam("duration_s"),
         data_fingerprint=func.coalesce(bindparam("data_fingerprint"), _runs.c.data_fingerprint),
     )
 )
@@ -124,11 +139,13 @@ _FINISH = (
 
 @dataclass(frozen=True)
 class Attempt:
-    """One claim of one run: the lease it holds the run under, and which attempt it is."""
+    """One claim of one run: the lease it holds the run under, which attempt it is, and, in a
+    sweep with a scheduler, the rung it trains to."""
 
     run_id: int
     lease: str
     number: int
+    rung: int | None = None
 
 
 class RunQueue:
@@ -167,12 +184,15 @@ class RunQueue:
             }
             params |= {name: provenance[name] for name in PROVENANCE_FIELDS}
             for run_id, lease in leases.items():
-                number = connection.scalar(_CLAIM, {**params, "run_id": run_id, "lease_id": lease})
-                if number is None:
+                row = connection.execute(
+                    _CLAIM, {**params, "run_id": run_id, "lease_id": lease}
+                ).first()
+                if row is None:
                     continue
-                if number > 1:  # a previous attempt's partial epochs are replaced
+                number, rung = row
+                if number > 1:  # a previous attempt's epochs after the checkpoint are replaced
                     connection.execute(_DROP_EPOCHS, {"run_id": run_id})
-                claimed.append(Attempt(run_id, lease, number))
+                claimed.append(Attempt(run_id, lease, number, rung))
         return claimed
 
     def beat(self, connection: Connection, attempt: Attempt) -> None:
@@ -223,7 +243,7 @@ class RunQueue:
             rows = connection.execute(
                 select(Run.id, Run.config)
                 .where(Run.sweep_id == self.sweep_id, wanted)
-                .order_by(Run.id),
+                .order_by(func.coalesce(Run.rung, 0).desc(), Run.id),  # promoted runs first
                 {"stale_before": self._stale_before(connection)},
             )
             return [(run_id, config) for run_id, config in rows]
@@ -318,6 +338,12 @@ class RunQueue:
             return connection.scalar(
                 select(func.max(Run.heartbeat_at)).where(Run.sweep_id == self.sweep_id)
             )
+
+    def settle_rungs(self, rungs: Ladder) -> list[tuple[int, str]]:
+        """Take every decision of the sweep's scheduler that is due (``nnlab.store.rungs``);
+        returns (run id, ``pruned``) of the runs it made final."""
+        with self.store.write() as connection:
+            return settle_sweep(connection, self.sweep_id, rungs)
 
     # --- the sweep's status, from its runs ---
 

@@ -11,16 +11,28 @@ from sqlalchemy import delete, insert, select, update
 
 from nnlab.checks import check_name, close_matches, did_you_mean, plural
 from nnlab.store.database import Store, StoreError, database_now, display_url, lock
-from nnlab.store.models import HYPERPARAMETER_COLUMNS, STALE_AFTER, Epoch, Run, Sweep
+from nnlab.store.models import (
+    HYPERPARAMETER_COLUMNS,
+    STALE_AFTER,
+    Checkpoint,
+    Epoch,
+    Run,
+    RungEntry,
+    Sweep,
+)
 
 
 @dataclass(frozen=True)
 class RunRow:
-    """A run to register: its configuration, the hash that identifies it in its sweep, its seed."""
+    """A run to register: its configuration, the hash that identifies it in its sweep, its
+    seed, the hash its configuration has for every seed and, under a scheduler, its bracket
+    (the rung it starts at is its bracket's first)."""
 
     config: Mapping
     config_hash: str
     seed: int
+    configuration_hash: str | None = None
+    bracket: int | None = None
 
 
 def register_sweep(
@@ -74,6 +86,9 @@ def _run_values(sweep_id: int, run: RunRow) -> dict:
     return {
         "sweep_id": sweep_id,
         "config_hash": run.config_hash,
+        "configuration_hash": run.configuration_hash,
+        "bracket": run.bracket,
+        "rung": run.bracket,  # bracket b starts at rung b
         "seed": run.seed,
         "status": "pending",
         "config": config,
@@ -131,6 +146,8 @@ def delete_sweep(store: Store, name: str) -> Deleted:
         sweep_id = _sweep_id(connection, store, name, "delete")
         runs = select(Run.id).where(Run.sweep_id == sweep_id)
         epochs = connection.execute(delete(Epoch).where(Epoch.run_id.in_(runs))).rowcount
+        connection.execute(delete(Checkpoint).where(Checkpoint.run_id.in_(runs)))
+        connection.execute(delete(RungEntry).where(RungEntry.sweep_id == sweep_id))
         count = connection.execute(delete(Run).where(Run.sweep_id == sweep_id)).rowcount
         connection.execute(delete(Sweep).where(Sweep.id == sweep_id))
     return Deleted(name, count, epochs)

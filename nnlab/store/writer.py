@@ -18,18 +18,23 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from sqlalchemy import Connection
 
 from nnlab.store.database import Store
 from nnlab.store.models import (
     EPOCH_METRICS,
     HEARTBEAT_SECONDS,
+    PAUSED,
     RUN_STATUSES,
     STALE_AFTER,
 )
 from nnlab.store.process import ProcessIdentity
 from nnlab.store.queue import HOLDER_FIELDS, Attempt, RunLost, RunQueue
+from nnlab.store.rungs import drop_checkpoint, read_checkpoint, write_checkpoint
 
 
 @dataclass(frozen=True)
@@ -163,6 +168,7 @@ class RunWriter:
         self.flush_seconds = flush_seconds
         self.heartbeat_seconds = heartbeat_seconds
         self.lease: str | None = None
+        self.checkpoint: tuple[int, bytes] | None = None  # (epoch, bytes) the run resumes from
         self._attempt: Attempt | None = None
         self._queue = RunQueue(store)
         self._pending: list[tuple] = []
@@ -203,6 +209,9 @@ class RunWriter:
                 return False
             raise ValueError(f"no run with id {self.run_id} in {self.store!r}")
         self._attempt = claimed[0]
+        if self._attempt.rung is not None:
+            with self.store.guard(), self.store.read() as connection:
+                self.checkpoint = read_checkpoint(connection, self.run_id)
         self._started = self._last_flush = time.monotonic()
         if self.heartbeat_seconds:
             self._heartbeat = _Heartbeat(self, self.heartbeat_seconds)
@@ -236,20 +245,43 @@ class RunWriter:
         with self.store.guard(), self.store.write() as connection:
             self._queue.beat(connection, self._held())
 
+    @property
+    def rung(self) -> int | None:
+        """The rung the claimed run trains to (None outside a sweep with a scheduler)."""
+        return self._held().rung
+
     def finish(
-        self, status: str, error: str | None = None, data_fingerprint: str | None = None
-    ) -> None:
+        self,
+        status: str,
+        error: str | None = None,
+        data_fingerprint: str | None = None,
+        *,
+        checkpoint: tuple[int, bytes] | None = None,
+        then: Callable[[Connection], list] | None = None,
+    ) -> list:
         """Commit what is buffered and record how the run ended (and, when given, the
-        fingerprint of the data it trained on)."""
+        fingerprint of the data it trained on), in one transaction. A ``paused`` run keeps
+        ``checkpoint`` (epoch, bytes) in place of any earlier one; a run that ends any other
+        way but ``failed`` (which a retry may resume) drops its checkpoint. ``then`` is
+        called with the connection before the commit (a scheduler's decisions); what it
+        returns is returned."""
         if status not in RUN_STATUSES:
             raise ValueError(f"unknown run status {status!r}; expected one of {RUN_STATUSES}")
+        if (status == PAUSED) != (checkpoint is not None):
+            raise ValueError("a paused run, and only a paused run, is given its checkpoint")
         self.close()
         duration = time.monotonic() - self._started
         with self.store.guard(), self.store.write() as connection:
             self._queue.finish(connection, self._held(), status, error, duration, data_fingerprint)
             if self._pending:
                 self._insert(connection, self._pending)
+            if checkpoint is not None:
+                write_checkpoint(connection, self.run_id, *checkpoint)
+            elif self.rung is not None and status != "failed":
+                drop_checkpoint(connection, self.run_id)
+            decided = [] if then is None else then(connection)
         self._pending = []
+        return decided
 
     def close(self) -> None:
         """Stop the background heartbeat (``finish`` does; call it when a run is abandoned)."""

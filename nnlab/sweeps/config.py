@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, make_dataclass
 
 from nnlab.data import SYNTHETIC, Dataset, fingerprint, load_dataset, split, standardize
 from nnlab.engine import MLP, EpochRecord, TrainResult, train
+from nnlab.engine.checkpoint import Checkpoint
 from nnlab.params import PARAMS
 
 # data settings that are not the data set's own parameters, and their defaults
@@ -99,16 +100,31 @@ def _prepared(data_json: str) -> tuple[Dataset, Dataset, str]:
 
 
 def train_config(
-    config: RunConfig, on_epoch: Callable[[EpochRecord], None] | None = None
+    config: RunConfig,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+    *,
+    until_epoch: int | None = None,
+    resume: Checkpoint | None = None,
 ) -> RunOutcome:
-    """Prepare the data, build the network and train it as ``config`` says."""
+    """Prepare the data, build the network and train it as ``config`` says: to the end, or
+    paused after ``until_epoch``, from the start or from ``resume`` (see ``train``)."""
     train_data, val_data, data_fingerprint = prepare_data(config.data)
     sizes = [train_data.n_features, *config.hidden, train_data.n_outputs]
     net = MLP(sizes, seed=config.seed, **_settings(config, "network", but=("hidden",)))
     val = (val_data.X, val_data.y) if val_data.n_samples else None
     training = _settings(config, "training")
     X, y = train_data.X, train_data.y
-    result = train(net, X, y, seed=config.seed, val=val, on_epoch=on_epoch, **training)
+    result = train(
+        net,
+        X,
+        y,
+        seed=config.seed,
+        val=val,
+        on_epoch=on_epoch,
+        until_epoch=until_epoch,
+        resume=resume,
+        **training,
+    )
     return RunOutcome(
         result=result,
         net=net,

@@ -14,6 +14,7 @@ interrupted and stale running runs (and failed ones with ``retry_failed``) train
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import os
 import sys
@@ -21,7 +22,7 @@ import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Empty, Queue
@@ -33,11 +34,14 @@ from joblib.externals.loky.process_executor import TerminatedWorkerError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from nnlab.checks import InputError, check_choice, plural
+from nnlab.engine.checkpoint import Checkpoint
 from nnlab.store import RunWriter, open_store, register_sweep
 from nnlab.store.database import Store, StoreFault, portable_url
-from nnlab.store.models import STALE_AFTER, heartbeat_interval
+from nnlab.store.models import PAUSED, STALE_AFTER, heartbeat_interval
 from nnlab.store.queue import FINAL_STATUSES, RESUMABLE_STATUSES, Holding, RunLost, RunQueue
-from nnlab.store.registry import RunRow, sweep_spec
+from nnlab.store.registry import sweep_spec
+from nnlab.store.rungs import Ladder, settle_run
+from nnlab.sweeps import halving
 from nnlab.sweeps.config import train_config
 from nnlab.sweeps.grid import DEFAULT_MAX_RUNS, GridPoint, check_data, expand_grid, from_values
 from nnlab.sweeps.spec import SpecError, SweepSpec, parse_spec
@@ -158,8 +162,9 @@ def run_sweep(
     points = plan(spec, max_runs, workers=1 if scheduler else jobs)  # a cluster's are elsewhere
     store = open_store(url)
     resume = resumption(store, spec)
-    with _Pool(backend, jobs, scheduler, store, stale_after) as pool, store.guard():
-        rows = [RunRow(p.values, p.config_hash, p.config.seed) for p in points]
+    rungs = halving.ladder(spec)
+    with _Pool(backend, jobs, scheduler, store, stale_after, rungs) as pool, store.guard():
+        rows = halving.run_rows(points, rungs)
         sweep_id = register_sweep(
             store,
             spec.name,
@@ -174,7 +179,8 @@ def run_sweep(
         result.before = _final(queue.tally(), retry_failed)
         queue.start_sweep()
         try:
-            for run_id, status in _settle_all(queue, pool, retry_failed, on_start, on_wait):
+            settling = _settle_all(queue, pool, retry_failed, on_start, on_wait, rungs)
+            for run_id, status in settling:
                 result.statuses[status] += 1
                 if on_result is not None:
                     on_result(run_id, status)
@@ -212,23 +218,32 @@ LOST = "lost"  # the attempt lost its run while training (interrupted, or taken 
 FRUITLESS_ROUNDS = 3  # rounds in a row that could claim no run at all: the database is stuck
 
 
-def _settle_all(queue: RunQueue, pool: _Pool, retry_failed: bool, on_start, on_wait):
+def _settle_all(queue: RunQueue, pool: _Pool, retry_failed: bool, on_start, on_wait, rungs):
     """Train every run of the sweep that is not final, in rounds, until none is left: each
     round takes over runs whose holder is gone, then trains what can be claimed; runs that a
     live runner elsewhere holds are waited for (and taken over if that runner goes silent).
-    Yields (run id, status) of each run this call trains to its end."""
+    Under a scheduler (``rungs``), runs promoted while a round trains join it, and each round
+    first takes any rung decision left due. Yields (run id, status) of each run this call
+    brings to its end (trained, or pruned by a decision taken here)."""
     claimable = (*RESUMABLE_STATUSES, *(("failed",) if retry_failed else ()))
     fruitless = 0
+    announced: set[int] = set()
     while True:
         queue.take_over_dead()
+        if rungs is not None:
+            yield from queue.settle_rungs(rungs)
         todo = queue.todo(claimable)
         if todo:
-            if on_start is not None:
-                on_start(len(todo))
+            fresh = {run_id for run_id, _ in todo} - announced
+            if on_start is not None and fresh:
+                on_start(len(fresh))
+            announced |= fresh
+            refill = None if rungs is None else _promoted(queue, announced)
             settled = 0
-            for run_id, status in _train_all(queue, todo, pool, claimable):
-                if status in FINAL_STATUSES:
+            for run_id, status in _train_all(queue, todo, pool, claimable, refill):
+                if status in FINAL_STATUSES or status == PAUSED:
                     settled += 1
+                if status in FINAL_STATUSES:
                     yield run_id, status
             claimable = RESUMABLE_STATUSES  # a failed run is retried once per call
             fruitless = 0 if settled else fruitless + 1
@@ -239,13 +254,30 @@ def _settle_all(queue: RunQueue, pool: _Pool, retry_failed: bool, on_start, on_w
                     "the same command to resume it"
                 )
             continue
-        held = [run for run in queue.unfinished() if run.status == "running"]
-        if not held and not queue.unfinished():
+        unfinished = queue.unfinished()
+        held = [run for run in unfinished if run.status == "running"]
+        if not unfinished:
             return
         if held:
             if on_wait is not None:
                 on_wait(held)
             _wait_for(queue, held)
+        else:  # only paused runs left, and no decision due: the rungs' records are broken
+            raise SweepStopped(
+                f"{plural(len(unfinished), 'run')} paused at rungs that no decision is due "
+                "for, and nothing left to train: its rung_entries were changed by hand? "
+                "The sweep is saved as it is"
+            )
+
+
+def _promoted(queue: RunQueue, announced: set[int]):
+    """What a round under a scheduler trains once its first runs are dispatched: runs
+    promoted since (or interrupted and free), of those the round has announced."""
+
+    def refill() -> list[tuple[int, dict]]:
+        return [(run_id, config) for run_id, config in queue.todo() if run_id in announced]
+
+    return refill
 
 
 def _wait_for(queue: RunQueue, held: list[Holding]) -> None:
@@ -285,7 +317,8 @@ def resumption(store, spec: SweepSpec) -> Resumption:
         return Resumption("same")
     if known == spec.text_hash:  # stored by nnlab 0.1, which hashed the text
         return Resumption("same", replaces=known)
-    why = _not_an_extension(_stored_spec(text, spec.name), spec)
+    stored = _stored_spec(text, spec.name)
+    why = _not_an_extension(stored, spec) or _scheduler_change(stored, spec)
     if why:
         raise SpecError(
             f"{spec.source}: a sweep named {spec.name!r} already exists with a different spec "
@@ -323,21 +356,37 @@ def _not_an_extension(old: SweepSpec | None, new: SweepSpec) -> str:
 _PARTS = {"data": "data settings", "base": "model or train settings", "exclude": "exclusions"}
 
 
-def _train_all(queue: RunQueue, todo: list[tuple[int, dict]], pool: _Pool, claimable):
-    """Train the runs to do, tracking which have come back. When a worker process dies
-    (segfault, os._exit, OOM kill), joblib abandons the whole batch: the runs that were in
-    flight are suspects, each trained again alone in a worker of its own, so only a run that
-    kills its worker again is failed; the rest go back to the pool. Workers that die again and
-    again before settling any run stop the sweep."""
-    waiting = dict(todo)
+def _scheduler_change(old: SweepSpec | None, new: SweepSpec) -> str:
+    """Why ``new`` cannot extend ``old`` for their schedulers (empty if it can): they must
+    be the same, and a scheduled sweep takes no new runs (its rungs were decided over the
+    configurations it had)."""
+    if old is None or old.scheduler != new.scheduler:
+        return "its scheduler differs"
+    if new.scheduler is not None:
+        return (
+            "it adds runs to a sweep with a scheduler, whose rungs were decided over the "
+            "configurations it had"
+        )
+    return ""
+
+
+def _train_all(queue: RunQueue, todo: list[tuple[int, dict]], pool: _Pool, claimable, refill=None):
+    """Train the runs to do, tracking which have come back; with ``refill``, what it returns
+    once they are all dispatched joins them, until it returns nothing. When a worker process
+    dies (segfault, os._exit, OOM kill), joblib abandons the whole batch: the runs that were
+    in flight are suspects, each trained again alone in a worker of its own, so only a run
+    that kills its worker again is failed; the rest go back to the pool. Workers that die
+    again and again before settling any run stop the sweep."""
+    waiting: dict[int, dict] = {}
+    source = _feed(todo, waiting, refill)
     fruitless = 0
-    while waiting:
+    while True:
         try:
-            results = pool.map(list(waiting.items()), claimable)
-            for run_id, status in _watched(results, queue):
+            results = pool.map(source, claimable)
+            for run_id, status, made_final in _watched(results, queue):
                 waiting.pop(run_id, None)
                 fruitless = 0
-                yield run_id, status
+                yield from _outcomes(run_id, status, made_final)
         except _Silent:
             # the runs left are stuck on workers that fell silent (a machine cut off, which
             # its scheduler notices only after its own timeouts): leave this batch, and let
@@ -356,6 +405,29 @@ def _train_all(queue: RunQueue, todo: list[tuple[int, dict]], pool: _Pool, claim
                     "something kills them at start-up (memory? a broken install?). The sweep "
                     "is saved; run the same command to resume it"
                 ) from None
+        if not waiting:
+            return
+        source = _feed(list(waiting.items()), waiting, None)  # those a dead worker left
+
+
+def _feed(todo: list[tuple[int, dict]], waiting: dict[int, dict], refill):
+    """Yield ``todo``, each run put in ``waiting`` as it is dispatched; then what ``refill``
+    gives of runs not in flight, until it gives nothing."""
+    items = todo
+    while items:
+        for run_id, config in items:
+            waiting[run_id] = config
+            yield run_id, config
+        if refill is None:
+            return
+        items = [(run_id, config) for run_id, config in refill() if run_id not in waiting]
+
+
+def _outcomes(run_id: int, status: str, made_final) -> Iterator[tuple[int, str]]:
+    """(run id, status) of a task's run, then of each other run its decisions made final."""
+    final = dict(made_final)
+    yield run_id, final.pop(run_id, status)
+    yield from final.items()
 
 
 def _quarantine(queue: RunQueue, waiting: dict[int, dict], pool: _Pool):
@@ -371,7 +443,8 @@ def _quarantine(queue: RunQueue, waiting: dict[int, dict], pool: _Pool):
         try:
             # under its own lease: a run another runner has meanwhile taken is not taken back
             results = pool.map([(run_id, config)], claimable=(), alone=True)
-            yield from _watched(results, queue)
+            for run_id_, status, made_final in _watched(results, queue):
+                yield from _outcomes(run_id_, status, made_final)
         except pool.worker_died:
             queue.fail(run_id, "its worker process died, twice: once beside other runs, once alone")
             yield run_id, "failed"
@@ -434,7 +507,13 @@ class _Pool:
     held under this pool's prefix, never those of another runner on the same sweep."""
 
     def __init__(
-        self, backend: str, jobs: int, scheduler: str | None, store: Store, stale_after: float
+        self,
+        backend: str,
+        jobs: int,
+        scheduler: str | None,
+        store: Store,
+        stale_after: float,
+        rungs: Ladder | None = None,
     ) -> None:
         url = portable_url(store.url)
         if scheduler is not None and backend != "dask":
@@ -448,7 +527,7 @@ class _Pool:
                 "to run a local cluster"
             )
         self.backend, self.jobs, self.scheduler, self.url = backend, jobs, scheduler, url
-        self.stale_after = stale_after
+        self.stale_after, self.rungs = stale_after, rungs
         self.database_file = store.file  # workers check that they write to this very file
         self.worker_died: tuple[type[BaseException], ...] = (TerminatedWorkerError,)
         self.lease_prefix = uuid4().hex[:16]
@@ -468,9 +547,10 @@ class _Pool:
     def __exit__(self, *exc_info) -> None:
         self._dask.close()
 
-    def map(self, todo: list[tuple[int, dict]], claimable, alone: bool = False) -> Iterator:
-        """Train ``todo`` in parallel; yields (run id, status) as runs finish. ``alone``: the
-        one run given trains in a worker of its own (never in this process)."""
+    def map(self, todo: Iterable[tuple[int, dict]], claimable, alone: bool = False) -> Iterator:
+        """Train ``todo`` in parallel (taken as workers free up); yields (run id, status, runs
+        made final by its decisions) as runs finish. ``alone``: the one run given trains in a
+        worker of its own (never in this process)."""
         tasks = (
             joblib.delayed(_train_task)(
                 self.url,
@@ -480,6 +560,7 @@ class _Pool:
                 self._lease(run_id),
                 self.stale_after,
                 self.database_file,
+                self.rungs,
             )
             for run_id, config in todo
         )
@@ -598,14 +679,18 @@ def _train_task(
     lease: str,
     stale_after: float = STALE_AFTER,
     database_file: tuple[int, int] | None = None,
-) -> tuple[int, str]:
+    rungs: Ladder | None = None,
+) -> tuple[int, str, list[tuple[int, str]]]:
     """Train one registered run, logging its epochs live; runs in a worker.
 
-    Returns (run id, how the run ended), or ``NOT_CLAIMED`` when the run is not this task's
-    to train (another runner holds it; the claim is atomic), or the database was too busy to
-    take the claim (the run stays as it was), or ``LOST`` when this attempt lost the run while
-    training (interrupted, or presumed dead and taken over). A database that fails under the
-    run (disk full, file deleted) raises ``StoreFault``, which stops the sweep;
+    Returns (run id, how the run ended, the runs its scheduler's decisions made final), or
+    ``NOT_CLAIMED`` when the run is not this task's to train (another runner holds it; the
+    claim is atomic), or the database was too busy to take the claim (the run stays as it
+    was), or ``LOST`` when this attempt lost the run while training (interrupted, or presumed
+    dead and taken over). Under a scheduler (``rungs``) the run trains from its checkpoint, if
+    it has one, to its rung, where it pauses (``paused``) unless it is the last; the rung
+    decisions due then are taken in the transaction that records it. A database that fails
+    under the run (disk full, file deleted) raises ``StoreFault``, which stops the sweep;
     ``database_file`` is the SQLite file the runner opened, which the worker must find at its
     path (not one put in its place since).
     """
@@ -616,21 +701,47 @@ def _train_task(
             claimed = writer.start(claimable=claimable, lease=lease, stale_after=stale_after)
         except StoreFault as fault:
             if _busy(fault):  # e.g. SQLite still locked after its busy timeout
-                return run_id, NOT_CLAIMED
+                return run_id, NOT_CLAIMED, []
             raise
         if not claimed:
-            return run_id, NOT_CLAIMED
+            return run_id, NOT_CLAIMED, []
+        decide = None
+        if rungs is not None and writer.rung is not None:
+            decide = functools.partial(_decide, rungs=rungs, run_id=run_id)
         try:
-            outcome = train_config(from_values(config), on_epoch=writer.log)
-            writer.finish(outcome.result.status, data_fingerprint=outcome.fingerprint)
-            return run_id, outcome.result.status
+            outcome = _train_to_rung(config, writer, rungs)
+            result = outcome.result
+            paused = result.checkpoint
+            made_final = writer.finish(
+                result.status,
+                data_fingerprint=outcome.fingerprint,
+                checkpoint=None if paused is None else (paused.epoch, paused.to_bytes()),
+                then=decide,
+            )
+            return run_id, result.status, made_final
         except RunLost:
-            return run_id, LOST
+            return run_id, LOST, []
         except StoreFault:
             raise
         except Exception as error:  # the run fails, the sweep goes on
-            writer.finish("failed", "".join(traceback.format_exception(error)))
-            return run_id, "failed"
+            made_final = writer.finish(
+                "failed", "".join(traceback.format_exception(error)), then=decide
+            )
+            return run_id, "failed", made_final
+
+
+def _train_to_rung(config: dict, writer: RunWriter, rungs: Ladder | None):
+    """Train the claimed run: in full, or under a scheduler from its checkpoint (if any) to
+    the epoch of the rung it was claimed at."""
+    if rungs is None or writer.rung is None:
+        return train_config(from_values(config), on_epoch=writer.log)
+    resume = None if writer.checkpoint is None else Checkpoint.from_bytes(writer.checkpoint[1])
+    until = rungs.epochs[writer.rung]
+    return train_config(from_values(config), on_epoch=writer.log, until_epoch=until, resume=resume)
+
+
+def _decide(connection, rungs: Ladder, run_id: int) -> list[tuple[int, str]]:
+    return settle_run(connection, rungs, run_id)
 
 
 def _busy(fault: StoreFault) -> bool:

@@ -32,12 +32,27 @@ import yaml
 
 from nnlab.checks import InputError, did_you_mean, quoted
 from nnlab.data.synthetic import MAX_CLASSES, MAX_FEATURES, MAX_SAMPLES
-from nnlab.params import PARAMS, count, number
+from nnlab.params import MAX_EPOCHS, PARAMS, by_name, count, number
 
-TOP_LEVEL = ("name", "description", "data", "model", "train", "grid", "seeds", "exclude")
+TOP_LEVEL = (
+    "name",
+    "description",
+    "data",
+    "model",
+    "train",
+    "grid",
+    "seeds",
+    "exclude",
+    "scheduler",
+)
+SCHEDULER_KEYS = ("type", "metric", "min_epochs", "eta")
+SCHEDULER_METRICS = ("val_loss", "train_loss", "val_accuracy", "train_accuracy")
+MAX_ETA = 1_000
 RUN_KEYS = tuple(param.name for param in PARAMS)
 MODEL_KEYS = tuple(param.name for param in PARAMS if param.section == "model")
 TRAIN_KEYS = tuple(param.name for param in PARAMS if param.section == "train")
+EPOCHS_DEFAULT = by_name()["epochs"].default
+DEFAULT_VAL_FRACTION = 0.2  # nnlab.sweeps.config.DATA_DEFAULTS's, which imports the engine
 DATA_PREFIX = "data."
 
 
@@ -195,6 +210,8 @@ class SweepSpec:
     exclude: tuple[Mapping, ...]
     text: str  # the spec as written, stored with the sweep
     source: str = "<spec>"
+    # type (sha, asha, hyperband), metric, min_epochs, eta; None: every run trains in full
+    scheduler: Mapping | None = None
     lines: Mapping = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -209,6 +226,8 @@ class SweepSpec:
             "seeds": self.seeds,
             "exclude": self.exclude,
         }
+        if self.scheduler is not None:  # so that a spec without one keeps its hash
+            trained["scheduler"] = self.scheduler
         canonical = json.dumps(trained, sort_keys=True, separators=(",", ":"), default=_plain)
         return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -419,8 +438,63 @@ class _Validator:
             exclude=self.exclude(spec.get("exclude", [])),
             text=text,
             source=self.source,
+            scheduler=self.scheduler(spec.get("scheduler"), data, base, grid),
             lines=self.lines,
         )
+
+    def scheduler(self, value: object, data: dict, base: dict, grid: dict) -> dict | None:
+        """``scheduler: {type: sha, metric: val_loss, min_epochs: 1, eta: 3}``, checked
+        against the runs it would stop: one ``train.epochs`` for all, above ``min_epochs``,
+        and a metric every run records."""
+        if value is None:
+            return None
+        from nnlab.store.rungs import SCHEDULERS
+
+        entries = self.mapping(("scheduler",), value, SCHEDULER_KEYS)
+        kind = entries.get("type")
+        if kind not in SCHEDULERS:
+            raise self.fail(
+                ("scheduler", "type"),
+                f"must be one of {quoted(SCHEDULERS)}, got {_shown.repr(kind)}"
+                + did_you_mean(str(kind), SCHEDULERS),
+            )
+        validated = data.get("val_fraction", DEFAULT_VAL_FRACTION) > 0 and all(
+            v > 0 for v in grid.get(f"{DATA_PREFIX}val_fraction", (1,))
+        )
+        metric = entries.get("metric", "val_loss" if validated else "train_loss")
+        if metric not in SCHEDULER_METRICS:
+            raise self.fail(
+                ("scheduler", "metric"),
+                f"must be one of {quoted(SCHEDULER_METRICS)}, got {_shown.repr(metric)}"
+                + did_you_mean(str(metric), SCHEDULER_METRICS),
+            )
+        if metric.startswith("val_") and not validated:
+            raise self.fail(
+                ("scheduler", "metric"),
+                f"{metric} needs validation data, and data.val_fraction is 0 for some runs: "
+                "rank by train_loss, or hold out data",
+            )
+        checks = {"min_epochs": count(1, MAX_EPOCHS), "eta": count(2, MAX_ETA)}
+        steps = {}
+        for key, default in (("min_epochs", 1), ("eta", 3)):
+            try:
+                steps[key] = checks[key](key, entries.get(key, default))
+            except InputError as error:
+                raise self.fail(("scheduler", key), str(error)) from None
+        if "epochs" in grid:
+            raise self.fail(
+                ("grid", "epochs"),
+                "a sweep with a scheduler trains every run to one train.epochs, its last "
+                "rung: move epochs out of the grid",
+            )
+        epochs = base.get("epochs", EPOCHS_DEFAULT)
+        if epochs <= steps["min_epochs"]:
+            raise self.fail(
+                ("scheduler", "min_epochs"),
+                f"must be below train.epochs ({epochs}), the last rung: with "
+                f"min_epochs {steps['min_epochs']} no run could be stopped early",
+            )
+        return {"type": kind, "metric": metric, **steps}
 
     def settings(self, section: str, value: object, allowed: tuple[str, ...]) -> dict:
         entries = self.mapping((section,), value, allowed)
