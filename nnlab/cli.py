@@ -403,7 +403,11 @@ def _run_sweep(ctx: click.Context, parsed, options: dict, quiet: bool, no_report
 
 def _print_result(result, axes: list[str]) -> None:
     click.echo(result.summary())
-    _print_best(result.best(), axes, result.metric)
+    lab = result.lab()
+    scheduler = lab.scheduler(result.name)
+    if scheduler is not None:
+        _print_rungs(scheduler, lab.rungs(result.name), lab.budget(result.name))
+    _print_best(result.best(), axes, result.metric, rung_epochs=(scheduler or {}).get("rungs"))
     if result.report is not None:
         click.echo(f"report: {result.report}")
     elif result.report_error is not None:
@@ -424,9 +428,34 @@ def _print_stopped(stop: BaseException) -> None:
 BEST_SHOWN = 10
 
 
-def _print_best(configurations, axes: list[str], metric: str) -> None:
+def _print_rungs(scheduler: dict, rungs, budget) -> None:
+    """A scheduled sweep's rungs (configurations at each, and the cut) and its budget."""
+    click.echo(
+        f"{scheduler['type']} by {scheduler['metric']}, eta {scheduler['eta']}, rungs at "
+        f"{', '.join(map(str, scheduler['rungs']))} epochs: {budget}"
+    )
+    brackets = scheduler["brackets"] > 1
+    columns = [*(["bracket"] if brackets else []), "rung", "epoch", "configurations"]
+    columns += ["promoted", "pruned", "waiting", f"best {scheduler['metric']}"]
+    rows = [
+        (
+            *([row.bracket] if brackets else []),
+            row.rung,
+            row.epoch,
+            row.entered,
+            row.promoted,
+            row.pruned,
+            row.waiting,
+            "–" if row.best != row.best else f"{row.best:.4g}",
+        )
+        for row in rungs.itertuples()
+    ]
+    _print_rows(columns, rows, "table", noun=None)
+
+
+def _print_best(configurations, axes: list[str], metric: str, rung_epochs=None) -> None:
     """The best ``BEST_SHOWN`` configurations: grid settings, final ``metric`` mean ± std over
-    seeds."""
+    seeds (under a scheduler, at the epoch of the rung they reached)."""
     best = configurations.head(BEST_SHOWN)
     rows = []
     for row in best.itertuples():
@@ -435,7 +464,8 @@ def _print_best(configurations, axes: list[str], metric: str) -> None:
         loss = mean_std(getattr(row, f"final_{metric}_mean"), getattr(row, f"final_{metric}_std"))
         trouble = f"{row.diverged}/{row.runs}" if row.diverged else ""
         failed = f"{row.failed}/{row.runs}" if row.failed else ""
-        rows.append((*settings, loss, trouble, failed))
+        reached = () if rung_epochs is None else (rung_epochs[int(row.rung)],)
+        rows.append((*settings, *reached, loss, trouble, failed))
     total = len(configurations)
     which = (
         f"all {plural(total, 'configuration')}"
@@ -443,7 +473,9 @@ def _print_best(configurations, axes: list[str], metric: str) -> None:
         else (f"the best {len(best)} of {plural(total, 'configuration')}")
     )
     click.echo(f"{which}, best first, final {metric} mean ± std over seeds:")
-    _print_rows([*axes, f"final_{metric}", "diverged", "failed"], rows, "table", noun=None)
+    reached = [] if rung_epochs is None else ["epochs"]
+    columns = [*axes, *reached, f"final_{metric}", "diverged", "failed"]
+    _print_rows(columns, rows, "table", noun=None)
 
 
 def _print_plan(planned) -> None:

@@ -1,5 +1,5 @@
-"""Successive halving, ASHA and Hyperband: run statuses ``paused`` and ``pruned``; runs'
-``configuration_hash``, ``bracket`` and ``rung``; the ``checkpoints`` of paused runs; the
+"""Successive halving, ASHA and Hyperband: a sweep's ``scheduler``; run statuses ``paused``
+and ``pruned``; runs' ``configuration_hash``, ``bracket`` and ``rung``; the ``checkpoints`` of paused runs; the
 ``rung_entries`` that record each configuration's score at a rung and its rung's decision;
 ``rung`` in run_summary.
 
@@ -74,6 +74,7 @@ def _statuses(values: tuple[str, ...]) -> None:
 
 def upgrade() -> None:
     op.execute("DROP VIEW run_summary")
+    op.add_column("sweeps", sa.Column("scheduler", sa.JSON(), nullable=True))
     op.add_column("runs", sa.Column("configuration_hash", sa.String(length=80), nullable=True))
     op.add_column("runs", sa.Column("bracket", sa.Integer(), nullable=True))
     op.add_column("runs", sa.Column("rung", sa.Integer(), nullable=True))
@@ -134,4 +135,6 @@ def downgrade() -> None:
         batch.drop_column("rung")
         batch.drop_column("bracket")
         batch.drop_column("configuration_hash")
+    with op.batch_alter_table("sweeps") as batch:
+        batch.drop_column("scheduler")
     op.execute(_run_summary(rung=False))

@@ -130,6 +130,8 @@ class Sweep(Base):
     description: Mapped[str] = mapped_column(default="")
     spec: Mapped[str] = mapped_column(default="")
     spec_hash: Mapped[str] = mapped_column(String(80), default="")
+    # its scheduler's ladder (nnlab.store.rungs.Ladder.as_dict()); NULL: runs train in full
+    scheduler: Mapped[dict[str, Any] | None]
     status: Mapped[str] = mapped_column(String(20), default="pending")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +20,16 @@ from sqlalchemy import func, select, text
 
 from nnlab.checks import check_choice
 from nnlab.store.database import Store, StoreError, display_url, open_store
-from nnlab.store.models import CLEAN_STATUSES, EPOCH_METRICS, FINISHED_STATUSES, Epoch, Run, Sweep
+from nnlab.store.models import (
+    CLEAN_STATUSES,
+    EPOCH_METRICS,
+    FINISHED_STATUSES,
+    PRUNED,
+    RUNG_DECISIONS,
+    Epoch,
+    Run,
+    Sweep,
+)
 from nnlab.store.registry import unknown_sweep
 
 RUN_COLUMNS = {
@@ -45,6 +55,7 @@ RUN_COLUMNS = {
     "best_epoch": "Int64",
     "epochs_run": "int64",
     "duration_s": "float64",
+    "rung": "Int64",  # under a scheduler: the rung the run is at, or stopped at
 }
 METRICS = ("val_loss", "train_loss")  # what configurations can be ranked by
 ACCURACY = {"val_loss": "val_accuracy", "train_loss": "train_accuracy"}  # on the same data
@@ -92,6 +103,22 @@ class SweepDetails:
     @property
     def runs(self) -> int:
         return sum(self.statuses.values())
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Epochs a sweep's runs have trained, against its full grid's: every run to its end."""
+
+    spent: int
+    full: int
+
+    @property
+    def fraction(self) -> float:
+        return self.spent / self.full if self.full else math.nan
+
+    def __str__(self) -> str:
+        share = f" ({self.fraction:.1%} of the full grid's epochs)" if self.full else ""
+        return f"{self.spent:,} epochs of {self.full:,}{share}"
 
 
 @dataclass(frozen=True)
@@ -304,14 +331,15 @@ class Lab:
         """
         last = "FROM epochs e WHERE e.run_id = r.id ORDER BY e.epoch DESC LIMIT 1"
         sql = f"""
-            SELECT r.id AS run_id, r.status,
+            SELECT r.id AS run_id, r.status, r.rung,
                    (SELECT e.{metric} {last}) AS final,
                    (SELECT min(e.{metric}) FROM epochs e WHERE e.run_id = r.id) AS best,
                    (SELECT e.{ACCURACY[metric]} {last}) AS accuracy
             FROM runs r JOIN sweeps s ON s.id = r.sweep_id
             WHERE s.name = :sweep
         """
-        types = {"run_id": "int64", "status": "string", **dict.fromkeys(SCORES, "float64")}
+        types = {"run_id": "int64", "status": "string", "rung": "Int64"}
+        types |= dict.fromkeys(SCORES, "float64")
         scores = _typed(self._frame(sql, {"sweep": sweep}), types).set_index("run_id")
         return scores.assign(best=scores.best.where(np.isfinite(scores.best)))
 
@@ -435,6 +463,72 @@ class Lab:
             ).first()
         return "train_loss" if logged and validated is None else "val_loss"
 
+    def rungs(self, sweep: str) -> pd.DataFrame:
+        """The rungs of ``sweep``'s scheduler, one row per (bracket, rung), reached or not:
+        its ``epoch``; how many configurations ``entered`` it, were ``promoted`` from it (the
+        cut), ``pruned`` at it and are ``waiting`` for its decision (none at the last rung,
+        where runs end); and the ``best`` score there (the scheduler's metric, mean over
+        seeds). Empty for a sweep without a scheduler."""
+        scheduler = self.scheduler(sweep)
+        columns = ["bracket", "rung", "epoch", "entered", "promoted", "pruned", "waiting"]
+        if scheduler is None:
+            return _typed(pd.DataFrame(columns=[*columns, "best"]), {"best": "float64"})
+        sql = """
+            SELECT g.bracket, g.rung, g.decision, count(*) AS n,
+                   min(g.score) AS lowest, max(g.score) AS highest
+            FROM rung_entries g JOIN sweeps s ON s.id = g.sweep_id
+            WHERE s.name = :sweep
+            GROUP BY g.bracket, g.rung, g.decision
+        """
+        found = self._frame(sql, {"sweep": sweep})
+        maximised = scheduler["metric"] in ("train_accuracy", "val_accuracy")
+        epochs, top = scheduler["rungs"], len(scheduler["rungs"]) - 1
+        rows = []
+        for bracket in range(scheduler["brackets"]):
+            for rung in range(bracket, top + 1):
+                here = found[(found.bracket == bracket) & (found.rung == rung)]
+                count = {d: int(here.n[here.decision == d].sum()) for d in RUNG_DECISIONS}
+                scores = here.highest if maximised else here.lowest
+                best = (scores.max() if maximised else scores.min()) if len(here) else None
+                rows.append(
+                    {
+                        "bracket": bracket,
+                        "rung": rung,
+                        "epoch": epochs[rung],
+                        "entered": int(here.n.sum()),
+                        **count,
+                        "waiting": 0 if rung == top else int(here.n[here.decision.isna()].sum()),
+                        "best": best,
+                    }
+                )
+        types = dict.fromkeys(columns, "int64") | {"best": "float64"}
+        return _typed(pd.DataFrame(rows, columns=[*columns, "best"]), types)
+
+    def scheduler(self, sweep: str) -> dict | None:
+        """``sweep``'s scheduler: ``type`` (sha, asha, hyperband), ``metric``, ``min_epochs``,
+        ``eta``, ``max_epochs``, the epoch of each of its ``rungs`` and how many ``brackets``;
+        None when its runs train in full."""
+        self._known(sweep)
+        with self.store.read() as connection:
+            found = connection.scalar(select(Sweep.scheduler).where(Sweep.name == sweep))
+        return None if found is None else dict(found)
+
+    def budget(self, sweep: str) -> Budget:
+        """The epochs ``sweep``'s runs have spent, against those of its full grid (every run
+        trained to its ``epochs``)."""
+        self._known(sweep)
+        with self.store.read() as connection:
+            runs = select(Run.id).join(Sweep, Sweep.id == Run.sweep_id).where(Sweep.name == sweep)
+            spent = connection.scalar(
+                select(func.count()).select_from(Epoch).where(Epoch.run_id.in_(runs))
+            )
+            full = connection.scalar(
+                select(func.coalesce(func.sum(Run.epochs), 0))
+                .join(Sweep, Sweep.id == Run.sweep_id)
+                .where(Sweep.name == sweep)
+            )
+        return Budget(int(spent or 0), int(full or 0))
+
     def failures(self, sweep: str) -> pd.DataFrame:
         """One row per failed run of ``sweep``: ``run_id``, ``seed``, the hyperparameters,
         ``attempts`` and ``error`` (the traceback it failed with)."""
@@ -493,22 +587,32 @@ def _rank(seeds: pd.DataFrame, metric: str) -> pd.DataFrame:
         failed=("failed", "sum"),
     )
     table["troubled"] = table.diverged + table.failed
-    clean = seeds[status.isin(CLEAN_STATUSES)].groupby("configuration")
+    table["rung"] = counted.groupby("configuration", sort=False).rung.max()
+    # a pruned seed is scored where it stopped: the rung says how far that was
+    clean = seeds[status.isin((*CLEAN_STATUSES, PRUNED))].groupby("configuration")
     spread = clean[list(SCORES)].agg(list(STATS))
     names = _score_names(metric)
     spread.columns = [f"{names[score]}_{stat}" for score, stat in spread.columns]
-    unscored = ["run_id", "seed", "configuration", "status", *SCORES]
+    unscored = ["run_id", "seed", "configuration", "status", "rung", *SCORES]
     settings = seeds.drop(columns=unscored).groupby(seeds.configuration, sort=False).first()
     table = table.join(spread).join(settings)
-    order = ["troubled", f"final_{metric}_mean"]
-    return table.sort_values(order, na_position="last", kind="stable").reset_index()
+    # under a scheduler, configurations that went further rank first
+    table["_further"] = -table.rung.astype("float64").fillna(0)
+    order = ["troubled", "_further", f"final_{metric}_mean"]
+    ranked = table.sort_values(order, na_position="last", kind="stable").reset_index()
+    return ranked.drop(columns="_further")
 
 
 def ranking_columns(metric: str) -> list[str]:
     """The columns of ``Lab.configurations(sweep, metric)`` before its settings: what identifies,
     counts and scores a configuration."""
     scores = _score_names(metric).values()
-    return ["configuration", *RANKING_COUNTS, *(f"{s}_{stat}" for s in scores for stat in STATS)]
+    return [
+        "configuration",
+        *RANKING_COUNTS,
+        "rung",
+        *(f"{s}_{stat}" for s in scores for stat in STATS),
+    ]
 
 
 STATS = ("mean", "std")  # what Lab.configurations says of each score over the clean seeds

@@ -44,6 +44,7 @@ def register_sweep(
     spec: str = "",
     spec_hash: str = "",
     replaces: str | None = None,
+    scheduler: Mapping | None = None,
 ) -> int:
     """Create sweep ``name`` with its runs as ``pending``, atomically; return the sweep id.
 
@@ -52,6 +53,7 @@ def register_sweep(
     ``spec_hash`` under an existing name is refused (checked under the same lock, so two
     processes cannot both register different specs under one name), unless the stored one is
     ``replaces``: then the sweep takes the new spec (one that extends it, its runs added).
+    ``scheduler`` is its scheduler's ladder (``Ladder.as_dict()``), if it has one.
     """
     with store.write() as connection:
         lock(connection, f"sweep:{name}")  # two processes registering one sweep queue up
@@ -69,7 +71,13 @@ def register_sweep(
         if sweep_id is None:
             sweep_id = connection.scalar(
                 insert(Sweep)
-                .values(name=name, description=description, spec=spec, spec_hash=spec_hash)
+                .values(
+                    name=name,
+                    description=description,
+                    spec=spec,
+                    spec_hash=spec_hash,
+                    scheduler=None if scheduler is None else dict(scheduler),
+                )
                 .returning(Sweep.id)
             )
         known = set(connection.scalars(select(Run.config_hash).where(Run.sweep_id == sweep_id)))

@@ -105,9 +105,13 @@ class Ladder:
             sizes[b] += 1
         return sizes
 
-    def full_epochs(self, runs: int) -> int:
-        """The epochs of ``runs`` runs trained in full: what the sweep would spend unpruned."""
-        return runs * self.max_epochs
+    def as_dict(self) -> dict:
+        """The ladder as stored with its sweep (``sweeps.scheduler``), its rungs' epochs too."""
+        fields = ("kind", "metric", "min_epochs", "eta", "max_epochs")
+        return {"type": self.kind, **{f: getattr(self, f) for f in fields[1:]}} | {
+            "rungs": list(self.epochs),
+            "brackets": self.brackets,
+        }
 
 
 _runs, _entries, _checkpoints = Run.__table__, RungEntry.__table__, Checkpoint.__table__

@@ -173,6 +173,7 @@ def run_sweep(
             spec=spec.text,
             spec_hash=spec.spec_hash,
             replaces=resume.replaces,
+            scheduler=None if rungs is None else rungs.as_dict(),
         )
         queue = RunQueue(store, sweep_id, stale_after)
         result = SweepResult(sweep_id, spec.name, total=len(points), url=store.url)
