@@ -32,6 +32,7 @@ from nnlab.store.database import StoreFault
 from nnlab.store.models import RUN_STATUSES, STALE_AFTER
 from nnlab.store.query import RUN_COLUMNS, SWEEP_COLUMNS
 from nnlab.store.sql import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, run_query
+from nnlab.sweeps import halving
 from nnlab.sweeps.grid import DEFAULT_MAX_RUNS, axis_values, from_values
 from nnlab.sweeps.runner import BACKENDS, SweepStopped
 from nnlab.sweeps.spec import load_spec
@@ -485,6 +486,17 @@ def _print_plan(planned) -> None:
     click.echo(f"sweep {spec.name!r}: {plural(len(points), 'run')} ({seeds} each)")
     rows = [(*axis_values(p.config, axes), p.config.seed) for p in points]
     _print_rows([*axes, "seed"], rows, "table", "run")
+    rungs = halving.ladder(spec)
+    if rungs is not None:
+        configurations = len(points) // len(spec.seeds)
+        most = rungs.planned_epochs(configurations, len(spec.seeds))
+        full = rungs.max_epochs * len(points)
+        hedge = "at least" if rungs.kind == "asha" else "at most"
+        click.echo(
+            f"{rungs.kind} by {rungs.metric}, eta {rungs.eta}, rungs at "
+            f"{', '.join(map(str, rungs.epochs))} epochs: {hedge} {most:,} epochs of the full "
+            f"grid's {full:,} ({most / full:.1%}) if no run stops early by itself"
+        )
     click.echo(_RESUMPTION[planned.resumption].format(final=planned.final, train=planned.to_train))
 
 

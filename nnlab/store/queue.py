@@ -11,8 +11,12 @@ The status rules, written once:
 - A ``running`` run is *taken over* (marked ``interrupted``, so resumable) when its heartbeat
   is older than the stale window, or at once when its holder is provably gone (see
   ``nnlab.store.process``).
-- ``completed``, ``converged``, ``early_stopped``, ``diverged`` and ``failed`` are *final*: a
-  resume trains them never again (``failed`` only with ``retry_failed``).
+- ``completed``, ``converged``, ``early_stopped``, ``diverged``, ``pruned`` and ``failed`` are
+  *final*: a resume trains them never again (``failed`` only with ``retry_failed``).
+- Under a scheduler (``nnlab.store.rungs``), a run that reaches its rung is ``paused`` with its
+  checkpoint: not final, not claimable. Its configuration's decision makes it ``pending`` again
+  at the next rung (a claim then keeps its epochs up to the checkpoint, when it first started
+  and the time it trained) or ``pruned``.
 - A sweep's status is derived from its runs: ``finished`` only when every run is final,
   ``running`` while any is held, else ``interrupted`` (or ``pending`` before any runner).
 """

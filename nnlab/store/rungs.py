@@ -105,6 +105,19 @@ class Ladder:
             sizes[b] += 1
         return sizes
 
+    def planned_epochs(self, configurations: int, seeds: int) -> int:
+        """The epochs ``sha`` or ``hyperband`` trains when no run stops early by itself (a
+        diverged, converged or failed run trains fewer; ``asha`` may promote more)."""
+        total = 0
+        for bracket, size in enumerate(self.bracket_sizes(configurations)):
+            trained, entering = 0, size
+            for rung in range(bracket, self.top + 1):
+                if entering == 0:
+                    break
+                total += entering * seeds * (self.epochs[rung] - trained)
+                trained, entering = self.epochs[rung], self.keep(entering)
+        return total
+
     def as_dict(self) -> dict:
         """The ladder as stored with its sweep (``sweeps.scheduler``), its rungs' epochs too."""
         fields = ("kind", "metric", "min_epochs", "eta", "max_epochs")

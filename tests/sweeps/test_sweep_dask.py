@@ -135,3 +135,20 @@ def test_bad_backend_and_scheduler_settings_are_refused_before_anything_is_writt
         run_sweep(parse_spec(SPEC), url, backend="dask", scheduler="tcp://127.0.0.1:1")
     for database in (sqlite_url, url):
         assert nnlab.connect(database).sweeps().empty  # no sweep registered
+
+
+def test_successive_halving_on_a_dask_cluster_decides_as_loky_does(cluster, pg_server, tmp_path):
+    """The cluster's workers take the rung decisions in their own transactions on the shared
+    PostgreSQL database: the same promotions, and the same curves, as one loky process."""
+    from test_sweep_halving import curves as halving_curves
+    from test_sweep_halving import decisions, outcomes, spec
+
+    reference = f"sqlite:///{tmp_path / 'reference.db'}"
+    run_sweep(parse_spec(spec("sha")), reference)
+    url = pg_server.new_database()
+    result = run_sweep(parse_spec(spec("sha")), url, backend="dask", scheduler=cluster.address)
+    assert result.unfinished == 0
+    assert decisions(url) == decisions(reference)
+    assert outcomes(url) == outcomes(reference)
+    assert halving_curves(url, "halving") == halving_curves(reference, "halving")
+    assert set(_pids(url)) <= set(cluster.worker_pids())

@@ -327,3 +327,18 @@ def test_the_cli_prints_the_rungs_and_the_budget(tmp_path):
     assert f"{budget.spent} epochs of {CONFIGURATIONS * SEEDS * 12}" in result.output
     assert f"({budget.spent / (CONFIGURATIONS * SEEDS * 12):.1%} of the full grid" in result.output
     assert "rung epoch configurations promoted pruned waiting best val_loss" in result.output
+
+
+def test_the_dry_run_says_how_many_epochs_sha_will_train(tmp_path):
+    path = tmp_path / "halving.yaml"
+    path.write_text(spec("sha").replace("3.0, 30.0", "3.0"))  # nothing diverges
+    db = str(tmp_path / "h.db")
+    planned = CliRunner().invoke(cli, ["sweep", str(path), "--db", db, "--dry-run"])
+    assert planned.exit_code == 0, planned.output
+    assert not (tmp_path / "h.db").exists()
+    ran = CliRunner().invoke(cli, ["sweep", str(path), "--db", db, "-q", "--no-report"])
+    assert ran.exit_code == 0, ran.output
+    spent = nnlab.connect(db).budget("halving").spent
+    runs = nnlab.connect(db).runs(sweep="halving")
+    assert set(runs.status) <= {"completed", "pruned"}  # none stopped by itself
+    assert f"at most {spent} epochs of the full grid's {len(runs) * 12}" in planned.output
