@@ -497,6 +497,12 @@ def _print_plan(planned) -> None:
             f"{', '.join(map(str, rungs.epochs))} epochs: {hedge} {most:,} epochs of the full "
             f"grid's {full:,} ({most / full:.1%}) if no run stops early by itself"
         )
+        if rungs.brackets > 1:
+            sizes = rungs.bracket_sizes(configurations)
+            brackets = [
+                f"{n} at rung {b} ({plural(rungs.epochs[b], 'epoch')})" for b, n in enumerate(sizes)
+            ]
+            click.echo(f"brackets, configurations by the rung they start at: {', '.join(brackets)}")
     click.echo(_RESUMPTION[planned.resumption].format(final=planned.final, train=planned.to_train))
 
 
