@@ -14,8 +14,8 @@ import pandas as pd
 
 from nnlab.checks import check_choice, check_number
 from nnlab.store import Lab, SweepDetails
-from nnlab.store.models import CLEAN_STATUSES
-from nnlab.store.query import ACCURACY, METRICS
+from nnlab.store.models import CLEAN_STATUSES, PAUSED, PRUNED
+from nnlab.store.query import ACCURACY, METRICS, Budget
 
 # A diverged run's loss once it has stopped: finite, so that quantiles over runs stay defined
 # (one diverged seed of two puts the median off the chart instead of dropping out of it).
@@ -41,16 +41,23 @@ class Curves:
         """1, 2, …, the longest run's last epoch."""
         return np.arange(1, self.loss.shape[1] + 1)
 
-    def settled(self, diverged: np.ndarray, ended: np.ndarray) -> np.ndarray:
+    def settled(
+        self, diverged: np.ndarray, ended: np.ndarray, until: np.ndarray | None = None
+    ) -> np.ndarray:
         """The loss to aggregate over runs, as long as the longest run. A ``diverged`` run
         counts as ``DIVERGED`` from a non-finite loss on and after its last epoch (it would
         never have come back); a run that ``ended`` cleanly before the longest keeps its last
-        loss (it had converged, or stopped early); a run still going is unknown (NaN) past its
-        last epoch, and a metric never logged stays NaN."""
+        loss (it had converged, or stopped early); any other run (still going, paused at a
+        rung, or pruned there by a scheduler) is unknown (NaN) past its last epoch, and a
+        metric never logged stays NaN. With ``until`` (an epoch per run), a diverged or ended
+        run is carried no further than its epoch ``until``: under a scheduler, the last rung
+        its configuration reached, past which none of its seeds trained."""
         loss = self.loss.copy()
+        after = np.cumsum(self.logged[:, ::-1], axis=1)[:, ::-1] == 0  # past the last epoch
+        if until is not None:
+            after &= self.epochs[None, :] <= np.asarray(until)[:, None]
         diverged = diverged[:, None]
         loss[diverged & self.logged & ~np.isfinite(loss)] = DIVERGED
-        after = np.cumsum(self.logged[:, ::-1], axis=1)[:, ::-1] == 0  # past the last epoch
         loss[diverged & after] = DIVERGED
         last = np.maximum(self.logged.sum(axis=1) - 1, 0)
         final = loss[np.arange(len(loss)), last] if loss.size else np.zeros(len(loss))
@@ -68,8 +75,11 @@ class SweepView:
     metric at the last epoch, and its lowest), ``epochs_run``, and, once a threshold is set,
     ``reached_epoch`` and ``reached_seconds``. ``series`` holds the (runs × epochs) curve of
     each of ``SERIES``, NaN where not logged. ``configurations`` is ``Lab.configurations``
-    with its scores named ``final_mean``, ``best_mean``, ``accuracy_mean`` (and ``_std``) and,
-    once a threshold is set, ``THRESHOLD_COLUMNS``.
+    with its scores named ``final_mean``, ``best_mean``, ``accuracy_mean`` (and ``_std``), a
+    ``pruned`` count of seeds and, once a threshold is set, ``THRESHOLD_COLUMNS``.
+
+    A sweep with a scheduler also has its ``scheduler`` (``Lab.scheduler``), its ``rungs``
+    (``Lab.rungs``) and its ``budget`` (``Lab.budget``); without one they are None.
     """
 
     details: SweepDetails
@@ -81,6 +91,9 @@ class SweepView:
     series: dict[str, np.ndarray]
     configurations: pd.DataFrame
     threshold: float | None = None
+    scheduler: dict | None = None
+    rungs: pd.DataFrame | None = None
+    budget: Budget | None = None
 
     @property
     def name(self) -> str:
@@ -102,29 +115,55 @@ class SweepView:
 
     @property
     def clean(self) -> np.ndarray:
-        """Runs that finished without diverging."""
+        """Runs that finished without diverging (a pruned run did not finish: see ``scored``)."""
         return self.runs.status.isin(CLEAN_STATUSES).to_numpy()
+
+    @property
+    def pruned(self) -> np.ndarray:
+        """Runs the sweep's scheduler stopped at their rung."""
+        return (self.runs.status == PRUNED).to_numpy()
+
+    @property
+    def scored(self) -> np.ndarray:
+        """Runs scored as their configuration is: clean, or pruned (scored where they
+        stopped)."""
+        return self.clean | self.pruned
+
+    @property
+    def reached_epochs(self) -> np.ndarray | None:
+        """Under a scheduler, for each run the epoch of the highest rung its configuration
+        reached (the furthest any of its seeds trained); None without one."""
+        if self.scheduler is None:
+            return None
+        epochs = np.asarray(self.scheduler["rungs"])
+        rung = self.runs.rung.astype("float64").groupby(self.runs.configuration).transform("max")
+        rung = rung.fillna(0).to_numpy(dtype=int).clip(0, len(epochs) - 1)
+        return epochs[rung]
 
     @property
     def has_epochs(self) -> bool:
         return bool(self.curves.logged.any())
 
     def settled(self) -> np.ndarray:
-        """The curves to aggregate over runs (see ``Curves.settled``)."""
-        return self.curves.settled(self.diverged, self.clean)
+        """The curves to aggregate over runs (see ``Curves.settled``): a pruned run stops at
+        its rung, and under a scheduler no run is carried past the last rung its
+        configuration reached, so that past a rung the aggregates are over the runs that
+        trained there."""
+        return self.curves.settled(self.diverged, self.clean, self.reached_epochs)
 
     def settled_series(self, name: str) -> np.ndarray:
         """Curve ``name`` of ``SERIES`` to aggregate over runs: a run that ended cleanly keeps
         its last value, any other is unknown (NaN) past its last epoch."""
         curves = Curves(self.series[name], self.curves.logged, self.curves.elapsed)
-        return curves.settled(np.zeros(len(self.runs), dtype=bool), self.clean)
+        none = np.zeros(len(self.runs), dtype=bool)
+        return curves.settled(none, self.clean, self.reached_epochs)
 
     def set_threshold(self, threshold: float | None) -> None:
         """Time each run, and each configuration's clean seeds, to ``threshold``."""
         self.threshold = threshold
         self.runs = self.runs.assign(**_time_to(self.curves, threshold))
         ranked = self.configurations.drop(columns=list(THRESHOLD_COLUMNS), errors="ignore")
-        timed = ranked.join(_time_configurations(self.runs[self.clean]), on="configuration")
+        timed = ranked.join(_time_configurations(self.runs[self.scored]), on="configuration")
         self.configurations = timed.assign(reached=timed.reached.fillna(0).astype(int))
 
 
@@ -136,13 +175,19 @@ def load_sweep(lab: Lab, name: str, metric: str = "val_loss") -> SweepView:
     check_choice("metric", metric, METRICS)
     details = lab.sweep(name)
     settings = lab.settings(name)
-    statuses = lab.runs(sweep=name)[["run_id", "status", "duration_s"]]
+    statuses = lab.runs(sweep=name)[["run_id", "status", "rung", "duration_s"]]
     runs = settings.merge(statuses, on="run_id", how="left", validate="one_to_one")
     axes = grid_axes(settings)
     curves, series = read_curves(lab, name, runs.run_id.to_numpy(), metric)
     runs = runs.assign(**_results(curves))
-    ranked = _ranked(lab, name, metric)
-    return SweepView(details, metric, axes, runs, curves, lab.failures(name), series, ranked)
+    pruned = (runs.status == PRUNED).groupby(runs.configuration).sum().rename("pruned")
+    ranked = _ranked(lab, name, metric).join(pruned, on="configuration")
+    ranked = ranked.assign(pruned=ranked.pruned.fillna(0).astype(int))
+    view = SweepView(details, metric, axes, runs, curves, lab.failures(name), series, ranked)
+    scheduler = lab.scheduler(name)
+    if scheduler is not None:
+        view.scheduler, view.rungs, view.budget = scheduler, lab.rungs(name), lab.budget(name)
+    return view
 
 
 def _ranked(lab: Lab, name: str, metric: str) -> pd.DataFrame:
@@ -261,7 +306,7 @@ def explain(view: SweepView) -> list[str]:
     interrupted, nothing logged or finished yet, every run diverged, too few runs to
     aggregate, failures, a grid that does not vary."""
     counts, total = view.details.statuses, view.details.runs
-    finished = sum(counts.get(s, 0) for s in (*CLEAN_STATUSES, "diverged"))
+    finished = sum(counts.get(s, 0) for s in (*CLEAN_STATUSES, "diverged", PRUNED))
     notes = [_status_note(view, finished)] if view.details.status != "finished" else []
     if total == 0:
         return [*notes, "This sweep has no runs."]
@@ -272,12 +317,19 @@ def explain(view: SweepView) -> list[str]:
             "No run has finished yet: the tables count finished runs only; the curves show "
             "the runs as far as they got."
         )
-    elif not view.clean.any():
+    elif not (view.clean | view.pruned).any():
         notes.append(
             f"Every finished run diverged ({finished} of {finished}): no configuration "
             "converged. A smaller learning rate is the usual cure."
         )
     notes.extend(_size_notes(view, total))
+    if counts.get(PRUNED) and view.scheduler is not None:
+        notes.append(
+            f"{counts[PRUNED]} of {total} runs were pruned by the sweep's scheduler "
+            f"({view.scheduler['type']}): they stopped at a rung, so their curves end there, "
+            "and the heatmap and the effect of each setting show the runs that trained to the "
+            "end only."
+        )
     if view.has_epochs and not view.has_accuracy:
         notes.append(
             "No accuracy was recorded (a regression loss, or targets that are not class ids): "
@@ -298,9 +350,11 @@ def _status_note(view: SweepView, finished: int) -> str:
         )
     last = view.details.last_activity
     heard = f"; last heartbeat {last:%Y-%m-%d %H:%M:%S} UTC" if last else ""
+    paused = f", {counts[PAUSED]} paused at a rung" if counts.get(PAUSED) else ""
     return (
         f"The sweep is still {view.details.status}: {finished} of {total} runs have finished "
-        f"({counts.get('running', 0)} running, {counts.get('pending', 0)} pending{heard}). "
+        f"({counts.get('running', 0)} running, {counts.get('pending', 0)} pending{paused}"
+        f"{heard}). "
         "This report shows what was logged so far; write it again when the sweep ends."
     )
 

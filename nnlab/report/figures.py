@@ -111,6 +111,12 @@ def convergence_chart(view: SweepView) -> Chart:
         "(up to their 99th percentile); ▲ on the top edge marks the epoch a diverged run left "
         "the chart, and it counts as off the chart from then on."
     )
+    if view.scheduler is not None:
+        caption += (
+            f" Under the sweep's scheduler ({view.scheduler['type']}), a pruned run's curve "
+            "stops at its rung and no run is carried past the last rung its configuration "
+            "reached: past each rung, the median and band are over the runs that trained there."
+        )
     return Chart(caption, _encode(fig, dense=curves > SVG_CURVES), f"{view.name}: curves")
 
 
@@ -162,6 +168,17 @@ def median_line(ax, x, mid: np.ndarray, color, label: str | None, **style) -> No
     if len(x) <= 2:
         style.setdefault("marker", "o")
     ax.plot(x, mid, color=color, linewidth=2, label=label, zorder=Z_MEDIAN, **style)
+    lone = _lone_points(np.asarray(mid, dtype=float))
+    if lone.any() and "marker" not in style:  # a curve cut after one epoch (pruned) is a dot
+        ax.plot(np.asarray(x)[lone], np.asarray(mid)[lone], "o", color=color, markersize=3)
+
+
+def _lone_points(values: np.ndarray) -> np.ndarray:
+    """Where ``values`` is finite with no finite neighbour: a point no line segment draws."""
+    finite = np.isfinite(values)
+    before = np.concatenate([[False], finite[:-1]])
+    after = np.concatenate([finite[1:], [False]])
+    return finite & ~before & ~after
 
 
 def legend_below(ax, title: str | None = None, columns: int = 2) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import jinja2
 import matplotlib
+import pandas as pd
 
 from nnlab import __version__
 from nnlab.checks import InputError
@@ -46,6 +47,8 @@ from nnlab.report.figures import (
 from nnlab.store import Lab
 
 DEFAULT_DIRECTORY = "reports"
+# What a scheduler's section is called, by its type
+SCHEDULER_TITLES = {"sha": "Successive halving (sha)", "asha": "ASHA", "hyperband": "Hyperband"}
 ROWS_SHOWN = 20  # best configurations listed before the rest fold away
 COMPARED = 5  # best configurations of each sweep side by side
 
@@ -194,6 +197,7 @@ def _section(view: SweepView, index: int, given: float | None) -> dict:
         "description": view.details.description,
         "notes": explain(view),
         "summary": _summary(view),
+        "halving": _halving(view),
         "threshold": _threshold(view, given),
         "best": _best_table(view),
         "charts": {
@@ -224,10 +228,14 @@ def _summary(view: SweepView) -> list[tuple[str, str]]:
         f"{label} {' / '.join(provenance[f'{label.lower()}_version']) or '?'}"
         for label in ("nnlab", "NumPy", "Python")
     )
+    scheduled = []
+    if view.scheduler is not None:
+        scheduled = [("scheduler", _scheduler_text(view.scheduler)), ("budget", str(view.budget))]
     return [
         ("status", details.status),
         ("runs", f"{details.runs}" + (f": {statuses}" if statuses else "")),
         ("grid", f"{grid or 'no setting varies'}; {seeds} seed{'s' * (seeds != 1)}"),
+        *scheduled,
         ("created", _when(details.created_at)),
         ("ended", _when(details.finished_at) if details.finished_at else "not yet"),
         ("duration", _sweep_duration(view)),
@@ -237,6 +245,51 @@ def _summary(view: SweepView) -> list[tuple[str, str]]:
         ("git commit", ", ".join(provenance["git_commit"]) or "not recorded"),
         ("data fingerprint", ", ".join(provenance["data_fingerprint"]) or "not recorded"),
     ]
+
+
+def _scheduler_text(scheduler: dict) -> str:
+    """``sha by val_loss, eta 3, rungs at 1, 3, 9, 27 epochs`` (and the brackets, if more
+    than one)."""
+    brackets = scheduler["brackets"]
+    return (
+        f"{scheduler['type']} by {scheduler['metric']}, eta {scheduler['eta']}, rungs at "
+        f"{', '.join(map(str, scheduler['rungs']))} epochs"
+        + (f", {brackets} brackets" if brackets > 1 else "")
+    )
+
+
+def _halving(view: SweepView) -> dict | None:
+    """A scheduled sweep's rungs as a table (``Lab.rungs``: configurations that entered each,
+    promoted, pruned, waiting, the best score) with its budget; None without a scheduler."""
+    scheduler = view.scheduler
+    if scheduler is None:
+        return None
+    brackets = scheduler["brackets"] > 1
+    head = [*(["bracket"] if brackets else []), "rung", "epoch", "configurations entered"]
+    head += ["promoted", "pruned", "waiting", f"best {scheduler['metric']}"]
+    rows = [
+        {
+            "cells": [
+                *([str(row.bracket)] if brackets else []),
+                str(row.rung),
+                str(row.epoch),
+                str(row.entered),
+                str(row.promoted),
+                str(row.pruned),
+                str(row.waiting),
+                "–" if math.isnan(row.best) else f"{row.best:.4g}",
+            ],
+            "troubled": False,
+        }
+        for row in view.rungs.itertuples()
+    ]
+    table = {"head": head, "numeric": [True] * len(head), "rows": rows, "more": None}
+    return {
+        "title": SCHEDULER_TITLES.get(scheduler["type"], scheduler["type"]),
+        "scheduler": _scheduler_text(scheduler),
+        "budget": str(view.budget),
+        "table": {**table, "empty": "This sweep's scheduler has no rungs."},
+    }
 
 
 def _sweep_duration(view: SweepView) -> str:
@@ -257,8 +310,10 @@ def _best_table(view: SweepView) -> dict:
     extra = {name: counts for name, counts in extra.items() if (counts > 0).any()}
     settings = view.axes or ["configuration"]
     accuracy = [f"final {view.accuracy}"] if view.has_accuracy else []
+    reached = ["epochs"] if view.scheduler is not None else []
     head = [
         *settings,
+        *reached,
         f"final {metric}",
         *accuracy,
         f"best {metric}",
@@ -281,8 +336,9 @@ def _best_table(view: SweepView) -> dict:
 def _extra_counts(configurations) -> dict:
     if configurations.empty:
         return {}
-    unfinished = configurations.runs - configurations.finished - configurations.failed
-    return {"failed": configurations.failed, "unfinished": unfinished}
+    pruned = configurations.pruned
+    unfinished = configurations.runs - configurations.finished - configurations.failed - pruned
+    return {"failed": configurations.failed, "pruned": pruned, "unfinished": unfinished}
 
 
 def _best_cells(view: SweepView, row, extra: list[int]) -> list[str]:
@@ -292,6 +348,7 @@ def _best_cells(view: SweepView, row, extra: list[int]) -> list[str]:
     accuracy = [mean_std(row.accuracy_mean, row.accuracy_std)] if view.has_accuracy else []
     return [
         *settings,
+        *([_rung_epochs(view.scheduler, row.rung)] if view.scheduler is not None else []),
         mean_std(row.final_mean, row.final_std),
         *accuracy,
         mean_std(row.best_mean, row.best_std),
@@ -300,6 +357,11 @@ def _best_cells(view: SweepView, row, extra: list[int]) -> list[str]:
         f"{row.diverged}/{row.runs}",
         *(f"{count}/{row.runs}" for count in extra),
     ]
+
+
+def _rung_epochs(scheduler: dict, rung) -> str:
+    """The epoch of the highest rung a configuration reached; a dash before any."""
+    return "–" if pd.isna(rung) else str(scheduler["rungs"][int(rung)])
 
 
 def mean_std(mean: float, std: float) -> str:
