@@ -121,7 +121,7 @@ def test_a_bad_scheduler_is_refused_naming_the_key_and_its_line(scheduler, messa
 
 
 def test_a_scheduler_needs_one_epochs_and_a_metric_the_runs_record():
-    with pytest.raises(SpecError, match="grid.epochs: a sweep with a scheduler trains every"):
+    with pytest.raises(SpecError, match=r"grid\.epochs: a sweep with a scheduler trains every"):
         parse_spec(spec("sha").replace("grid:\n", "grid:\n  epochs: [5, 12]\n"))
     no_validation = spec("sha").replace("noise: 0.2", "noise: 0.2, val_fraction: 0")
     with pytest.raises(SpecError, match="val_loss needs validation data"):
@@ -300,7 +300,7 @@ def test_two_runners_on_one_sweep_promote_once(tmp_path, pg_server):
     url = pg_server.new_database()
     first, second = _start(tmp_path, SLOW, url), _start(tmp_path, SLOW, url)
     for runner in (first, second):
-        out, err = runner.communicate(timeout=300)
+        _, err = runner.communicate(timeout=300)
         assert runner.returncode == 0, err
     assert decisions(url) == decisions(reference)
     assert outcomes(url) == outcomes(reference)
