@@ -3,7 +3,7 @@
 
 // ended first, then training, waiting, and not started; paused: waiting at a scheduler's rung
 // for its configuration to be promoted or pruned (stopped there by the scheduler, for good)
-export const STATUSES = ["completed", "pruned", "diverged", "failed", "running", "paused", "interrupted", "pending"];
+export const STATUSES = ["completed", "converged", "early_stopped", "pruned", "diverged", "failed", "running", "paused", "interrupted", "pending"];
 export const STATUS_LABELS = { paused: "paused at a rung", pruned: "pruned by the scheduler" };
 
 export function statusLabel(status) {
