@@ -89,6 +89,7 @@ def create_app(
     app.state.feeds = Feeds(lab, poll_seconds)
     app.state.answers = Answers(max_age=poll_seconds)
     app.state.settings = views.RunSettings()
+    app.state.schedules = views.Schedules()
     return app
 
 
@@ -98,10 +99,14 @@ async def sweeps(request: Request) -> Response:
 
 async def sweep(request: Request) -> Response:
     name = request.path_params["name"]
-    settings = request.app.state.settings  # not the standing: the page's first answer
-    return await _shared(
-        request, lambda lab: views.details(lab, name, settings.of(lab, name)), name
-    )
+    state = request.app.state
+    settings = state.settings  # not the standing: the page's first answer
+    schedules = state.schedules  # the rungs: read again only when run statuses change
+
+    def reading(lab: Lab) -> dict:
+        return views.details(lab, name, settings.of(lab, name), schedules=schedules)
+
+    return await _shared(request, reading, name)
 
 
 async def runs(request: Request) -> Response:

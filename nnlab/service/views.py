@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -21,7 +22,7 @@ from nnlab.report.analysis import (
     setting_label,
     setting_values,
 )
-from nnlab.service.records import json_value
+from nnlab.service.records import frame_records, json_value
 from nnlab.store import Lab
 from nnlab.store.query import METRICS
 from nnlab.store.queue import FINAL_STATUSES
@@ -87,22 +88,76 @@ class BadSetting(InputError):
         self.matches = list(matches)
 
 
-def details(lab: Lab, name: str, settings: pd.DataFrame, now: datetime | None = None) -> dict:
+class Schedules:
+    """Each sweep's scheduler and rungs (``Lab.scheduler``, ``Lab.rungs``), read again only
+    when its runs' status counts change (a rung changes only as runs pause, end or are
+    decided) or once ``max_age`` seconds old (a promoted run can pause again at the next rung
+    and leave the counts as they were)."""
+
+    def __init__(self, max_age: float = 5.0, most: int = 64) -> None:
+        self.max_age = max_age
+        self.most = most
+        self.reads = 0
+        self._held: dict[str, tuple[tuple, float, dict | None, list[dict]]] = {}
+        self._reading = threading.Lock()
+
+    def of(self, lab: Lab, name: str, statuses: dict[str, int]) -> tuple[dict | None, list[dict]]:
+        """``name``'s scheduler (None without one) and its rungs as JSON rows, for a sweep
+        whose runs are now in ``statuses`` (``Lab.sweep``'s counts)."""
+        key = tuple(sorted(statuses.items()))
+        with self._reading:
+            held = self._held.get(name)
+            if held is not None and held[0] == key and time.monotonic() - held[1] <= self.max_age:
+                return held[2], held[3]
+            self.reads += 1
+            scheduler = lab.scheduler(name)
+            rungs = [] if scheduler is None else frame_records(lab.rungs(name))
+            if name not in self._held and len(self._held) >= self.most:
+                self._held.pop(next(iter(self._held)))
+            self._held[name] = (key, time.monotonic(), scheduler, rungs)
+            return scheduler, rungs
+
+
+def details(
+    lab: Lab,
+    name: str,
+    settings: pd.DataFrame,
+    now: datetime | None = None,
+    schedules: Schedules | None = None,
+) -> dict:
     """Sweep ``name`` as ``Lab.sweep`` has it, with ``runs`` (the total), ``axes`` (the settings
     its grid varies), ``metric`` (what it is ranked by), ``final`` (runs that ended, failed
-    ones too: a sweep retries them only when told) and ``eta_seconds``: the time its unfinished
+    and pruned ones too; paused ones wait at a rung), ``eta_seconds``: the time its unfinished
     runs would take at the rate runs have ended since the first started (None when none has
-    ended, or none is left)."""
+    ended, or none is left, and for a scheduled sweep, whose runs end at very different
+    epochs), and its ``scheduler`` (None without one), ``rungs`` (``Lab.rungs``' rows; none
+    without a scheduler) and ``budget`` (``{spent, full, fraction}``, ``Lab.budget``; None
+    without a scheduler). ``schedules`` keeps the scheduler and rungs between calls."""
     sweep = lab.sweep(name)
     final = sum(n for status, n in sweep.statuses.items() if status in FINAL_STATUSES)
+    if schedules is None:
+        scheduler = lab.scheduler(name)
+        rungs = [] if scheduler is None else frame_records(lab.rungs(name))
+    else:
+        scheduler, rungs = schedules.of(lab, name, sweep.statuses)
+    budget = None
+    if scheduler is not None:
+        spent = lab.budget(name)
+        budget = {"spent": spent.spent, "full": spent.full, "fraction": spent.fraction}
+    left = sweep.runs - final
     extra = {
         "runs": sweep.runs,
         "final": final,
         "axes": grid_axes(settings),
         "metric": lab.default_metric([name]),
-        "eta_seconds": eta_seconds(sweep.started_at, final, sweep.runs - final, now),
+        "eta_seconds": None
+        if scheduler is not None
+        else eta_seconds(sweep.started_at, final, left, now),
+        "scheduler": scheduler,
+        "rungs": rungs,
+        "budget": budget,
     }
-    return {**json_value(sweep), **extra}
+    return json_value({**json_value(sweep), **extra})
 
 
 def eta_seconds(started: datetime | None, final: int, left: int, now: datetime | None) -> float:

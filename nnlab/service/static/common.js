@@ -1,7 +1,14 @@
 // What every page of nnlab serve shares: reading the JSON API, building elements (user text
 // only ever as text nodes: never parsed as HTML), numbers and times, and live updates.
 
-export const STATUSES = ["completed", "running", "diverged", "failed", "interrupted", "pending"];
+// ended first, then training, waiting, and not started; paused: waiting at a scheduler's rung
+// for its configuration to be promoted or pruned (stopped there by the scheduler, for good)
+export const STATUSES = ["completed", "converged", "early_stopped", "pruned", "diverged", "failed", "running", "paused", "interrupted", "pending"];
+export const STATUS_LABELS = { paused: "paused at a rung", pruned: "pruned by the scheduler" };
+
+export function statusLabel(status) {
+  return STATUS_LABELS[status] ?? status;
+}
 export const METRICS = ["val_loss", "train_loss", "val_accuracy", "train_accuracy", "learning_rate"];
 
 export class ApiError extends Error {}
@@ -88,7 +95,7 @@ export function secondsBetween(start, end) {
 }
 
 export function statusBadge(status) {
-  return el("span", { class: `status ${status}` }, status);
+  return el("span", { class: `status ${status}`, title: statusLabel(status) }, status);
 }
 
 // A bar of the runs by status, each part as wide as its share.
@@ -98,10 +105,10 @@ export function statusBar(statuses, total) {
   for (const status of STATUSES) {
     const count = statuses[status] || 0;
     if (!count) continue;
-    const part = el("span", { class: status, title: `${count} ${status}` });
+    const part = el("span", { class: status, title: `${count} ${statusLabel(status)}` });
     part.style.width = `${(100 * count) / Math.max(total, 1)}%`;
     bar.append(part);
-    parts.push(`${count} ${status}`);
+    parts.push(`${count} ${statusLabel(status)}`);
   }
   bar.setAttribute("aria-label", parts.join(", ") || "no runs");
   bar.title = parts.join(", ") || "no runs";

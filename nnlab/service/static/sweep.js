@@ -2,7 +2,7 @@
 // the server), curves grouped by any grid setting, a heatmap, parallel coordinates, failures
 // and the spec; kept live by the sweep's event stream.
 
-import { METRICS, api, apiSweep, duration, el, failOn, follow, json, note, number, setting, show, statusBadge, statusBar, table, throttle, tooltip, when } from "./common.js";
+import { METRICS, api, apiSweep, duration, el, failOn, follow, json, note, number, setting, show, statusBadge, statusBar, statusLabel, table, throttle, tooltip, when } from "./common.js";
 import { heatmap, lineChart, parallel, swatch } from "./charts.js";
 
 const PAGE = 25;
@@ -28,8 +28,9 @@ let everyConfiguration = [];
 function drawProgress() {
   const d = state.details;
   const left = d.runs - d.final;
+  // a scheduled sweep has no ETA: its runs end at very different epochs (eta_seconds null)
   const eta = d.status === "running" && d.eta_seconds !== null ? `about ${duration(d.eta_seconds)} left` : "";
-  const counts = Object.entries(d.statuses).map(([status, n]) => `${n} ${status}`).join(", ");
+  const counts = Object.entries(d.statuses).map(([status, n]) => `${n} ${statusLabel(status)}`).join(", ");
   show($("progress"),
     el("div", { class: "progress-line" },
       statusBadge(d.status), statusBar(d.statuses, d.runs),
@@ -42,6 +43,35 @@ function drawProgress() {
       el("span", {}, "grid: ", el("b", {}, d.axes.join(" × ") || "one configuration")),
       el("span", {}, "epochs received live: ", el("b", { id: "live-epochs" }, String(state.liveEpochs))),
       el("span", { id: "latest-epoch" }, "")));
+  drawRungs();
+}
+
+// --- rungs (a sweep with a scheduler: successive halving, ASHA, Hyperband) -------------------
+
+function drawRungs() {
+  const d = state.details;
+  const panel = $("rungs-panel");
+  panel.hidden = !d.scheduler;
+  if (!d.scheduler) return;
+  const s = d.scheduler;
+  const count = (key) => ({ key, numeric: true, render: (row) => String(row[key]) });
+  const columns = [
+    ...(s.brackets > 1 ? [count("bracket")] : []),
+    count("rung"),
+    count("epoch"),
+    { ...count("entered"), label: "configurations" },
+    count("promoted"),
+    count("pruned"),
+    count("waiting"),
+    { key: "best", label: `best ${s.metric}`, numeric: true, render: (row) => number(row.best) },
+  ];
+  show($("rungs"), table(columns, d.rungs));
+  const b = d.budget;
+  const share = b.full ? ` (${(100 * b.fraction).toFixed(1)}% of the full grid's epochs)` : "";
+  const rungs = s.rungs.join(", ");
+  show($("budget"),
+    el("b", { id: "budget-line" }, `${b.spent.toLocaleString("en")} epochs of ${b.full.toLocaleString("en")}${share}`),
+    ` trained · ${s.type} on ${s.metric}, η = ${s.eta}, rungs at ${rungs} epochs${s.brackets > 1 ? `, ${s.brackets} brackets` : ""}`);
 }
 
 const refreshDetails = throttle(async () => {
@@ -65,10 +95,17 @@ function configurationColumns() {
     { key: score(ranked), label: `final ${ranked}`, numeric: true, render: (row) => meanStd(row, `final_${ranked}`) },
     { key: `best_${ranked}_mean`, label: `best ${ranked}`, numeric: true, render: (row) => meanStd(row, `best_${ranked}`) },
     { key: `final_${accuracy}_mean`, label: `final ${accuracy}`, numeric: true, render: (row) => meanStd(row, `final_${accuracy}`) },
+    ...(d.scheduler ? [{ key: "rung", label: "rung reached", numeric: true, render: (row) => rungReached(row.rung) }] : []),
     { key: "runs", label: "seeds", numeric: true, render: (row) => `${row.finished}/${row.runs}` },
     { key: "troubled", label: "diverged/failed", numeric: true, render: (row) => (row.troubled ? `${row.diverged}/${row.failed}` : "") },
   ];
   return columns;
+}
+
+function rungReached(rung) {
+  if (rung === null || rung === undefined) return "–";
+  const epoch = state.details.scheduler.rungs[rung];
+  return `${rung} (${epoch} epoch${epoch === 1 ? "" : "s"})`;
 }
 
 function meanStd(row, column) {
