@@ -115,6 +115,15 @@ _CLAIM = (
     )
     .returning(_runs.c.attempts, _runs.c.rung)
 )
+# Runs are handed out in id order (grid order, seeds innermost); under a scheduler, runs at higher
+# rungs first, and the configurations of a rung in the order of their hashes, a fixed shuffle:
+# ASHA's promotions are only as good as the sample of its rung they are made on, and a grid in
+# order (learning rates rising, say) makes every early sample unlike the rung.
+_TODO_ORDER = (
+    func.coalesce(_runs.c.rung, 0).desc(),
+    case((_runs.c.bracket.is_not(None), _runs.c.configuration_hash), else_=None),
+    _runs.c.id,
+)
 _DROP_EPOCHS = delete(_epochs).where(
     _epochs.c.run_id == bindparam("run_id"),
     _epochs.c.epoch > func.coalesce(_CHECKPOINT_EPOCH, 0),
@@ -247,7 +256,7 @@ class RunQueue:
             rows = connection.execute(
                 select(Run.id, Run.config)
                 .where(Run.sweep_id == self.sweep_id, wanted)
-                .order_by(func.coalesce(Run.rung, 0).desc(), Run.id),  # promoted runs first
+                .order_by(*_TODO_ORDER),
                 {"stale_before": self._stale_before(connection)},
             )
             return [(run_id, config) for run_id, config in rows]
