@@ -342,3 +342,30 @@ def test_the_dry_run_says_how_many_epochs_sha_will_train(tmp_path):
     runs = nnlab.connect(db).runs(sweep="halving")
     assert set(runs.status) <= {"completed", "pruned"}  # none stopped by itself
     assert f"at most {spent} epochs of the full grid's {len(runs) * 12}" in planned.output
+
+
+def test_a_failed_seed_makes_its_configuration_the_worst(sqlite_url):
+    """A seed whose run raises (a stored configuration the engine rejects) fails alone; its
+    configuration is scored the worst at its rung and pruned, its other seed with it."""
+    from sqlalchemy import select, update
+
+    from nnlab.store.models import Run
+
+    def stop(_):
+        raise KeyboardInterrupt  # registered, nothing trained
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(parse_spec(spec("sha")), sqlite_url, on_start=stop)
+    with open_store(sqlite_url).write() as connection:
+        run_id, config, name = connection.execute(
+            select(Run.id, Run.config, Run.configuration_hash).where(
+                Run.learning_rate == 0.3, Run.activation == "relu", Run.seed == 1
+            )
+        ).one()
+        broken = {**config, "loss": "cross_entropy", "output": "identity"}
+        connection.execute(update(Run).where(Run.id == run_id).values(config=broken))
+    run_sweep(parse_spec(spec("sha")), sqlite_url, jobs=2)
+    assert decisions(sqlite_url)[(name, 0)] == ("pruned", None)
+    runs = nnlab.connect(sqlite_url).runs(sweep="halving")
+    mine = runs[(runs.learning_rate == 0.3) & (runs.activation == "relu")]
+    assert sorted(mine.status) == ["failed", "pruned"] and set(mine.rung) == {0}
