@@ -438,3 +438,24 @@ def test_fuzzed_specs_plan_or_fail_with_one_line(data):
     else:
         assert points
     assert time.monotonic() - start < 3
+
+
+SCHEDULER_KEYS = ["type", "metric", "min_epochs", "eta", "grace", "epochs"]
+SCHEDULER_VALUES = st.one_of(
+    scalars, st.sampled_from(["sha", "asha", "hyperband", "val_loss", "train_accuracy", "1", "3"])
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_fuzzed_schedulers_plan_or_fail_with_one_line(data):
+    keys = data.draw(st.lists(st.sampled_from(SCHEDULER_KEYS + ODD), max_size=5))
+    entries = ", ".join(f"{key}: {data.draw(SCHEDULER_VALUES)}" for key in keys)
+    text = SPEC + data.draw(st.sampled_from(["scheduler: {%s}\n", "scheduler: [%s]\n"])) % entries
+    try:
+        points = plan(parse_spec(text, source="f.yaml"))
+    except SpecError as error:
+        message = str(error)
+        assert message.startswith("f.yaml") and len(message.splitlines()) == 1, message
+    else:
+        assert points and parse_spec(text).scheduler["type"] in ("sha", "asha", "hyperband")
