@@ -1,7 +1,7 @@
 """Successive halving, ASHA and Hyperband: a sweep's ``scheduler``; run statuses ``paused``
-and ``pruned``; runs' ``configuration_hash``, ``bracket`` and ``rung``; the ``checkpoints`` of paused runs; the
-``rung_entries`` that record each configuration's score at a rung and its rung's decision;
-``rung`` in run_summary.
+and ``pruned``; runs' ``configuration_hash``, ``bracket`` and ``rung``; the ``checkpoints`` of
+paused runs; the ``rung_entries`` that record each configuration's score at a rung and its
+rung's decision; ``rung`` in run_summary.
 
 Runs stored before this belong to no scheduler: their bracket and rung stay NULL, and so does
 their configuration hash (nnlab reads a configuration from the settings, as it always has).
