@@ -369,3 +369,34 @@ def test_a_failed_seed_makes_its_configuration_the_worst(sqlite_url):
     runs = nnlab.connect(sqlite_url).runs(sweep="halving")
     mine = runs[(runs.learning_rate == 0.3) & (runs.activation == "relu")]
     assert sorted(mine.status) == ["failed", "pruned"] and set(mine.rung) == {0}
+
+
+REGRESSION = textwrap.dedent("""\
+    name: sine
+    data: {{name: sine, n_samples: 150, val_fraction: {val}}}
+    model: {{hidden: [8], loss: mse}}
+    train: {{epochs: 9, optimizer: sgd, gd: minibatch, batch_size: 16}}
+    grid: {{learning_rate: [0.01, 0.1, 0.3]}}
+    scheduler: {{type: sha, metric: {metric}}}
+""")
+
+
+@pytest.mark.parametrize(
+    ("metric", "val", "message"),
+    [
+        ("val_accuracy", 0.2, "scheduler.metric: val_accuracy is not recorded for 'sine'"),
+        ("train_accuracy", 0.2, "scheduler.metric: train_accuracy is not recorded for 'sine'"),
+    ],
+)
+def test_a_metric_the_runs_never_record_is_refused_before_anything_trains(
+    tmp_path, metric, val, message
+):
+    """Accuracy on a regression set is never recorded: every configuration would score the
+    worst and be pruned at rung 0, the sweep 'finished' with nothing trained past epoch 1."""
+    path = tmp_path / "sine.yaml"
+    path.write_text(REGRESSION.format(metric=metric, val=val))
+    db = f"sqlite:///{tmp_path / 'nnlab.db'}"
+    result = CliRunner().invoke(cli, ["sweep", str(path), "--db", db, "--no-report"])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "nnlab.db").exists() or not nnlab.connect(db).runs().shape[0]
