@@ -400,3 +400,48 @@ def test_a_metric_the_runs_never_record_is_refused_before_anything_trains(
     assert result.exit_code == 2, result.output
     assert message in result.output and len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "nnlab.db").exists() or not nnlab.connect(db).runs().shape[0]
+
+
+def test_runs_promoted_elsewhere_between_two_reads_are_trained_not_a_stop(sqlite_url):
+    """Another runner pauses the last run of a rung, promoting a configuration, just after
+    this runner found nothing to claim (the other runner's runs all running): this runner then
+    finds runs neither paused nor held, pending; it trains them, it does not stop saying the
+    rungs' records are broken."""
+    import sqlite3
+    from dataclasses import asdict
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    from nnlab.store.process import ProcessIdentity
+
+    run_sweep(parse_spec(spec("sha")), sqlite_url, jobs=2)
+    path = sqlite_url.removeprefix("sqlite:///")
+    me = asdict(ProcessIdentity.here())  # a live holder: "another runner" of this sweep
+    top = Ladder("sha", "val_loss", 1, 3, 12).top
+    with sqlite3.connect(path) as db:
+        held = [i for (i,) in db.execute("SELECT id FROM runs WHERE status = 'completed'")]
+        marks = ", ".join(f"{name} = :{name}" for name in me)
+        db.execute(
+            f"UPDATE runs SET status = 'running', lease = 'elsewhere', "
+            f"heartbeat_at = strftime('%Y-%m-%d %H:%M:%f', 'now'), {marks} "
+            f"WHERE status = 'completed'",
+            me,
+        )
+    promoted = []
+
+    def promote_after_todo(conn, cursor, statement, *_):
+        if not promoted and "coalesce(runs.rung" in statement and "FROM runs" in statement:
+            promoted.append(True)
+            with sqlite3.connect(path) as other:  # the other runner's commit, in between
+                other.execute(
+                    f"UPDATE runs SET status = 'pending', rung = {top} WHERE status = 'running'"
+                )
+
+    event.listen(Engine, "after_cursor_execute", promote_after_todo)
+    try:
+        result = run_sweep(parse_spec(spec("sha")), sqlite_url, jobs=2)
+    finally:
+        event.remove(Engine, "after_cursor_execute", promote_after_todo)
+    assert promoted and result.statuses["completed"] == len(held) and not result.unfinished
+    assert nnlab.connect(sqlite_url).sweeps().status.tolist() == ["finished"]
