@@ -445,3 +445,41 @@ def test_runs_promoted_elsewhere_between_two_reads_are_trained_not_a_stop(sqlite
         event.remove(Engine, "after_cursor_execute", promote_after_todo)
     assert promoted and result.statuses["completed"] == len(held) and not result.unfinished
     assert nnlab.connect(sqlite_url).sweeps().status.tolist() == ["finished"]
+
+
+def test_a_failed_seed_retried_is_scored_anew_if_its_rung_is_undecided(tmp_path):
+    """A seed fails, its configuration enters rung 0 scored the worst, and the sweep stops
+    before the rung is decided. Retried (``retry_failed``), the seed trains: its configuration
+    is scored again from it, and the sweep decides as if it had never failed, instead of
+    pruning the configuration on its stale score (which a sweep stopped a moment earlier,
+    before the configuration entered, would not have)."""
+    from sqlalchemy import select, update
+
+    from nnlab.store.models import Run
+
+    reference = f"sqlite:///{tmp_path / 'reference.db'}"
+    run_sweep(parse_spec(spec("sha")), reference, jobs=2)
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+
+    def stop(*_):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(parse_spec(spec("sha")), url, on_start=stop)
+    with open_store(url).write() as connection:
+        run_id, config, name = connection.execute(
+            select(Run.id, Run.config, Run.configuration_hash).where(
+                Run.learning_rate == 1.0, Run.activation == "relu", Run.seed == 1
+            )
+        ).one()
+        broken = {**config, "loss": "cross_entropy", "output": "identity"}
+        connection.execute(update(Run).where(Run.id == run_id).values(config=broken))
+    with pytest.raises(KeyboardInterrupt):  # once the seed has failed
+        run_sweep(parse_spec(spec("sha")), url, on_result=lambda _, s: s == "failed" and stop())
+    assert decisions(url)[(name, 0)] == (None, None)  # entered, scored the worst, undecided
+    with open_store(url).write() as connection:
+        connection.execute(update(Run).where(Run.id == run_id).values(config=config))
+    run_sweep(parse_spec(spec("sha")), url, jobs=2, retry_failed=True)
+    assert decisions(reference)[(name, 0)][0] == "promoted"
+    assert decisions(url) == decisions(reference)
+    assert outcomes(url) == outcomes(reference)
