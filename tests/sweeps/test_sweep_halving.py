@@ -447,7 +447,7 @@ def test_runs_promoted_elsewhere_between_two_reads_are_trained_not_a_stop(sqlite
     assert nnlab.connect(sqlite_url).sweeps().status.tolist() == ["finished"]
 
 
-def test_a_failed_seed_retried_is_scored_anew_if_its_rung_is_undecided(tmp_path):
+def test_a_failed_seed_retried_is_scored_anew_if_its_rung_is_undecided(tmp_path, db_url):
     """A seed fails, its configuration enters rung 0 scored the worst, and the sweep stops
     before the rung is decided. Retried (``retry_failed``), the seed trains: its configuration
     is scored again from it, and the sweep decides as if it had never failed, instead of
@@ -459,7 +459,7 @@ def test_a_failed_seed_retried_is_scored_anew_if_its_rung_is_undecided(tmp_path)
 
     reference = f"sqlite:///{tmp_path / 'reference.db'}"
     run_sweep(parse_spec(spec("sha")), reference, jobs=2)
-    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    url = db_url
 
     def stop(*_):
         raise KeyboardInterrupt
