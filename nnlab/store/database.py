@@ -273,6 +273,11 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         _foreign_keys_unenforced(connection),
     ):
         lock(connection, "schema")
+        if not connection.in_transaction():
+            # SQLite (BEGIN IMMEDIATE): Alembic, whose SQLite DDL is not transactional, would
+            # otherwise commit each revision on its own, and another process could find the
+            # database half-migrated; inside this transaction it runs them all in it
+            connection.begin()
         command.upgrade(_migrations_config(connection), revision)
         _check_foreign_keys(connection)
         connection.commit()

@@ -42,7 +42,7 @@ from nnlab.store.models import (
     utcnow,
 )
 from nnlab.store.process import ProcessIdentity
-from nnlab.store.rungs import Ladder, settle_sweep
+from nnlab.store.rungs import Ladder, settle_sweep, withdraw_entry
 
 RESUMABLE_STATUSES = ("pending", "interrupted")
 FINAL_STATUSES = (*FINISHED_STATUSES, PRUNED, "failed")
@@ -113,7 +113,7 @@ _CLAIM = (
         data_fingerprint=bindparam("data_fingerprint"),
         **{name: bindparam(name) for name in PROVENANCE_FIELDS},
     )
-    .returning(_runs.c.attempts, _runs.c.rung)
+    .returning(_runs.c.attempts, _runs.c.rung, _runs.c.sweep_id, _runs.c.configuration_hash)
 )
 # Runs are handed out in id order (grid order, seeds innermost); under a scheduler, runs at higher
 # rungs first, and the configurations of a rung in the order of their hashes, a fixed shuffle:
@@ -202,9 +202,12 @@ class RunQueue:
                 ).first()
                 if row is None:
                     continue
-                number, rung = row
+                number, rung, sweep_id, configuration = row
                 if number > 1:  # a previous attempt's epochs after the checkpoint are replaced
                     connection.execute(_DROP_EPOCHS, {"run_id": run_id})
+                if rung is not None and "failed" in params["claimable"]:
+                    # a failed run retried: its configuration is scored anew at its rung
+                    withdraw_entry(connection, sweep_id, configuration, rung)
                 claimed.append(Attempt(run_id, lease, number, rung))
         return claimed
 

@@ -374,6 +374,22 @@ def drop_checkpoint(connection: Connection, run_id: int) -> None:
     connection.execute(delete(_checkpoints).where(_checkpoints.c.run_id == run_id))
 
 
+def withdraw_entry(connection: Connection, sweep_id: int, name: str, rung: int) -> None:
+    """A run of configuration ``name`` is trained again at ``rung`` (a failed seed retried):
+    its entry there, scored on the failure, is withdrawn if still undecided, so that the
+    configuration enters anew, scored on the retried seed, once that settles. A decision
+    already made stays, and applies to the seed when it pauses."""
+    lock(connection, f"rungs:{sweep_id}")
+    connection.execute(
+        delete(_entries).where(
+            _entries.c.sweep_id == sweep_id,
+            _entries.c.configuration_hash == name,
+            _entries.c.rung == rung,
+            _entries.c.decision.is_(None),
+        )
+    )
+
+
 def settle_run(connection: Connection, ladder: Ladder, run_id: int) -> list[tuple[int, str]]:
     """The decisions due now that run ``run_id`` has paused or ended (see ``Rungs``)."""
     place = connection.execute(_RUN_PLACE, {"run_id": run_id}).first()

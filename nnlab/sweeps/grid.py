@@ -136,6 +136,7 @@ def check_data(spec: SweepSpec, points: list[GridPoint], workers: int = 1) -> li
     for their training set (their hashes, the spec's, unchanged)."""
     shapes: dict[str, DataShape] = {}
     validation: dict[str, int] = {}
+    tasks: dict[str, str] = {}
     budget = worker_budget(workers)
     checked = []
     for point in points:
@@ -145,7 +146,7 @@ def check_data(spec: SweepSpec, points: list[GridPoint], workers: int = 1) -> li
             expected = DataShape.of_synthetic(dict(config.data))
             if expected is not None:
                 _check_memory(spec, config, expected, budget, workers)
-            shapes[key], validation[key] = _prepared_shape(spec, config)
+            shapes[key], validation[key], tasks[key] = _prepared_shape(spec, config)
         size = shapes[key].n_samples
         if config.batch_size == AUTO_BATCH:
             config = replace(config, batch_size=min(AUTO_BATCH_SIZE, size))
@@ -162,6 +163,7 @@ def check_data(spec: SweepSpec, points: list[GridPoint], workers: int = 1) -> li
                 "early stopping needs validation data: set data.val_fraction above 0",
             )
         _check_schedule(spec, config)
+        _check_scheduler_metric(spec, config, validation[key], tasks[key])
         if config.gd == "minibatch" and config.batch_size and config.batch_size > size:
             raise spec.error(
                 _setting_path(spec, "batch_size", "train"),
@@ -170,6 +172,26 @@ def check_data(spec: SweepSpec, points: list[GridPoint], workers: int = 1) -> li
             )
         checked.append(point)
     return checked
+
+
+def _check_scheduler_metric(spec: SweepSpec, config: RunConfig, validation: int, task: str):
+    """A scheduler ranks by a metric every run records: with none, every configuration would
+    score the worst and be pruned at the first rung."""
+    metric = (spec.scheduler or {}).get("metric")
+    if metric is None:
+        return
+    name = config.data.get("name")
+    if metric.endswith("_accuracy") and task != "classification":
+        raise spec.error(
+            ("scheduler", "metric"),
+            f"{metric} is not recorded for {name!r}, a {task} set: rank by a loss",
+        )
+    if metric.startswith("val_") and not validation:
+        raise spec.error(
+            ("scheduler", "metric"),
+            f"{metric} needs validation data, and {name!r} holds out no sample: rank by "
+            "train_loss, or hold out more data",
+        )
 
 
 def _check_schedule(spec: SweepSpec, config: RunConfig) -> None:
@@ -189,14 +211,15 @@ def _check_schedule(spec: SweepSpec, config: RunConfig) -> None:
         raise spec.error(path, str(error)) from None
 
 
-def _prepared_shape(spec: SweepSpec, config: RunConfig) -> tuple[DataShape, int]:
-    """The shape of the run's training set, and its number of validation samples."""
+def _prepared_shape(spec: SweepSpec, config: RunConfig) -> tuple[DataShape, int, str]:
+    """The shape of the run's training set, its number of validation samples, and its
+    task."""
     try:
         train_data, val_data, _ = prepare_data(config.data)
     except InputError as error:
         raise spec.error(("data",), str(error)) from None
     shape = DataShape(train_data.n_samples, train_data.n_features, train_data.n_outputs)
-    return shape, val_data.n_samples
+    return shape, val_data.n_samples, train_data.task
 
 
 def _check_memory(spec, config: RunConfig, shape: DataShape, budget: int, workers: int) -> None:

@@ -263,6 +263,8 @@ def _settle_all(queue: RunQueue, pool: _Pool, retry_failed: bool, on_start, on_w
             if on_wait is not None:
                 on_wait(held)
             _wait_for(queue, held)
+        elif any(run.status in RESUMABLE_STATUSES for run in unfinished):
+            continue  # claimable since ``todo`` was read (another runner promoted them, say)
         else:  # only paused runs left, and no decision due: the rungs' records are broken
             raise SweepStopped(
                 f"{plural(len(unfinished), 'run')} paused at rungs that no decision is due "

@@ -315,3 +315,31 @@ def test_the_engine_keeps_the_stores_contract():
 
     assert EpochRecord.__slots__ == ("epoch", *EPOCH_METRICS)
     assert set(STATUSES) == set(FINISHED_STATUSES) and set(FINISHED_STATUSES) <= set(RUN_STATUSES)
+
+
+def test_a_new_sqlite_database_is_created_in_one_transaction(tmp_path):
+    """Another process opening the file while it is being created sees it empty or at head,
+    never half-migrated: at an older revision it would refuse it ("run nnlab db upgrade"), as
+    the second of two sweeps started at once on a new file did."""
+    import sqlite3
+
+    from sqlalchemy import event
+
+    path = tmp_path / "nnlab.db"
+    engine = fresh_engine(f"sqlite:///{path}")
+    seen = set()
+
+    def look(*_):
+        other = sqlite3.connect(path, timeout=0)  # another process's view, committed data only
+        try:
+            seen.update(other.execute("SELECT version_num FROM alembic_version").fetchall())
+        except sqlite3.OperationalError:  # no such table yet
+            pass
+        finally:
+            other.close()
+
+    event.listen(engine, "after_cursor_execute", look)
+    database.upgrade(engine)
+    engine.dispose()
+    assert seen <= {(head_revision(),)}
+    assert open_store(f"sqlite:///{path}") is not None

@@ -369,3 +369,117 @@ def test_a_failed_seed_makes_its_configuration_the_worst(sqlite_url):
     runs = nnlab.connect(sqlite_url).runs(sweep="halving")
     mine = runs[(runs.learning_rate == 0.3) & (runs.activation == "relu")]
     assert sorted(mine.status) == ["failed", "pruned"] and set(mine.rung) == {0}
+
+
+REGRESSION = textwrap.dedent("""\
+    name: sine
+    data: {{name: sine, n_samples: 150, val_fraction: {val}}}
+    model: {{hidden: [8], loss: mse}}
+    train: {{epochs: 9, optimizer: sgd, gd: minibatch, batch_size: 16}}
+    grid: {{learning_rate: [0.01, 0.1, 0.3]}}
+    scheduler: {{type: sha, metric: {metric}}}
+""")
+
+
+@pytest.mark.parametrize(
+    ("metric", "val", "message"),
+    [
+        ("val_accuracy", 0.2, "scheduler.metric: val_accuracy is not recorded for 'sine'"),
+        ("train_accuracy", 0.2, "scheduler.metric: train_accuracy is not recorded for 'sine'"),
+    ],
+)
+def test_a_metric_the_runs_never_record_is_refused_before_anything_trains(
+    tmp_path, metric, val, message
+):
+    """Accuracy on a regression set is never recorded: every configuration would score the
+    worst and be pruned at rung 0, the sweep 'finished' with nothing trained past epoch 1."""
+    path = tmp_path / "sine.yaml"
+    path.write_text(REGRESSION.format(metric=metric, val=val))
+    db = f"sqlite:///{tmp_path / 'nnlab.db'}"
+    result = CliRunner().invoke(cli, ["sweep", str(path), "--db", db, "--no-report"])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "nnlab.db").exists() or not nnlab.connect(db).runs().shape[0]
+
+
+def test_runs_promoted_elsewhere_between_two_reads_are_trained_not_a_stop(sqlite_url):
+    """Another runner pauses the last run of a rung, promoting a configuration, just after
+    this runner found nothing to claim (the other runner's runs all running): this runner then
+    finds runs neither paused nor held, pending; it trains them, it does not stop saying the
+    rungs' records are broken."""
+    import sqlite3
+    from dataclasses import asdict
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    from nnlab.store.process import ProcessIdentity
+
+    run_sweep(parse_spec(spec("sha")), sqlite_url, jobs=2)
+    path = sqlite_url.removeprefix("sqlite:///")
+    me = asdict(ProcessIdentity.here())  # a live holder: "another runner" of this sweep
+    top = Ladder("sha", "val_loss", 1, 3, 12).top
+    with sqlite3.connect(path) as db:
+        held = [i for (i,) in db.execute("SELECT id FROM runs WHERE status = 'completed'")]
+        marks = ", ".join(f"{name} = :{name}" for name in me)
+        db.execute(
+            f"UPDATE runs SET status = 'running', lease = 'elsewhere', "
+            f"heartbeat_at = strftime('%Y-%m-%d %H:%M:%f', 'now'), {marks} "
+            f"WHERE status = 'completed'",
+            me,
+        )
+    promoted = []
+
+    def promote_after_todo(conn, cursor, statement, *_):
+        if not promoted and "coalesce(runs.rung" in statement and "FROM runs" in statement:
+            promoted.append(True)
+            with sqlite3.connect(path) as other:  # the other runner's commit, in between
+                other.execute(
+                    f"UPDATE runs SET status = 'pending', rung = {top} WHERE status = 'running'"
+                )
+
+    event.listen(Engine, "after_cursor_execute", promote_after_todo)
+    try:
+        result = run_sweep(parse_spec(spec("sha")), sqlite_url, jobs=2)
+    finally:
+        event.remove(Engine, "after_cursor_execute", promote_after_todo)
+    assert promoted and result.statuses["completed"] == len(held) and not result.unfinished
+    assert nnlab.connect(sqlite_url).sweeps().status.tolist() == ["finished"]
+
+
+def test_a_failed_seed_retried_is_scored_anew_if_its_rung_is_undecided(tmp_path, db_url):
+    """A seed fails, its configuration enters rung 0 scored the worst, and the sweep stops
+    before the rung is decided. Retried (``retry_failed``), the seed trains: its configuration
+    is scored again from it, and the sweep decides as if it had never failed, instead of
+    pruning the configuration on its stale score (which a sweep stopped a moment earlier,
+    before the configuration entered, would not have)."""
+    from sqlalchemy import select, update
+
+    from nnlab.store.models import Run
+
+    reference = f"sqlite:///{tmp_path / 'reference.db'}"
+    run_sweep(parse_spec(spec("sha")), reference, jobs=2)
+    url = db_url
+
+    def stop(*_):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(parse_spec(spec("sha")), url, on_start=stop)
+    with open_store(url).write() as connection:
+        run_id, config, name = connection.execute(
+            select(Run.id, Run.config, Run.configuration_hash).where(
+                Run.learning_rate == 1.0, Run.activation == "relu", Run.seed == 1
+            )
+        ).one()
+        broken = {**config, "loss": "cross_entropy", "output": "identity"}
+        connection.execute(update(Run).where(Run.id == run_id).values(config=broken))
+    with pytest.raises(KeyboardInterrupt):  # once the seed has failed
+        run_sweep(parse_spec(spec("sha")), url, on_result=lambda _, s: s == "failed" and stop())
+    assert decisions(url)[(name, 0)] == (None, None)  # entered, scored the worst, undecided
+    with open_store(url).write() as connection:
+        connection.execute(update(Run).where(Run.id == run_id).values(config=config))
+    run_sweep(parse_spec(spec("sha")), url, jobs=2, retry_failed=True)
+    assert decisions(reference)[(name, 0)][0] == "promoted"
+    assert decisions(url) == decisions(reference)
+    assert outcomes(url) == outcomes(reference)
