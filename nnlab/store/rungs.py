@@ -150,7 +150,6 @@ class _Configuration:
     settled: bool  # no run of it is left to train at that rung
     score: float | None
     seeds: int
-    run_ids: list[int]
 
 
 class Rungs:
@@ -208,7 +207,6 @@ class Rungs:
             settled=all(row.status not in UNSETTLED_STATUSES for row in rows),
             score=_score(rows),
             seeds=len(rows),
-            run_ids=[row.id for row in rows],
         )
         if c.settled and rung not in decided:
             self._enter(c)
