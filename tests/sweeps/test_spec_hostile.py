@@ -20,7 +20,7 @@ from nnlab.sweeps.budget import DataShape, estimate, worker_budget
 from nnlab.sweeps.config import RunConfig
 from nnlab.sweeps.grid import expand_grid
 from nnlab.sweeps.runner import plan
-from nnlab.sweeps.spec import SpecError, load_spec, parse_spec
+from nnlab.sweeps.spec import SpecError, SweepSpec, load_spec, parse_spec
 
 SPEC = textwrap.dedent("""\
     name: hostile
@@ -430,14 +430,21 @@ def _mutate(data: st.DataObject) -> str:
 def test_fuzzed_specs_plan_or_fail_with_one_line(data):
     text = _mutate(data)
     start = time.monotonic()
+    _planned_or_refused_in_one_line(text)
+    assert time.monotonic() - start < 3
+
+
+def _planned_or_refused_in_one_line(text: str) -> SweepSpec | None:
+    """The spec of ``text`` if it plans to some runs; None if refused, in one line."""
     try:
-        points = plan(parse_spec(text, source="f.yaml"))
+        parsed = parse_spec(text, source="f.yaml")
+        points = plan(parsed)
     except SpecError as error:
         message = str(error)
         assert message.startswith("f.yaml") and len(message.splitlines()) == 1, message
-    else:
-        assert points
-    assert time.monotonic() - start < 3
+        return None
+    assert points
+    return parsed
 
 
 SCHEDULER_KEYS = ["type", "metric", "min_epochs", "eta", "grace", "epochs"]
@@ -452,10 +459,5 @@ def test_fuzzed_schedulers_plan_or_fail_with_one_line(data):
     keys = data.draw(st.lists(st.sampled_from(SCHEDULER_KEYS + ODD), max_size=5))
     entries = ", ".join(f"{key}: {data.draw(SCHEDULER_VALUES)}" for key in keys)
     text = SPEC + data.draw(st.sampled_from(["scheduler: {%s}\n", "scheduler: [%s]\n"])) % entries
-    try:
-        points = plan(parse_spec(text, source="f.yaml"))
-    except SpecError as error:
-        message = str(error)
-        assert message.startswith("f.yaml") and len(message.splitlines()) == 1, message
-    else:
-        assert points and parse_spec(text).scheduler["type"] in ("sha", "asha", "hyperband")
+    parsed = _planned_or_refused_in_one_line(text)
+    assert parsed is None or parsed.scheduler["type"] in ("sha", "asha", "hyperband")

@@ -344,26 +344,35 @@ def test_the_dry_run_says_how_many_epochs_sha_will_train(tmp_path):
     assert f"at most {spent} epochs of the full grid's {len(runs) * 12}" in planned.output
 
 
-def test_a_failed_seed_makes_its_configuration_the_worst(sqlite_url):
-    """A seed whose run raises (a stored configuration the engine rejects) fails alone; its
-    configuration is scored the worst at its rung and pruned, its other seed with it."""
+def _registered_with_a_broken_seed(url: str, learning_rate: float) -> tuple[int, dict, str]:
+    """Register the sha sweep, nothing trained, with the seed-1 run of (``learning_rate``,
+    relu) given a stored configuration the engine rejects (no spec can say this: validation
+    refuses it), so that it raises when trained; returns its id, its configuration as it was,
+    and its configuration hash."""
     from sqlalchemy import select, update
 
     from nnlab.store.models import Run
 
-    def stop(_):
+    def stop(*_):
         raise KeyboardInterrupt  # registered, nothing trained
 
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(parse_spec(spec("sha")), sqlite_url, on_start=stop)
-    with open_store(sqlite_url).write() as connection:
+        run_sweep(parse_spec(spec("sha")), url, on_start=stop)
+    with open_store(url).write() as connection:
         run_id, config, name = connection.execute(
             select(Run.id, Run.config, Run.configuration_hash).where(
-                Run.learning_rate == 0.3, Run.activation == "relu", Run.seed == 1
+                Run.learning_rate == learning_rate, Run.activation == "relu", Run.seed == 1
             )
         ).one()
         broken = {**config, "loss": "cross_entropy", "output": "identity"}
         connection.execute(update(Run).where(Run.id == run_id).values(config=broken))
+    return run_id, config, name
+
+
+def test_a_failed_seed_makes_its_configuration_the_worst(sqlite_url):
+    """A seed whose run raises (a stored configuration the engine rejects) fails alone; its
+    configuration is scored the worst at its rung and pruned, its other seed with it."""
+    _, _, name = _registered_with_a_broken_seed(sqlite_url, 0.3)
     run_sweep(parse_spec(spec("sha")), sqlite_url, jobs=2)
     assert decisions(sqlite_url)[(name, 0)] == ("pruned", None)
     runs = nnlab.connect(sqlite_url).runs(sweep="halving")
@@ -453,27 +462,18 @@ def test_a_failed_seed_retried_is_scored_anew_if_its_rung_is_undecided(tmp_path,
     is scored again from it, and the sweep decides as if it had never failed, instead of
     pruning the configuration on its stale score (which a sweep stopped a moment earlier,
     before the configuration entered, would not have)."""
-    from sqlalchemy import select, update
+    from sqlalchemy import update
 
     from nnlab.store.models import Run
 
     reference = f"sqlite:///{tmp_path / 'reference.db'}"
     run_sweep(parse_spec(spec("sha")), reference, jobs=2)
     url = db_url
+    run_id, config, name = _registered_with_a_broken_seed(url, 1.0)
 
     def stop(*_):
         raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
-        run_sweep(parse_spec(spec("sha")), url, on_start=stop)
-    with open_store(url).write() as connection:
-        run_id, config, name = connection.execute(
-            select(Run.id, Run.config, Run.configuration_hash).where(
-                Run.learning_rate == 1.0, Run.activation == "relu", Run.seed == 1
-            )
-        ).one()
-        broken = {**config, "loss": "cross_entropy", "output": "identity"}
-        connection.execute(update(Run).where(Run.id == run_id).values(config=broken))
     with pytest.raises(KeyboardInterrupt):  # once the seed has failed
         run_sweep(parse_spec(spec("sha")), url, on_result=lambda _, s: s == "failed" and stop())
     assert decisions(url)[(name, 0)] == (None, None)  # entered, scored the worst, undecided
