@@ -158,13 +158,18 @@ export function throttle(fn, ms) {
   };
 }
 
-// Follow a sweep's Server-Sent Events; handlers: {epochs(list), status(list), reset(),
+// Follow a sweep's Server-Sent Events; handlers: {epochs(list), status(list), reset(), opened(),
 // closed()}. closed: the server refused the stream (the sweep was deleted or renamed), which
 // the browser does not retry, so the page should ask what is there now.
 export function follow(name, handlers) {
   const indicator = document.getElementById("live");
   const source = new EventSource(apiSweep(name, "/events"));
-  source.addEventListener("open", () => { indicator.hidden = false; indicator.classList.remove("stale"); indicator.textContent = "live"; });
+  // "open" comes once the server has read where the runs are: what changed before the page
+  // read them but after that is in no event, so a page reads its state again then
+  source.addEventListener("open", () => {
+    indicator.hidden = false; indicator.classList.remove("stale"); indicator.textContent = "live";
+    handlers.opened?.();
+  });
   source.addEventListener("error", () => {
     indicator.classList.add("stale");
     const closed = source.readyState === EventSource.CLOSED;

@@ -90,6 +90,7 @@ async function start() {
     },
     status: (changes) => { if (changes.some((c) => c.run_id === id)) { refreshRun(); catchUp(); } },
     reset: catchUp,
+    opened: () => { refreshRun(); catchUp(); },
     closed: refreshRun,
   });
 }

@@ -368,7 +368,7 @@ async function start() {
   $("log").addEventListener("change", () => { state.log = $("log").checked; loadCurves(); });
   $("heat-rows").addEventListener("change", loadHeatmap);
   $("heat-columns").addEventListener("change", loadHeatmap);
-  follow(name, { epochs: onEpochs, status: onStatus, reset: () => { refreshDetails(); loadCurves(); refreshRanking(); }, closed: refreshDetails });
+  follow(name, { epochs: onEpochs, status: onStatus, reset: () => { refreshDetails(); loadCurves(); refreshRanking(); }, opened: refreshDetails, closed: refreshDetails });
 }
 
 start();
