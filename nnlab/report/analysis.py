@@ -180,9 +180,7 @@ def load_sweep(lab: Lab, name: str, metric: str = "val_loss") -> SweepView:
     axes = grid_axes(settings)
     curves, series = read_curves(lab, name, runs.run_id.to_numpy(), metric)
     runs = runs.assign(**_results(curves))
-    pruned = (runs.status == PRUNED).groupby(runs.configuration).sum().rename("pruned")
-    ranked = _ranked(lab, name, metric).join(pruned, on="configuration")
-    ranked = ranked.assign(pruned=ranked.pruned.fillna(0).astype(int))
+    ranked = _ranked(lab, name, metric)
     view = SweepView(details, metric, axes, runs, curves, lab.failures(name), series, ranked)
     scheduler = lab.scheduler(name)
     if scheduler is not None:

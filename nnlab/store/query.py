@@ -305,8 +305,10 @@ class Lab:
     ) -> pd.DataFrame:
         """One row per configuration of ``sweep`` (its runs that differ only in seed), best
         first: ``configuration`` (as in ``settings()``); ``runs``, ``finished`` (ended, diverged
-        included), ``diverged``, ``failed`` and ``troubled`` (diverged or failed) counts; the
-        mean and std over the seeds that finished without diverging of the final and the best
+        included), ``diverged``, ``failed``, ``troubled`` (diverged or failed) and ``pruned``
+        (stopped by the sweep's scheduler) counts; ``rung`` (the highest its seeds reached); the
+        mean and std over the seeds that finished without diverging or were pruned (scored
+        where they stopped) of the final and the best
         ``metric`` (``val_loss`` or ``train_loss``; columns ``final_<metric>_mean``, ``_std``,
         ``best_<metric>_mean``, ``_std``) and of the final accuracy on the same data (see
         ``ACCURACY``; NaN for a regression); then every setting, as in ``settings()``.
@@ -568,7 +570,7 @@ def _configuration(config: dict) -> str:
 
 
 SCORES = ("final", "best", "accuracy")  # what _rank averages over a configuration's seeds
-RANKING_COUNTS = ("runs", "finished", "diverged", "failed", "troubled")  # of seeds, by status
+RANKING_COUNTS = ("runs", "finished", "diverged", "failed", "troubled", "pruned")  # of seeds
 
 
 def _rank(seeds: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -579,12 +581,14 @@ def _rank(seeds: pd.DataFrame, metric: str) -> pd.DataFrame:
         finished=status.isin(FINISHED_STATUSES),
         diverged=status == "diverged",
         failed=status == "failed",
+        pruned=status == PRUNED,
     )
     table = counted.groupby("configuration", sort=False).agg(
         runs=("run_id", "size"),  # RANKING_COUNTS
         finished=("finished", "sum"),
         diverged=("diverged", "sum"),
         failed=("failed", "sum"),
+        pruned=("pruned", "sum"),
     )
     table["troubled"] = table.diverged + table.failed
     table["rung"] = counted.groupby("configuration", sort=False).rung.max()

@@ -146,7 +146,7 @@ def _last(metric: str):
 class _Configuration:
     name: str
     bracket: int
-    rung: int  # the highest rung of its runs: where it is
+    rung: int  # where it is: its bracket's first, or the one above its last promotion
     settled: bool  # no run of it is left to train at that rung
     score: float | None
     seeds: int
@@ -236,10 +236,10 @@ class Rungs:
                 return
             promoted: list[str] = []
             if self.ladder.kind == "asha":
-                promoted = _best(ranked[: len(entries) // self.ladder.eta], entries)
+                promoted = _best(ranked[: len(entries) // self.ladder.eta])
             complete = self._complete(bracket, rung, len(entries))
             if complete:
-                best = _best(ranked[: self.ladder.keep(len(entries))], entries)
+                best = _best(ranked[: self.ladder.keep(len(entries))])
                 promoted = list(dict.fromkeys([*promoted, *best]))
             pruned = [name for name in undecided if name not in promoted] if complete else []
             if not promoted and not pruned:
@@ -339,7 +339,7 @@ def _score(rows) -> float | None:
     return math.fsum(values) / len(values)
 
 
-def _best(ranked: list, entries: dict) -> list[str]:
+def _best(ranked: list) -> list[str]:
     """The undecided, scored configurations among ``ranked`` (best first)."""
     return [name for name, (score, decision) in ranked if decision is None and score is not None]
 
@@ -362,7 +362,7 @@ def read_checkpoint(connection: Connection, run_id: int) -> tuple[int, bytes] | 
 
 def write_checkpoint(connection: Connection, run_id: int, epoch: int, data: bytes) -> None:
     """Keep ``data`` as the run's checkpoint after ``epoch``, in place of any earlier one."""
-    connection.execute(delete(_checkpoints).where(_checkpoints.c.run_id == run_id))
+    drop_checkpoint(connection, run_id)
     connection.execute(
         insert(_checkpoints).values(run_id=run_id, epoch=epoch, data=data, created_at=utcnow())
     )

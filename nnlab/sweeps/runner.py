@@ -710,7 +710,7 @@ def _train_task(
             return run_id, NOT_CLAIMED, []
         decide = None
         if rungs is not None and writer.rung is not None:
-            decide = functools.partial(_decide, rungs=rungs, run_id=run_id)
+            decide = functools.partial(settle_run, ladder=rungs, run_id=run_id)
         try:
             outcome = _train_to_rung(config, writer, rungs)
             result = outcome.result
@@ -741,10 +741,6 @@ def _train_to_rung(config: dict, writer: RunWriter, rungs: Ladder | None):
     resume = None if writer.checkpoint is None else Checkpoint.from_bytes(writer.checkpoint[1])
     until = rungs.epochs[writer.rung]
     return train_config(from_values(config), on_epoch=writer.log, until_epoch=until, resume=resume)
-
-
-def _decide(connection, rungs: Ladder, run_id: int) -> list[tuple[int, str]]:
-    return settle_run(connection, rungs, run_id)
 
 
 def _busy(fault: StoreFault) -> bool:

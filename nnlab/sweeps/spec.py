@@ -33,6 +33,7 @@ import yaml
 from nnlab.checks import InputError, did_you_mean, quoted
 from nnlab.data.synthetic import MAX_CLASSES, MAX_FEATURES, MAX_SAMPLES
 from nnlab.params import MAX_EPOCHS, PARAMS, by_name, count, number
+from nnlab.store.rungs import SCHEDULERS
 
 TOP_LEVEL = (
     "name",
@@ -448,8 +449,6 @@ class _Validator:
         and a metric every run records."""
         if value is None:
             return None
-        from nnlab.store.rungs import SCHEDULERS
-
         entries = self.mapping(("scheduler",), value, SCHEDULER_KEYS)
         kind = entries.get("type")
         if kind not in SCHEDULERS:

@@ -96,7 +96,7 @@ function configurationColumns() {
     { key: `best_${ranked}_mean`, label: `best ${ranked}`, numeric: true, render: (row) => meanStd(row, `best_${ranked}`) },
     { key: `final_${accuracy}_mean`, label: `final ${accuracy}`, numeric: true, render: (row) => meanStd(row, `final_${accuracy}`) },
     ...(d.scheduler ? [{ key: "rung", label: "rung reached", numeric: true, render: (row) => rungReached(row.rung) }] : []),
-    { key: "runs", label: "seeds", numeric: true, render: (row) => `${row.finished}/${row.runs}` },
+    { key: "runs", label: "seeds", numeric: true, render: (row) => `${row.finished + row.pruned}/${row.runs}` },
     { key: "troubled", label: "diverged/failed", numeric: true, render: (row) => (row.troubled ? `${row.diverged}/${row.failed}` : "") },
   ];
   return columns;
