@@ -25,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from nnlab.checks import InputError, did_you_mean
+from nnlab.engine.packed import MAX_PACK
 from nnlab.params import by_name
 from nnlab.store.database import NoDatabase, open_store
 from nnlab.store.models import STALE_AFTER
@@ -50,6 +51,7 @@ def sweep(
     retry_failed: bool = False,
     max_runs: int = DEFAULT_MAX_RUNS,
     stale_after: float = STALE_AFTER,
+    max_pack: int = MAX_PACK,
     progress: bool | None = None,
     report: bool = True,
     on_result: Callable[[int, str], None] | None = None,
@@ -59,9 +61,9 @@ def sweep(
     ``spec`` is a spec file's path, the YAML text of a spec, or a mapping of the same keys
     (see sweeps/README.md). ``db`` is a database URL or SQLite file (default ``$NNLAB_DB``,
     else ``sqlite:///nnlab.db``). ``jobs``, ``backend`` (``loky``, ``threading``, ``dask``),
-    ``scheduler``, ``retry_failed``, ``max_runs`` and ``stale_after`` are ``nnlab sweep``'s
-    options. ``progress``: a bar on a terminal (lines when output is piped); None shows it
-    only on a terminal. ``report``: write the sweep's HTML report at the end.
+    ``scheduler``, ``retry_failed``, ``max_runs``, ``stale_after`` and ``max_pack`` are
+    ``nnlab sweep``'s options. ``progress``: a bar on a terminal (lines when output is piped);
+    None shows it only on a terminal. ``report``: write the sweep's HTML report at the end.
 
     SIGTERM and SIGHUP stop the sweep as Ctrl-C does (when called from the main thread): the
     runs in flight are marked ``interrupted`` and ``KeyboardInterrupt`` propagates; the same
@@ -81,6 +83,7 @@ def sweep(
             retry_failed=retry_failed,
             max_runs=max_runs,
             stale_after=stale_after,
+            max_pack=max_pack,
             on_start=bar.start,
             on_result=_both(bar.finished, on_result),
             on_wait=bar.waiting,

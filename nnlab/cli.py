@@ -25,6 +25,7 @@ from nnlab import __version__, api, service
 from nnlab.__main__ import EXIT_INTERRUPTED
 from nnlab.checks import InputError, check_choice, plural
 from nnlab.engine import EpochRecord
+from nnlab.engine.packed import MAX_PACK
 from nnlab.params import PARAMS, Param, by_name
 from nnlab.report import METRICS, mean_std, write_report
 from nnlab.store import ENV_VAR, StoreError, connect, database, delete_sweep, rename_sweep
@@ -328,6 +329,14 @@ def _epoch_cells(record: EpochRecord) -> list[str]:
     default=DEFAULT_MAX_RUNS,
     show_default=True,
     help="Refuse grids larger than this.",
+)
+@click.option(
+    "--max-pack",
+    type=click.IntRange(min=1),
+    default=MAX_PACK,
+    show_default=True,
+    help="Train at most this many compatible runs together in one worker (runs that differ "
+    "only in learning rate, say); 1 trains each run alone.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
 @click.option("--no-report", is_flag=True, help="Do not write the HTML report at the end.")

@@ -46,10 +46,11 @@ def identity(Z: np.ndarray) -> np.ndarray:
 
 
 def softmax(Z: np.ndarray) -> np.ndarray:
-    """Row-wise e^z_i / Σ_j e^z_j; the row maximum is subtracted first so nothing overflows."""
-    Z -= Z.max(axis=1, keepdims=True)
+    """Row-wise (over the last axis) e^z_i / Σ_j e^z_j; the row maximum is subtracted first
+    so nothing overflows."""
+    Z -= Z.max(axis=-1, keepdims=True)
     np.exp(Z, out=Z)
-    Z /= Z.sum(axis=1, keepdims=True)
+    Z /= Z.sum(axis=-1, keepdims=True)
     return Z
 
 
@@ -97,7 +98,7 @@ def _sigmoid_output_derivative(A: np.ndarray, D: np.ndarray) -> None:
 
 def _softmax_output_derivative(A: np.ndarray, D: np.ndarray) -> None:
     # Jacobian-vector product of softmax, row by row: a ⊙ (d - <d, a>)
-    D -= (D * A).sum(axis=1, keepdims=True)
+    D -= (D * A).sum(axis=-1, keepdims=True)
     D *= A
 
 

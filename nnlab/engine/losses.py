@@ -37,6 +37,18 @@ LossFn = Callable[[np.ndarray, np.ndarray, "np.ndarray | None", float], float]
 _rows = np.arange(1024)
 
 
+def _total(values: np.ndarray) -> np.ndarray:
+    """The sum over a batch's (rows, outputs), the last two axes (a pack of runs adds a leading
+    one), taken as one pairwise sum over the rows' contiguous block so that a run's sum is the
+    same alone and in a pack."""
+    return np.add.reduce(values.reshape(*values.shape[:-2], -1), axis=-1)
+
+
+def _sums(loss: np.ndarray) -> float | np.ndarray:
+    """A run's summed loss as a float; a pack's as one sum per run."""
+    return float(loss) if loss.ndim == 0 else loss
+
+
 def _row_index(m: int) -> np.ndarray:
     global _rows
     if m > len(_rows):
@@ -45,33 +57,37 @@ def _row_index(m: int) -> np.ndarray:
 
 
 def _softmax_cross_entropy(Z, T, D, scale):
-    rows = _row_index(Z.shape[0])
+    rows = _row_index(Z.shape[-2])
     # ufunc.reduce directly: np.sum / ndarray.max add microseconds of dispatch per call
-    Z -= np.maximum.reduce(Z, axis=1, keepdims=True)
-    loss = -np.add.reduce(Z[rows, T])
+    Z -= np.maximum.reduce(Z, axis=-1, keepdims=True)
+    # a pack's gather comes out strided (run axis innermost): made contiguous, each run's sum
+    # is the same pairwise sum a run alone takes
+    loss = -np.add.reduce(np.ascontiguousarray(Z[..., rows, T]), axis=-1)
     np.exp(Z, out=Z)
-    total = np.add.reduce(Z, axis=1, keepdims=True)
+    total = np.add.reduce(Z, axis=-1, keepdims=True)
     Z /= total
-    loss += np.add.reduce(np.log(total, out=total), axis=None)
+    loss += _total(np.log(total, out=total))
     if D is not None:
         np.multiply(Z, scale, out=D)
-        D[rows, T] -= scale
-    return float(loss)
+        D[..., rows, T] -= scale
+    return _sums(loss)
 
 
 def _sigmoid_binary_cross_entropy(Z, T, D, scale):
-    k = Z.shape[1]
+    k = Z.shape[-1]
     # softplus(z) - t z = max(z, 0) - t z + log(1 + e^-|z|)
     tail = np.abs(Z)
     np.negative(tail, out=tail)
     np.exp(tail, out=tail)
     np.log1p(tail, out=tail)
-    loss = tail.sum() + np.maximum(Z, 0.0).sum() - np.vdot(T, Z)
+    loss = _total(tail)
+    loss += _total(np.maximum(Z, 0.0, out=tail))
+    loss -= _total(np.multiply(T, Z, out=tail))
     OUTPUT_ACTIVATIONS["sigmoid"](Z)
     if D is not None:
         np.subtract(Z, T, out=D)
         D *= scale / k
-    return float(loss) / k
+    return _sums(loss) / k
 
 
 def _mean_squared_error(output: str) -> LossFn:
@@ -79,14 +95,14 @@ def _mean_squared_error(output: str) -> LossFn:
     derivative = OUTPUT_DERIVATIVES[output]
 
     def mse(Z, T, D, scale):
-        k = Z.shape[1]
+        k = Z.shape[-1]
         activate(Z)
         diff = np.subtract(Z, T, out=D)
-        loss = np.vdot(diff, diff) / k
+        loss = _total(diff * diff) / k
         if D is not None:
             D *= 2.0 * scale / k
             derivative(Z, D)
-        return float(loss)
+        return _sums(loss)
 
     return mse
 
@@ -115,14 +131,20 @@ def check_loss_output(loss: str, output: str) -> None:
 
 
 def _argmax_correct(A: np.ndarray, T: np.ndarray) -> int:
-    predicted = A.argmax(axis=1)
-    truth = T if T.ndim == 1 else T.argmax(axis=1)
-    return int(np.count_nonzero(predicted == truth))
+    predicted = A.argmax(axis=-1)
+    truth = T if T.ndim == 1 else T.argmax(axis=-1)
+    return _counts(predicted == truth)
 
 
 def _threshold_correct(A: np.ndarray, T: np.ndarray) -> int:
     # a sample is right when every output is on the right side of 0.5 (multi-label included)
-    return int(np.count_nonzero(((A > 0.5) == (T > 0.5)).all(axis=1)))
+    return _counts(((A > 0.5) == (T > 0.5)).all(axis=-1))
+
+
+def _counts(right: np.ndarray) -> int | np.ndarray:
+    """How many samples are right: an int for a run, one count per run for a pack."""
+    counts = np.count_nonzero(right, axis=-1)
+    return int(counts) if right.ndim == 1 else counts
 
 
 # How a classification loss counts a sample as classified right.
@@ -140,6 +162,6 @@ def count_correct(A: np.ndarray, T: np.ndarray) -> int:
     T : ndarray of shape (m,) or (m, n_outputs)
         Class ids, one-hot rows, or 0/1 targets of a single sigmoid output.
     """
-    if A.shape[1] == 1:
+    if A.shape[-1] == 1:
         return _threshold_correct(A, T)
     return _argmax_correct(A, T)

@@ -100,9 +100,10 @@ class Adam(SGD):
         np.multiply(g, g, out=tmp)
         tmp *= 1.0 - self.beta2
         s += tmp
-        # fold both bias corrections into the step size and the epsilon
-        correction1 = 1.0 - self.beta1**self.t
-        root_correction2 = np.sqrt(1.0 - self.beta2**self.t)
+        # fold both bias corrections into the step size and the epsilon; np.power, so that a
+        # pack of runs (each β a column) computes them as one run does
+        correction1 = 1.0 - np.power(self.beta1, self.t)
+        root_correction2 = np.sqrt(1.0 - np.power(self.beta2, self.t))
         np.sqrt(s, out=tmp)
         tmp += self.epsilon * root_correction2
         np.divide(m, tmp, out=tmp)

@@ -29,6 +29,7 @@ exactly as the unpaused run would have: same records, weights and status, bit fo
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import math
 import time
@@ -234,36 +235,40 @@ def train(
     -------
     TrainResult
     """
-    X = net._check_inputs(X)
+    # the first statement: exactly train's arguments, which prepare() reads by name
+    arguments = dict(locals())
+    trainer, until_epoch = prepare(arguments)
+    with np.errstate(all="ignore"):
+        return trainer.run(until_epoch, arguments["resume"])
+
+
+def bind_train_arguments(net: MLP, X, y, settings: dict) -> dict:
+    """``train``'s arguments for ``train(net, X, y, **settings)``, defaults filled in; an
+    argument ``train`` does not take is an ``InputError`` naming it."""
+    try:
+        bound = inspect.signature(train).bind(net, X, y, **settings)
+    except TypeError as error:
+        raise InputError(f"train() settings: {error}") from None
+    bound.apply_defaults()
+    return bound.arguments
+
+
+def prepare(arguments: dict) -> tuple[_Trainer, int]:
+    """Check ``train``'s ``arguments`` (a dict of all of them, by name) and build the run's
+    trainer; returns it with the epoch the run pauses after (its last, if it does not)."""
+    a = arguments
+    net, y, val, resume = a["net"], a["y"], a["val"], a["resume"]
+    X = net._check_inputs(a["X"])
     config = make_config(
         net,
         y,
         n_samples=len(X),
-        loss=loss,
-        gd=gd,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        learning_rate_schedule=learning_rate_schedule,
-        power_t=power_t,
-        gamma=gamma,
-        step_size=step_size,
-        min_learning_rate=min_learning_rate,
-        n_iter_no_change=n_iter_no_change,
-        alpha=alpha,
-        weight_decay=weight_decay,
-        optimizer=optimizer,
-        optimizer_args={"momentum": momentum, "beta1": beta1, "beta2": beta2, "epsilon": epsilon},
-        epochs=epochs,
-        seed=net.seed if seed is None else seed,
-        patience=patience,
-        min_delta=min_delta,
-        restore_best=restore_best,
-        tol=tol,
-        tol_patience=tol_patience,
-        divergence_factor=divergence_factor,
         has_val=val is not None and len(val[0]) > 0,
+        optimizer_args={name: a[name] for name in ("momentum", "beta1", "beta2", "epsilon")},
+        seed=net.seed if a["seed"] is None else a["seed"],
+        **{name: a[name] for name in _CONFIG_ARGUMENTS},
     )
-    until_epoch = _check_until_epoch(until_epoch, config.epochs, resume)
+    until_epoch = _check_until_epoch(a["until_epoch"], config.epochs, resume)
     net.output = config.output
     n_outputs = net.layer_sizes[-1]
     T = prepare_targets(y, config.loss, n_outputs, len(X), net.dtype)
@@ -272,11 +277,35 @@ def train(
     if val is not None:
         X_val = net._check_inputs(val[0])
         validation = (X_val, prepare_targets(val[1], config.loss, n_outputs, len(X_val), net.dtype))
-    trainer = _Trainer(net, config, X, T, classify, validation, on_epoch)
+    trainer = _Trainer(net, config, X, T, classify, validation, a["on_epoch"])
     if resume is not None:
         _check_resume(resume, trainer.settings())
-    with np.errstate(all="ignore"):
-        return trainer.run(until_epoch, resume)
+    return trainer, until_epoch
+
+
+# train's arguments that make_config takes as they are
+_CONFIG_ARGUMENTS = (
+    "loss",
+    "gd",
+    "batch_size",
+    "learning_rate",
+    "learning_rate_schedule",
+    "power_t",
+    "gamma",
+    "step_size",
+    "min_learning_rate",
+    "n_iter_no_change",
+    "alpha",
+    "weight_decay",
+    "optimizer",
+    "epochs",
+    "patience",
+    "min_delta",
+    "restore_best",
+    "tol",
+    "tol_patience",
+    "divergence_factor",
+)
 
 
 def _check_until_epoch(until_epoch, epochs: int, resume: Checkpoint | None) -> int:
@@ -467,35 +496,62 @@ class _Trainer:
 
     def run(self, until_epoch: int, resume: Checkpoint | None = None) -> TrainResult:
         """Train up to ``until_epoch``, from the start or after ``resume``'s epoch."""
+        self.begin(resume)
+        for epoch in range(self.next_epoch, until_epoch + 1):
+            record = self._epoch(epoch, self.start_epoch(epoch))
+            if self.end_epoch(record, self.net.flat):
+                break
+        return self.finish(until_epoch)
+
+    def begin(self, resume: Checkpoint | None, initial_loss: float | None = None) -> None:
+        """Set up the stopping rules and the result: fresh (``initial_loss`` measured here
+        unless given), or where ``resume`` left them."""
         config = self.config
-        early = _EarlyStopping(config) if config.patience is not None else None
-        plateau = _Plateau(config) if config.tol is not None else None
-        if resume is None:
-            result = TrainResult(status="completed", initial_loss=self._initial_loss())
+        self.early = _EarlyStopping(config) if config.patience is not None else None
+        self.plateau = _Plateau(config) if config.tol is not None else None
+        if resume is not None:
+            self.result = self._restore(resume, self.early, self.plateau)
         else:
-            result = self._restore(resume, early, plateau)
-        for epoch in range(len(result.history) + 1, until_epoch + 1):
-            learning_rate = self._learning_rate(epoch, plateau)
-            self.optimizer.learning_rate = learning_rate
-            record = self._epoch(epoch, learning_rate)
-            result.history.append(record)
-            if self.on_epoch is not None:
-                self.on_epoch(record)
-            loss = record.train_loss
-            if self._diverged(loss, result.initial_loss):
-                result.status, result.reason = "diverged", f"train_loss={loss:g} at epoch {epoch}"
-                break
-            if early is not None and (reason := early.update(record.val_loss, self.net.flat)):
-                result.status, result.reason = "early_stopped", reason
-                break
-            if plateau is not None and (reason := plateau.update(loss, learning_rate)):
-                result.status, result.reason = "converged", reason
-                break
-        else:
-            if until_epoch < config.epochs:
-                result.status = PAUSED
-                result.reason = f"paused after epoch {until_epoch} of {config.epochs}"
-                result.checkpoint = self._checkpoint(result, early, plateau)
+            if initial_loss is None:
+                initial_loss = self._initial_loss()
+            self.result = TrainResult(status="completed", initial_loss=initial_loss)
+
+    @property
+    def next_epoch(self) -> int:
+        return len(self.result.history) + 1
+
+    def start_epoch(self, epoch: int) -> float:
+        """The epoch's learning rate, handed to the optimizer."""
+        learning_rate = self._learning_rate(epoch, self.plateau)
+        self.optimizer.learning_rate = learning_rate
+        return learning_rate
+
+    def end_epoch(self, record: EpochRecord, flat: np.ndarray) -> bool:
+        """Record the epoch (``flat``: the weights at its end) and apply the stopping rules;
+        whether the run stops here."""
+        result = self.result
+        result.history.append(record)
+        if self.on_epoch is not None:
+            self.on_epoch(record)
+        loss, epoch = record.train_loss, record.epoch
+        if self._diverged(loss, result.initial_loss):
+            result.status, result.reason = "diverged", f"train_loss={loss:g} at epoch {epoch}"
+        elif self.early is not None and (reason := self.early.update(record.val_loss, flat)):
+            result.status, result.reason = "early_stopped", reason
+        elif self.plateau is not None and (
+            reason := self.plateau.update(loss, record.learning_rate)
+        ):
+            result.status, result.reason = "converged", reason
+        return result.status != "completed"
+
+    def finish(self, until_epoch: int) -> TrainResult:
+        """The result, once the run has stopped or reached ``until_epoch`` (then it pauses,
+        unless that is its last epoch)."""
+        result, early = self.result, self.early
+        if result.status == "completed" and until_epoch < self.config.epochs:
+            result.status = PAUSED
+            result.reason = f"paused after epoch {until_epoch} of {self.config.epochs}"
+            result.checkpoint = self._checkpoint(result, early, self.plateau)
         if early is not None and early.best_flat is not None and result.status == "early_stopped":
             self.net.flat[...] = early.best_flat
         result.updates = self.updates

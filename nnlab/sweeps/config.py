@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, make_dataclass
 
 from nnlab.data import SYNTHETIC, Dataset, fingerprint, load_dataset, split, standardize
 from nnlab.engine import MLP, EpochRecord, TrainResult, train
 from nnlab.engine.checkpoint import Checkpoint
+from nnlab.engine.packed import MAX_PACK, train_many
 from nnlab.params import PARAMS
 
 # data settings that are not the data set's own parameters, and their defaults
@@ -109,26 +110,80 @@ def train_config(
     """Prepare the data, build the network and train it as ``config`` says: to the end, or
     paused after ``until_epoch``, from the start or from ``resume`` (see ``train``)."""
     train_data, val_data, data_fingerprint = prepare_data(config.data)
-    sizes = [train_data.n_features, *config.hidden, train_data.n_outputs]
-    net = MLP(sizes, seed=config.seed, **_settings(config, "network", but=("hidden",)))
+    net = _network(config, train_data)
     val = (val_data.X, val_data.y) if val_data.n_samples else None
-    training = _settings(config, "training")
-    X, y = train_data.X, train_data.y
-    result = train(
-        net,
-        X,
-        y,
-        seed=config.seed,
-        val=val,
-        on_epoch=on_epoch,
-        until_epoch=until_epoch,
-        resume=resume,
-        **training,
-    )
-    return RunOutcome(
-        result=result,
-        net=net,
-        train_data=train_data,
-        val_data=val_data,
-        fingerprint=data_fingerprint,
-    )
+    settings = _train_settings(config, on_epoch, until_epoch, resume)
+    result = train(net, train_data.X, train_data.y, val=val, **settings)
+    return RunOutcome(result, net, train_data, val_data, data_fingerprint)
+
+
+def train_configs(
+    configs: Sequence[RunConfig],
+    on_epochs: Sequence[Callable[[EpochRecord], None] | None],
+    *,
+    until_epochs: Sequence[int | None] | None = None,
+    resumes: Sequence[Checkpoint | None] | None = None,
+    max_pack: int = MAX_PACK,
+) -> list[RunOutcome | Exception]:
+    """``train_config`` for several runs at once: runs on the same data train together where
+    the engine can pack them (``nnlab.engine.train_many``), each as it would alone. An error
+    of one run (its settings, its ``on_epoch``) is returned in its place and ends that run only.
+    """
+    n = len(configs)
+    until_epochs = until_epochs or [None] * n
+    resumes = resumes or [None] * n
+    outcomes: list[RunOutcome | Exception | None] = [None] * n
+    by_data: dict[str, list[int]] = {}
+    for index, config in enumerate(configs):
+        by_data.setdefault(json.dumps(dict(config.data), sort_keys=True), []).append(index)
+    for indices in by_data.values():
+        try:
+            train_data, val_data, data_fingerprint = prepare_data(configs[indices[0]].data)
+        except Exception as error:
+            for index in indices:
+                outcomes[index] = error
+            continue
+        runs, nets = [], {}
+        for index in indices:
+            try:
+                nets[index] = _network(configs[index], train_data)
+            except Exception as error:
+                outcomes[index] = error
+                continue
+            settings = _train_settings(
+                configs[index], on_epochs[index], until_epochs[index], resumes[index]
+            )
+            runs.append((index, settings))
+        val = (val_data.X, val_data.y) if val_data.n_samples else None
+        results = train_many(
+            [(nets[index], settings) for index, settings in runs],
+            train_data.X,
+            train_data.y,
+            val=val,
+            max_pack=max_pack,
+            return_exceptions=True,
+        )
+        for (index, _), result in zip(runs, results, strict=True):
+            if isinstance(result, Exception):
+                outcomes[index] = result
+            else:
+                outcomes[index] = RunOutcome(
+                    result, nets[index], train_data, val_data, data_fingerprint
+                )
+    return outcomes
+
+
+def _network(config: RunConfig, train_data: Dataset) -> MLP:
+    sizes = [train_data.n_features, *config.hidden, train_data.n_outputs]
+    return MLP(sizes, seed=config.seed, **_settings(config, "network", but=("hidden",)))
+
+
+def _train_settings(config: RunConfig, on_epoch, until_epoch, resume) -> dict:
+    """``train``'s keyword arguments for the run, beside its network and data."""
+    return {
+        "seed": config.seed,
+        "on_epoch": on_epoch,
+        "until_epoch": until_epoch,
+        "resume": resume,
+        **_settings(config, "training"),
+    }

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
+import json
 import os
 import sys
 import threading
@@ -33,8 +34,9 @@ from joblib.externals.loky import get_reusable_executor
 from joblib.externals.loky.process_executor import TerminatedWorkerError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from nnlab.checks import InputError, check_choice, plural
+from nnlab.checks import InputError, check_choice, check_int, plural
 from nnlab.engine.checkpoint import Checkpoint
+from nnlab.engine.packed import MAX_PACK, PER_RUN_SETTINGS
 from nnlab.store import RunWriter, open_store, register_sweep
 from nnlab.store.database import Store, StoreFault, portable_url
 from nnlab.store.models import PAUSED, STALE_AFTER, heartbeat_interval
@@ -42,7 +44,7 @@ from nnlab.store.queue import FINAL_STATUSES, RESUMABLE_STATUSES, Holding, RunLo
 from nnlab.store.registry import sweep_spec
 from nnlab.store.rungs import Ladder, settle_run
 from nnlab.sweeps import halving
-from nnlab.sweeps.config import train_config
+from nnlab.sweeps.config import train_configs
 from nnlab.sweeps.grid import DEFAULT_MAX_RUNS, GridPoint, check_data, expand_grid, from_values
 from nnlab.sweeps.spec import SpecError, SweepSpec, parse_spec
 
@@ -137,6 +139,7 @@ def run_sweep(
     retry_failed: bool = False,
     max_runs: int = DEFAULT_MAX_RUNS,
     stale_after: float = STALE_AFTER,
+    max_pack: int = MAX_PACK,
     on_result: Callable[[int, str], None] | None = None,
     on_start: Callable[[int], None] | None = None,
     on_wait: Callable[[list[Holding]], None] | None = None,
@@ -151,7 +154,9 @@ def run_sweep(
     whose holding process is provably gone; either is trained again. Runs that a live runner
     elsewhere holds are waited for. If no run at all makes progress for ``stale_after`` the
     sweep stops with ``SweepStalled``; if the database fails, with ``StoreFault``; both leave
-    it resumable.
+    it resumable. Runs that differ only in settings a pack lets each run have (learning rate,
+    schedule, optimizer hyperparameters, ...) train together, ``max_pack`` at most to a worker
+    (``nnlab.engine.train_many``; 1: each alone), each exactly as it would alone.
 
     ``on_start(n)`` is called with the number of runs about to train (again for each later
     batch, e.g. runs taken over from a runner that died), ``on_result(run_id, status)`` as
@@ -159,11 +164,13 @@ def run_sweep(
     held elsewhere; all in this process.
     """
     check_choice("backend", backend, BACKENDS)
+    check_int("max_pack", max_pack, 1, why="the most runs trained together")
     points = plan(spec, max_runs, workers=1 if scheduler else jobs)  # a cluster's are elsewhere
     store = open_store(url)
     resume = resumption(store, spec)
     rungs = halving.ladder(spec)
-    with _Pool(backend, jobs, scheduler, store, stale_after, rungs) as pool, store.guard():
+    pool = _Pool(backend, jobs, scheduler, store, stale_after, rungs, max_pack)
+    with pool, store.guard():
         rows = halving.run_rows(points, rungs)
         sweep_id = register_sweep(
             store,
@@ -381,7 +388,7 @@ def _train_all(queue: RunQueue, todo: list[tuple[int, dict]], pool: _Pool, claim
     that kills its worker again is failed; the rest go back to the pool. Workers that die
     again and again before settling any run stop the sweep."""
     waiting: dict[int, dict] = {}
-    source = _feed(todo, waiting, refill)
+    source = _feed(todo, waiting, refill, pool)
     fruitless = 0
     while True:
         try:
@@ -410,20 +417,52 @@ def _train_all(queue: RunQueue, todo: list[tuple[int, dict]], pool: _Pool, claim
                 ) from None
         if not waiting:
             return
-        source = _feed(list(waiting.items()), waiting, None)  # those a dead worker left
+        source = _feed(list(waiting.items()), waiting, None, pool)  # a dead worker's
 
 
-def _feed(todo: list[tuple[int, dict]], waiting: dict[int, dict], refill):
-    """Yield ``todo``, each run put in ``waiting`` as it is dispatched; then what ``refill``
-    gives of runs not in flight, until it gives nothing."""
+def _feed(todo: list[tuple[int, dict]], waiting: dict[int, dict], refill, pool: _Pool):
+    """Yield ``todo`` in packs, each run put in ``waiting`` as its pack is dispatched; then
+    what ``refill`` gives of runs not in flight, until it gives nothing."""
     items = todo
     while items:
-        for run_id, config in items:
-            waiting[run_id] = config
-            yield run_id, config
+        for pack in packs(items, pool.jobs, pool.max_pack):
+            for run_id, config in pack:
+                waiting[run_id] = config
+            yield pack
         if refill is None:
             return
         items = [(run_id, config) for run_id, config in refill() if run_id not in waiting]
+
+
+def packs(
+    items: list[tuple[int, dict]], jobs: int, max_pack: int = MAX_PACK
+) -> list[list[tuple[int, dict]]]:
+    """The runs to train together, as tasks: runs whose settings differ only in what a pack
+    lets each run have its own (``PER_RUN_SETTINGS``), at most ``max_pack`` to a task, in
+    packs of sizes that differ by one, and smaller when that leaves fewer than two tasks per
+    worker. In the order of each pack's first run."""
+    groups: dict[str, list[tuple[int, dict]]] = {}
+    for item in items:
+        groups.setdefault(_pack_key(item[1]), []).append(item)
+    members = list(groups.values())
+    counts = [-(-len(group) // max_pack) for group in members]  # as few packs as fit
+    while sum(counts) < 2 * jobs:  # split the largest packs further, while there are any
+        largest = max(range(len(members)), key=lambda g: len(members[g]) / counts[g])
+        if len(members[largest]) == counts[largest]:
+            break
+        counts[largest] += 1
+    tasks = []
+    for group, count in zip(members, counts, strict=True):
+        tasks.extend(group[k::count] for k in range(count))
+    position = {run_id: index for index, (run_id, _) in enumerate(items)}
+    return sorted(tasks, key=lambda pack: position[pack[0][0]])
+
+
+_OWN = {*PER_RUN_SETTINGS, "init"}
+
+
+def _pack_key(config: dict) -> str:
+    return json.dumps({k: v for k, v in config.items() if k not in _OWN}, sort_keys=True)
 
 
 def _outcomes(run_id: int, status: str, made_final) -> Iterator[tuple[int, str]]:
@@ -445,7 +484,7 @@ def _quarantine(queue: RunQueue, waiting: dict[int, dict], pool: _Pool):
         config = waiting.pop(run_id)
         try:
             # under its own lease: a run another runner has meanwhile taken is not taken back
-            results = pool.map([(run_id, config)], claimable=(), alone=True)
+            results = pool.map([[(run_id, config)]], claimable=(), alone=True)
             for run_id_, status, made_final in _watched(results, queue):
                 yield from _outcomes(run_id_, status, made_final)
         except pool.worker_died:
@@ -517,6 +556,7 @@ class _Pool:
         store: Store,
         stale_after: float,
         rungs: Ladder | None = None,
+        max_pack: int = MAX_PACK,
     ) -> None:
         url = portable_url(store.url)
         if scheduler is not None and backend != "dask":
@@ -530,7 +570,7 @@ class _Pool:
                 "to run a local cluster"
             )
         self.backend, self.jobs, self.scheduler, self.url = backend, jobs, scheduler, url
-        self.stale_after, self.rungs = stale_after, rungs
+        self.stale_after, self.rungs, self.max_pack = stale_after, rungs, max_pack
         self.database_file = store.file  # workers check that they write to this very file
         self.worker_died: tuple[type[BaseException], ...] = (TerminatedWorkerError,)
         self.lease_prefix = uuid4().hex[:16]
@@ -550,22 +590,24 @@ class _Pool:
     def __exit__(self, *exc_info) -> None:
         self._dask.close()
 
-    def map(self, todo: Iterable[tuple[int, dict]], claimable, alone: bool = False) -> Iterator:
-        """Train ``todo`` in parallel (taken as workers free up); yields (run id, status, runs
-        made final by its decisions) as runs finish. ``alone``: the one run given trains in a
-        worker of its own (never in this process)."""
+    def map(
+        self, packs: Iterable[list[tuple[int, dict]]], claimable, alone: bool = False
+    ) -> Iterator:
+        """Train ``packs`` (lists of (run id, config), each one task) in parallel, taken as
+        workers free up; yields (run id, status, runs made final by its decisions) of each
+        run as its pack finishes. ``alone``: the one pack given trains in a worker of its own
+        (never in this process)."""
         tasks = (
             joblib.delayed(_train_task)(
                 self.url,
-                run_id,
-                config,
+                [(run_id, config, self._lease(run_id)) for run_id, config in pack],
                 claimable,
-                self._lease(run_id),
                 self.stale_after,
                 self.database_file,
                 self.rungs,
+                self.max_pack,
             )
-            for run_id, config in todo
+            for pack in packs
         )
         tasks = itertools.takewhile(lambda _: not self._stopping.is_set(), tasks)
         jobs = 2 if alone else self.jobs  # joblib runs a single job in this process
@@ -575,7 +617,8 @@ class _Pool:
             parallel = joblib.Parallel(
                 n_jobs=jobs, return_as="generator_unordered", max_nbytes=None
             )
-            yield from parallel(tasks)
+            for outcomes in parallel(tasks):
+                yield from outcomes
 
     def forget_leases(self, run_ids: list[int]) -> None:
         """Send these runs next under new leases: the tasks that carried the old ones may
@@ -676,71 +719,99 @@ def _dask_killed_worker() -> type[BaseException]:
 
 def _train_task(
     url: str,
-    run_id: int,
-    config: dict,
+    runs: list[tuple[int, dict, str]],
     claimable,
-    lease: str,
     stale_after: float = STALE_AFTER,
     database_file: tuple[int, int] | None = None,
     rungs: Ladder | None = None,
-) -> tuple[int, str, list[tuple[int, str]]]:
-    """Train one registered run, logging its epochs live; runs in a worker.
+    max_pack: int = MAX_PACK,
+) -> list[tuple[int, str, list[tuple[int, str]]]]:
+    """Train a pack of registered runs, ``(run id, config, lease)`` each, logging their epochs
+    live; runs in a worker. The runs this task claims train together where the engine can
+    pack them (``train_configs``), each exactly as it would alone.
 
-    Returns (run id, how the run ended, the runs its scheduler's decisions made final), or
-    ``NOT_CLAIMED`` when the run is not this task's to train (another runner holds it; the
-    claim is atomic), or the database was too busy to take the claim (the run stays as it
-    was), or ``LOST`` when this attempt lost the run while training (interrupted, or presumed
-    dead and taken over). Under a scheduler (``rungs``) the run trains from its checkpoint, if
-    it has one, to its rung, where it pauses (``paused``) unless it is the last; the rung
-    decisions due then are taken in the transaction that records it. A database that fails
-    under the run (disk full, file deleted) raises ``StoreFault``, which stops the sweep;
-    ``database_file`` is the SQLite file the runner opened, which the worker must find at its
-    path (not one put in its place since).
+    Returns, for each run, (run id, how the run ended, the runs its scheduler's decisions made
+    final), or ``NOT_CLAIMED`` when the run is not this task's to train (another runner holds
+    it; the claim is atomic), or the database was too busy to take the claim (the run stays as
+    it was), or ``LOST`` when this attempt lost the run while training (interrupted, or
+    presumed dead and taken over). Under a scheduler (``rungs``) a run trains from its
+    checkpoint, if it has one, to its rung, where it pauses (``paused``) unless it is the last;
+    the rung decisions due then are taken in the transaction that records it. An exception of
+    one run fails that run only. A database that fails under a run (disk full, file deleted)
+    raises ``StoreFault``, which stops the sweep; ``database_file`` is the SQLite file the
+    runner opened, which the worker must find at its path (not one put in its place since).
     """
     store = open_store(url, create=False)  # a worker never creates a database: the parent did
     store.expect_file(database_file)
-    with RunWriter(store, run_id, heartbeat_seconds=heartbeat_interval(stale_after)) as writer:
-        try:
-            claimed = writer.start(claimable=claimable, lease=lease, stale_after=stale_after)
-        except StoreFault as fault:
-            if _busy(fault):  # e.g. SQLite still locked after its busy timeout
-                return run_id, NOT_CLAIMED, []
-            raise
-        if not claimed:
-            return run_id, NOT_CLAIMED, []
-        decide = None
-        if rungs is not None and writer.rung is not None:
-            decide = functools.partial(settle_run, ladder=rungs, run_id=run_id)
-        try:
-            outcome = _train_to_rung(config, writer, rungs)
-            result = outcome.result
-            paused = result.checkpoint
-            made_final = writer.finish(
-                result.status,
-                data_fingerprint=outcome.fingerprint,
-                checkpoint=None if paused is None else (paused.epoch, paused.to_bytes()),
-                then=decide,
+    with contextlib.ExitStack() as stack:
+        outcomes, writers = {}, []
+        for run_id, _, lease in runs:
+            writer = stack.enter_context(
+                RunWriter(store, run_id, heartbeat_seconds=heartbeat_interval(stale_after))
             )
-            return run_id, result.status, made_final
-        except RunLost:
-            return run_id, LOST, []
-        except StoreFault:
-            raise
-        except Exception as error:  # the run fails, the sweep goes on
-            made_final = writer.finish(
-                "failed", "".join(traceback.format_exception(error)), then=decide
-            )
-            return run_id, "failed", made_final
+            if _claimed(writer, claimable, lease, stale_after):
+                writers.append(writer)
+            else:
+                outcomes[run_id] = (run_id, NOT_CLAIMED, [])
+        configs = {run_id: config for run_id, config, _ in runs}
+        claimed = [configs[writer.run_id] for writer in writers]
+        trained = _train_claimed(writers, claimed, rungs, max_pack)
+        for writer, outcome in zip(writers, trained, strict=True):
+            outcomes[writer.run_id] = _record(writer, outcome, rungs)
+    return [outcomes[run_id] for run_id, _, _ in runs]
 
 
-def _train_to_rung(config: dict, writer: RunWriter, rungs: Ladder | None):
-    """Train the claimed run: in full, or under a scheduler from its checkpoint (if any) to
-    the epoch of the rung it was claimed at."""
-    if rungs is None or writer.rung is None:
-        return train_config(from_values(config), on_epoch=writer.log)
-    resume = None if writer.checkpoint is None else Checkpoint.from_bytes(writer.checkpoint[1])
-    until = rungs.epochs[writer.rung]
-    return train_config(from_values(config), on_epoch=writer.log, until_epoch=until, resume=resume)
+def _claimed(writer: RunWriter, claimable, lease: str, stale_after: float) -> bool:
+    try:
+        return writer.start(claimable=claimable, lease=lease, stale_after=stale_after)
+    except StoreFault as fault:
+        if _busy(fault):  # e.g. SQLite still locked after its busy timeout
+            return False
+        raise
+
+
+def _train_claimed(writers: list[RunWriter], configs: list[dict], rungs: Ladder | None, max_pack):
+    """Train the claimed runs: in full, or under a scheduler each from its checkpoint (if
+    any) to the epoch of the rung it was claimed at."""
+    until_epochs, resumes = [], []
+    for writer in writers:
+        scheduled = rungs is not None and writer.rung is not None
+        until_epochs.append(rungs.epochs[writer.rung] if scheduled else None)
+        checkpoint = writer.checkpoint if scheduled else None
+        resumes.append(None if checkpoint is None else Checkpoint.from_bytes(checkpoint[1]))
+    return train_configs(
+        [from_values(config) for config in configs],
+        [writer.log for writer in writers],
+        until_epochs=until_epochs,
+        resumes=resumes,
+        max_pack=max_pack,
+    )
+
+
+def _record(writer: RunWriter, outcome, rungs: Ladder | None) -> tuple[int, str, list]:
+    """Commit how a trained run ended (and the decisions due then): (run id, status, runs
+    those decisions made final)."""
+    run_id = writer.run_id
+    decide = None
+    if rungs is not None and writer.rung is not None:
+        decide = functools.partial(settle_run, ladder=rungs, run_id=run_id)
+    try:
+        if isinstance(outcome, (RunLost, StoreFault)):
+            raise outcome
+        if isinstance(outcome, Exception):  # the run fails, the sweep goes on
+            error = "".join(traceback.format_exception(outcome))
+            return run_id, "failed", writer.finish("failed", error, then=decide)
+        result = outcome.result
+        paused = result.checkpoint
+        made_final = writer.finish(
+            result.status,
+            data_fingerprint=outcome.fingerprint,
+            checkpoint=None if paused is None else (paused.epoch, paused.to_bytes()),
+            then=decide,
+        )
+        return run_id, result.status, made_final
+    except RunLost:
+        return run_id, LOST, []
 
 
 def _busy(fault: StoreFault) -> bool:

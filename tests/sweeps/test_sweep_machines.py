@@ -242,9 +242,12 @@ def _wait_for_files(paths, timeout: float = 120) -> None:
         time.sleep(0.05)
 
 
-def wait_for_a_run_on(host, url: str, timeout: float = 120) -> int:
-    """The id of the first run a process on ``host`` is training."""
+def runs_training_on(host, url: str, timeout: float = 120) -> set[int]:
+    """The ids of the runs processes on ``host`` hold: those seen running there from the
+    first sighting until 0.1 s later (a worker claims the runs of its pack one by one)."""
     deadline = time.monotonic() + timeout
+    seen: set[int] = set()
+    first = None
     while time.monotonic() < deadline:
         try:
             with open_store(url, create=False).read() as connection:
@@ -253,11 +256,21 @@ def wait_for_a_run_on(host, url: str, timeout: float = 120) -> int:
                 ).all()
         except StoreError:  # the runner has not created the schema yet
             running = []
-        on_host = [run_id for run_id, pid in running if pid in host.pids()]
-        if on_host:
-            return on_host[0]
+        pids = host.pids()
+        seen |= {run_id for run_id, pid in running if pid in pids}
+        if seen and first is None:
+            first = time.monotonic()
+        if first is not None and time.monotonic() - first > 0.1:
+            return seen
         time.sleep(0.02)
     raise AssertionError(f"no run started on {host.namespace}")
+
+
+def assert_only_their_runs_retried(attempts: dict[int, int], lost: set[int]) -> None:
+    """A lost machine costs the runs it held a second attempt, and no other run anything."""
+    retried = {run_id for run_id, count in attempts.items() if count == 2}
+    assert set(attempts.values()) <= {1, 2}, attempts
+    assert retried and retried <= lost, (attempts, lost)
 
 
 def test_a_worker_machine_lost_mid_sweep_costs_only_a_retry(
@@ -273,7 +286,7 @@ def test_a_worker_machine_lost_mid_sweep_costs_only_a_retry(
         sampler = ConnectionSampler(postgres, database)
         started = time.monotonic()
         runner = start_runner(client, tmp_path, postgres.url(database), cluster.address)
-        lost = wait_for_a_run_on(victim, url)
+        lost = runs_training_on(victim, url)  # its pack
         cluster.lose(victim)  # its processes SIGKILLed, its namespace and link deleted
         lost_at = time.monotonic()
         summary = finish(runner)
@@ -284,14 +297,14 @@ def test_a_worker_machine_lost_mid_sweep_costs_only_a_retry(
             if host in network.hosts:
                 network.remove(host)
     attempts = assert_every_run_ended_once(url)
-    assert attempts == {run_id: 2 if run_id == lost else 1 for run_id in attempts}
+    assert_only_their_runs_retried(attempts, lost)
     assert_same_curves(url, reference)
     workers = [host.address for host in (*cluster.workers, victim)]
     assert all(peaks[address] <= 2 for address in workers), peaks
     assert all(peaks[host.address] >= 1 for host in cluster.workers), peaks  # they were seen
     print(
-        f"\n{summary}; run {lost} lost with its machine {lost_at - started:.1f} s in, the "
-        f"sweep done {ended - lost_at:.1f} s later; peak connections by address "
+        f"\n{summary}; runs {sorted(lost)} lost with its machine {lost_at - started:.1f} s in, "
+        f"the sweep done {ended - lost_at:.1f} s later; peak connections by address "
         f"({sampler.samples} samples): {dict(peaks)} (client {client.address}, workers "
         f"{workers}, lost {victim.address})"
     )
@@ -309,7 +322,7 @@ def cut_off_a_worker_mid_sweep(cluster, network, postgres, tmp_path, stale_after
         cluster.wait_for_workers(len(cluster.workers))
         started = time.monotonic()
         runner = start_runner(client, tmp_path, url, cluster.address, "--stale-after", stale_after)
-        seen["lost"] = wait_for_a_run_on(victim, seen["url"])
+        seen["lost"] = runs_training_on(victim, seen["url"])
         cluster.cut_off(victim)
         seen["lost after"], cut_at = time.monotonic() - started, time.monotonic()
         _, seen["error"] = runner.communicate(timeout=300)
@@ -338,5 +351,5 @@ def test_a_worker_machine_cut_off_mid_sweep_is_taken_over(
     seen = cut_off_a_worker_mid_sweep(cluster, network, postgres, tmp_path, stale_after)
     assert seen["returned"] == 0, seen["error"]
     attempts = assert_every_run_ended_once(seen["url"])
-    assert attempts == {run_id: 2 if run_id == seen["lost"] else 1 for run_id in attempts}
+    assert_only_their_runs_retried(attempts, seen["lost"])
     assert_same_curves(seen["url"], reference)
