@@ -75,7 +75,7 @@ def assert_same_run(alone, packed, net_alone, net_packed) -> None:
 
 
 def without_seconds(checkpoint) -> bytes:
-    history = tuple(record[:-1] + (0.0,) for record in checkpoint.history)
+    history = tuple((*record[:-1], 0.0) for record in checkpoint.history)
     return dataclasses.replace(checkpoint, history=history).to_bytes()
 
 
