@@ -25,7 +25,6 @@ import time
 from itertools import pairwise
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 CHUNK_ROWS = 2048  # as nnlab.engine.mlp.CHUNK_ROWS
 
@@ -91,6 +90,8 @@ def gemm_seconds(products, repeats: int = 5, target_s: float = 0.02) -> float:
 def gemm_rate(sizes, m: int, threads: int = 1, backward: bool = True, dtype=np.float64) -> float:
     """GFLOP/s of the bare GEMMs of one step (or one forward pass) of ``m`` samples through
     ``sizes``, with this many BLAS threads."""
+    from threadpoolctl import threadpool_limits  # the bench extra's, as the rest above is not
+
     products = step_products(sizes, min(m, CHUNK_ROWS), backward, dtype)
     with threadpool_limits(threads):
         seconds = gemm_seconds(products)
