@@ -205,6 +205,7 @@ def main() -> None:
         n_train, n_val = len(train_data.X), len(val_data.X)
         shapes = grid_passes(SIZES, n_train, n_val, BATCH_SIZE, 1, 1)
         before = gemm_rates(SIZES, shapes)
+        single = gemm_rate(SIZES[:2], BATCH_SIZE, threads=1, backward=False)
         startup = startup_seconds()
         cli, cli_stored = cli_sweep(folder / "cli", text, name, JOBS)
         rows = [Row(f"nnlab sweep -j{JOBS} (CLI, with report)", cli, cli_stored)]
@@ -217,6 +218,7 @@ def main() -> None:
             one, one_stored = cli_sweep(folder / "cli-1", text, name, 1)
             rows.append(Row("nnlab sweep -j1 (CLI, with report)", one, one_stored))
         after = gemm_rates(SIZES, shapes)
+        single = max(single, gemm_rate(SIZES[:2], BATCH_SIZE, threads=1, backward=False))
     rates = {label: max(before[label], after[label]) for label in shapes}
     s = cli_stored
     passes = grid_passes(SIZES, n_train, n_val, BATCH_SIZE, s.runs, s.epochs)
@@ -229,6 +231,10 @@ def main() -> None:
         f"float64; {statuses}\n"
     )
     print_limit(passes, rates, JOBS)
+    print(
+        f"One ({BATCH_SIZE}×{SIZES[0]})·({SIZES[0]}×{SIZES[1]}) GEMM alone: {single:.1f} GFLOP/s "
+        "at 1 thread (the training-steps row times every product of a 32-row step).\n"
+    )
     print_rows(rows, limit)
     print(
         f"\nTargets: wall ≤ {TARGET_RATIO} × the GEMM-only limit ({TARGET_RATIO * limit:.1f} s) "
