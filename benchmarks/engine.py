@@ -2,8 +2,11 @@
 
 Same data, architecture, initial scale, plain SGD with a constant learning rate, float64
 everywhere; median of --repeats runs; 1 and 2 BLAS threads. Prints samples/s, ratios, and the
-GFLOP/s nnlab reaches against this machine's own measured GEMM peak. Then the peak RSS of training
-on the synthetic problem against what the data, parameters and one batch's activations need.
+GFLOP/s nnlab reaches beside two limits measured next to each row with the same thread count:
+the machine's GEMM-only rate for that shape (the bare matrix products of one training step of
+that batch size, benchmarks/gemm.py: step FLOPs over the time of its GEMMs alone) and a square
+1536² matmul (the machine's peak). Then the peak RSS of training on the synthetic problem against
+what the data, parameters and one batch's activations need.
 
     pip install -e '.[bench]'
     python benchmarks/engine.py            # full table (a few minutes on 2 cores)
@@ -13,6 +16,7 @@ on the synthetic problem against what the data, parameters and one batch's activ
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import statistics
@@ -24,6 +28,7 @@ from itertools import pairwise
 
 import numpy as np
 import numpy_loop
+from gemm import gemm_rate, train_flops_per_sample
 from threadpoolctl import threadpool_limits
 
 from nnlab.engine import MLP, train
@@ -112,6 +117,8 @@ IMPLEMENTATIONS = {
     "sklearn": run_sklearn,
     "torch": run_torch,
 }
+if importlib.util.find_spec("torch") is None:  # its columns print as "—"
+    del IMPLEMENTATIONS["torch"]
 
 
 def measure(X, y, sizes, batch_size, repeats, work):
@@ -152,10 +159,14 @@ def _timed(fn):
     return time.perf_counter() - start
 
 
-def train_flops_per_sample(sizes):
-    """Multiply-adds ×2 of forward, weight gradients and deltas (none for the input layer)."""
-    products = [a * b for a, b in pairwise(sizes)]
-    return 2 * (3 * sum(products) - products[0])
+def nnlab_rate(rates: dict, sizes) -> float:
+    """GFLOP/s of nnlab's training from its samples/s in ``rates`` (one run at a time).
+
+    The place to extend for a path that trains K compatible runs together ("packed"): time it as
+    one more entry of IMPLEMENTATIONS whose samples count every packed run's, and give its rate
+    here beside the one-run figure.
+    """
+    return rates["nnlab"] * train_flops_per_sample(sizes) / 1e9
 
 
 def torch_threads(threads):
@@ -180,10 +191,11 @@ def throughput_table(repeats, work_scale):
                     work //= 3
                 # the machine's speed drifts (it is shared): measure the peak next to each row
                 peak = gemm_peak(threads)
+                gemm_only = gemm_rate(sizes, batch_size, threads)
                 with threadpool_limits(threads):
                     rates = measure(X, y, sizes, batch_size, repeats, work)
-                gflops = rates["nnlab"] * train_flops_per_sample(sizes) / 1e9
-                rows.append((name, batch, threads, rates, gflops, peak))
+                gflops = nnlab_rate(rates, sizes)
+                rows.append((name, batch, threads, rates, gflops, gemm_only, peak))
                 print_row(rows[-1], flush=True)
     return rows
 
@@ -191,19 +203,28 @@ def throughput_table(repeats, work_scale):
 HEADER = (
     f"| {'problem':<30} | {'batch':>5} | thr | {'nnlab':>9} | {'numpy loop':>10} | "
     f"{'sklearn':>9} | {'torch':>9} | {'×sklearn':>8} | {'×torch':>6} | {'×loop':>5} | "
-    f"{'GFLOP/s':>7} | {'% peak':>6} |"
+    f"{'GFLOP/s':>7} | {'GEMM-only':>9} | {'×GEMM':>5} | {'% peak':>6} |"
 )
 
 
 def print_row(row, flush=False):
-    name, batch, threads, r, gflops, peak = row
+    name, batch, threads, r, gflops, gemm_only, peak = row
     print(
         f"| {name:<30} | {batch!s:>5} | {threads:>3} | {r['nnlab']:>9,.0f} | "
-        f"{r['numpy loop']:>10,.0f} | {r['sklearn']:>9,.0f} | {r['torch']:>9,.0f} | "
-        f"{r['nnlab'] / r['sklearn']:>8.2f} | {r['nnlab'] / r['torch']:>6.2f} | "
-        f"{r['nnlab'] / r['numpy loop']:>5.2f} | {gflops:>7.1f} | {100 * gflops / peak:>5.0f}% |",
+        f"{r['numpy loop']:>10,.0f} | {r['sklearn']:>9,.0f} | {_rate(r, 'torch'):>9} | "
+        f"{r['nnlab'] / r['sklearn']:>8.2f} | {_ratio(r, 'torch'):>6} | "
+        f"{r['nnlab'] / r['numpy loop']:>5.2f} | {gflops:>7.1f} | {gemm_only:>9.1f} | "
+        f"{gflops / gemm_only:>5.2f} | {100 * gflops / peak:>5.0f}% |",
         flush=flush,
     )
+
+
+def _rate(rates: dict, impl: str) -> str:
+    return f"{rates[impl]:,.0f}" if impl in rates else "—"
+
+
+def _ratio(rates: dict, impl: str) -> str:
+    return f"{rates['nnlab'] / rates[impl]:.2f}" if impl in rates else "—"
 
 
 MEMORY_PROBE = r"""
@@ -253,7 +274,12 @@ def main():
     args = parser.parse_args()
     repeats, scale = (1, 0.1) if args.quick else (args.repeats, 1.0)
     print(f"numpy {np.__version__}, float64, plain SGD lr={LEARNING_RATE}, samples/s (higher is")
-    print(f"better), median of {repeats}; ratios are nnlab / other.\n")
+    print(f"better), median of {repeats}; ratios are nnlab / other. GFLOP/s: nnlab's;")
+    print("GEMM-only: the bare GEMMs of one step of that shape (step FLOPs / their time alone);")
+    print("×GEMM: nnlab / GEMM-only; % peak: of a square 1536² matmul; both at the row's threads.")
+    if "torch" not in IMPLEMENTATIONS:
+        print("(PyTorch is not installed: its columns are skipped; pip install -e '.[bench]')")
+    print()
     print(HEADER)
     print("|" + "|".join("-" * len(cell) for cell in HEADER.split("|")[1:-1]) + "|")
     throughput_table(repeats, scale)
