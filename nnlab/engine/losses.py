@@ -56,20 +56,29 @@ def _row_index(m: int) -> np.ndarray:
     return _rows[:m]
 
 
-def _softmax_cross_entropy(Z, T, D, scale):
+def _at_targets(Z: np.ndarray, T: np.ndarray) -> tuple:
+    """The index of each sample's target class in ``Z`` (m, classes), or in a pack's
+    (K, m, classes) with targets (m,) shared by its runs or (K, m), each run its own."""
     rows = _row_index(Z.shape[-2])
+    if T.ndim == 1:
+        return ..., rows, T
+    return _row_index(Z.shape[0])[:, None], rows, T
+
+
+def _softmax_cross_entropy(Z, T, D, scale):
+    at_targets = _at_targets(Z, T)
     # ufunc.reduce directly: np.sum / ndarray.max add microseconds of dispatch per call
     Z -= np.maximum.reduce(Z, axis=-1, keepdims=True)
-    # a pack's gather comes out strided (run axis innermost): made contiguous, each run's sum
-    # is the same pairwise sum a run alone takes
-    loss = -np.add.reduce(np.ascontiguousarray(Z[..., rows, T]), axis=-1)
+    # a pack's gather can come out strided (run axis innermost): made contiguous, each run's
+    # sum is the same pairwise sum a run alone takes
+    loss = -np.add.reduce(np.ascontiguousarray(Z[at_targets]), axis=-1)
     np.exp(Z, out=Z)
     total = np.add.reduce(Z, axis=-1, keepdims=True)
     Z /= total
     loss += _total(np.log(total, out=total))
     if D is not None:
         np.multiply(Z, scale, out=D)
-        D[..., rows, T] -= scale
+        D[at_targets] -= scale
     return _sums(loss)
 
 
@@ -132,7 +141,7 @@ def check_loss_output(loss: str, output: str) -> None:
 
 def _argmax_correct(A: np.ndarray, T: np.ndarray) -> int:
     predicted = A.argmax(axis=-1)
-    truth = T if T.ndim == 1 else T.argmax(axis=-1)
+    truth = T if np.issubdtype(T.dtype, np.integer) else T.argmax(axis=-1)  # ids or one-hot
     return _counts(predicted == truth)
 
 

@@ -25,13 +25,14 @@ activation × loss × optimizer × GD variant × schedule to that. One differenc
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Sequence
-from itertools import pairwise
 
 import numpy as np
 
 from nnlab.checks import check_int
+from nnlab.engine.activations import DERIVATIVES, HIDDEN_ACTIVATIONS
 from nnlab.engine.mlp import MLP, Backprop, weight_mask
 from nnlab.engine.optimizers import OPTIMIZERS, WeightDecay
 from nnlab.engine.training import (
@@ -186,18 +187,14 @@ def pack_key(trainer: _Trainer, resume) -> tuple | None:
     config, net = trainer.config, trainer.net
     if config.batch_size > MAX_PACKED_BATCH:
         return None
-    start = None
-    if resume is not None:
-        start = (resume.epoch, resume.updates, repr(resume.shuffle_state), resume.order.tobytes())
+    start = None if resume is None else (resume.epoch, resume.updates)
     return (
         net.layer_sizes,
-        net.activation,
         net.dtype.name,
         config.loss,
         config.output,
         config.gd,
         config.batch_size,
-        config.seed,
         config.optimizer,
         config.alpha > 0,
         trainer.correct is not None,
@@ -218,9 +215,16 @@ def _packs(trainers: list[tuple], max_pack: int) -> list[list[int]]:
             groups.setdefault(key, []).append(index)
     for members in groups.values():
         most = min(max_pack, _fitting(trainers[members[0]][0]))
-        count = -(-len(members) // most)  # as few packs as fit, of sizes that differ by one
-        packs.extend(members[k::count] for k in range(count))
+        # runs of one activation and seed side by side: fewest calls, batches shared
+        members.sort(key=lambda k: (trainers[k][0].net.activation, trainers[k][0].config.seed))
+        packs.extend(split(members, -(-len(members) // most)))
     return sorted(packs)
+
+
+def split(items: list, count: int) -> list[list]:
+    """``items`` in ``count`` consecutive parts whose sizes differ by one at most."""
+    bounds = [len(items) * k // count for k in range(count + 1)]
+    return [items[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def _fitting(trainer: _Trainer) -> int:
@@ -241,10 +245,12 @@ class _Pack:
         self.config, self.X, self.T = first.config, first.X, first.T
         self.correct, self.validation = first.correct, first.validation
         self.net = first.net
-        # the runs share one shuffle: the first run's generator and order
-        self.rng, self.order = first.rng, first.order
-        for trainer in self.trainers:
-            trainer.rng, trainer.order = self.rng, self.order
+        # each run shuffles its own order, a row of one matrix, so that a step's batches of
+        # all the runs are one gather
+        self.orders = np.stack([trainer.order for trainer in self.trainers])
+        for trainer, order in zip(self.trainers, self.orders, strict=True):
+            trainer.order = order
+        self._batches: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         self._begin([resume for _, _, resume in members])
 
     def _begin(self, resumes) -> None:
@@ -271,7 +277,11 @@ class _Pack:
         trainers = [self.trainers[k] for k in self.active]
         self.theta = np.stack(flats)
         self.backprop = PackedBackprop(
-            self.net, self.config, self.theta, [t.config.alpha for t in trainers]
+            self.net,
+            self.config,
+            self.theta,
+            alphas=[t.config.alpha for t in trainers],
+            activations=[t.net.activation for t in trainers],
         )
         self.optimizer = _packed_optimizer(trainers, self.theta, self.backprop.flat_grad)
         self.optimizer.load_state(optimizer_state)
@@ -356,26 +366,47 @@ class _Pack:
         gd, X, T, update = self.config.gd, self.X, self.T, self._update
         if gd == "batch":
             return update(X, T)
-        K = len(self.active)
+        trainers = [self.trainers[k] for k in self.active]
+        for trainer in trainers:
+            trainer.rng.shuffle(trainer.order)
+        K, B = len(trainers), self.config.batch_size if gd == "minibatch" else 1
         total, hits = np.zeros(K), np.zeros(K, dtype=np.int64)
-        self.rng.shuffle(self.order)
-        if gd == "stochastic":
-            for i in self.order.tolist():
-                loss, correct = update(X[i : i + 1], T[i : i + 1])
-                total += loss
-                hits += correct
-            return total, hits
-        B = self.config.batch_size
-        X_batch, T_batch = self.trainers[0].X_batch, self.trainers[0].T_batch
-        for start in range(0, len(X), B):
-            index = self.order[start : start + B]
-            m = len(index)
-            xb = np.take(X, index, axis=0, out=X_batch[:m], mode="clip")
-            tb = np.take(T, index, axis=0, out=T_batch[:m], mode="clip")
+        if len({trainer.config.seed for trainer in trainers}) == 1:
+            order = trainers[0].order  # one seed, one order: the runs' batches are the same
+            if B == 1:
+                batches = ((X[i : i + 1], T[i : i + 1]) for i in order.tolist())
+            else:
+                batches = self._gathered(order, B)
+        else:
+            batches = self._gathered(self.orders[self.active], B)
+        for xb, tb in batches:
             loss, correct = update(xb, tb)
             total += loss
             hits += correct
         return total, hits
+
+    def _gathered(self, order: np.ndarray, B: int):
+        """The batches of ``B`` rows in ``order``: one order for all the runs (its batches
+        (m, n_inputs)), or a row of it per run (batches (K, m, n_inputs), each run its own)."""
+        X, T = self.X, self.T
+        for start in range(0, len(X), B):
+            index = order[..., start : start + B]
+            X_batch, T_batch = self._batch_buffers(index.shape)
+            # mode="clip": the index is valid, and "raise" would buffer the copy
+            yield (
+                np.take(X, index, axis=0, out=X_batch, mode="clip"),
+                np.take(T, index, axis=0, out=T_batch, mode="clip"),
+            )
+
+    def _batch_buffers(self, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """Buffers for the batches of ``shape``, allocated once (a pass has two sizes)."""
+        if shape not in self._batches:
+            X, T = self.X, self.T
+            self._batches[shape] = (
+                np.empty((*shape, X.shape[1]), X.dtype),
+                np.empty((*shape, *T.shape[1:]), T.dtype),
+            )
+        return self._batches[shape]
 
 
 def _packed_optimizer(trainers: list[_Trainer], theta: np.ndarray, grad: np.ndarray):
@@ -394,11 +425,17 @@ class PackedBackprop(Backprop):
     """``Backprop`` for K runs at once: every buffer gains a leading run axis, the parameters
     are the rows of ``theta`` (K, P), the gradients those of ``flat_grad``."""
 
-    def __init__(self, net: MLP, config, theta: np.ndarray, alphas: list[float]) -> None:
+    def __init__(
+        self, net: MLP, config, theta: np.ndarray, alphas: list[float], activations: list[str]
+    ) -> None:
         # the single run's chunking, so that every sum is taken over the same rows
         reference = Backprop(net, config.loss, config.output, max_rows=_rows(config, net))
-        self.loss, self.activate = reference.loss, reference.activate
-        self.derivative = reference.derivative
+        self.loss = reference.loss
+        # each run's hidden activation: one call for each stretch of runs that share one
+        self._segments = [
+            (start, stop, HIDDEN_ACTIVATIONS[name], DERIVATIVES[name])
+            for start, stop, name in _stretches(activations)
+        ]
         sizes, dtype, K = net.layer_sizes, net.dtype, len(theta)
         self.rows = rows = reference.rows
         self.activations = [np.empty((K, rows, width), dtype) for width in sizes[1:]]
@@ -418,12 +455,24 @@ class PackedBackprop(Backprop):
             np.matmul(A, W, out=Z)
             Z += b[:, None, :]
             if index < last:
-                self.activate(Z)
+                for start, stop, activate, _ in self._segments:
+                    activate(Z[start:stop])
             A = Z
         return A
 
+    def loss_and_grads(self, X: np.ndarray, T: np.ndarray, correct=None):
+        """As ``Backprop``'s, for a batch shared by the runs (m, n_inputs), or one batch per
+        run (K, m, n_inputs); only a shared one (batch GD) can be larger than a chunk."""
+        if X.ndim == 2:
+            return super().loss_and_grads(X, T, correct)
+        m = X.shape[1]
+        total, hits = self._chunk(X, T, 1.0 / m, correct, self._layers)
+        if self.penalty is not None:
+            total += self.penalty.add_gradient(m)
+        return total, hits
+
     def _chunk(self, X, T, scale: float, correct, layers):
-        m = len(X)
+        m = X.shape[-2]
         Z = self.forward(X, m)
         D = self.output_delta[:, :m]
         total = self.loss(Z, T, D, scale)
@@ -447,7 +496,8 @@ class PackedBackprop(Backprop):
                 fan_in = W.shape[1]
                 upstream = self._scratch[: K * m * fan_in].reshape(K, m, fan_in)
                 np.matmul(D, np.swapaxes(W, -1, -2), out=upstream)
-                self.derivative(A_prev, upstream)
+                for start, stop, _, derivative in self._segments:
+                    derivative(A_prev[start:stop], upstream[start:stop])
                 D = A_prev
 
     def evaluate(self, X: np.ndarray, T: np.ndarray, correct=None):
@@ -469,6 +519,15 @@ class PackedBackprop(Backprop):
         return total / len(X)
 
 
+def _stretches(names: list[str]):
+    """(start, stop, name) of each stretch of equal consecutive ``names``."""
+    start = 0
+    for name, same in itertools.groupby(names):
+        stop = start + len(list(same))
+        yield start, stop, name
+        start = stop
+
+
 def _rows(config, net: MLP) -> int:
     """The rows a single run's ``Backprop`` is built for (``_Trainer``)."""
     n = config.schedule_settings.n_samples
@@ -478,7 +537,7 @@ def _rows(config, net: MLP) -> int:
 def _layer_views(theta: np.ndarray, grad: np.ndarray, sizes) -> list[tuple[np.ndarray, ...]]:
     """(W, b, gW, gb) of each layer, each with the leading run axis: views into the rows."""
     views, offset = [], 0
-    for fan_in, fan_out in pairwise(sizes):
+    for fan_in, fan_out in itertools.pairwise(sizes):
         layer = []
         for matrix in (theta, grad):
             W = matrix[:, offset : offset + fan_in * fan_out].reshape(-1, fan_in, fan_out)

@@ -36,7 +36,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from nnlab.checks import InputError, check_choice, check_int, plural
 from nnlab.engine.checkpoint import Checkpoint
-from nnlab.engine.packed import MAX_PACK, PER_RUN_SETTINGS
+from nnlab.engine.packed import MAX_PACK, PER_RUN_SETTINGS, split
 from nnlab.store import RunWriter, open_store, register_sweep
 from nnlab.store.database import Store, StoreFault, portable_url
 from nnlab.store.models import PAUSED, STALE_AFTER, heartbeat_interval
@@ -438,27 +438,33 @@ def packs(
     items: list[tuple[int, dict]], jobs: int, max_pack: int = MAX_PACK
 ) -> list[list[tuple[int, dict]]]:
     """The runs to train together, as tasks: runs whose settings differ only in what a pack
-    lets each run have its own (``PER_RUN_SETTINGS``), at most ``max_pack`` to a task, in
-    packs of sizes that differ by one, and smaller when that leaves fewer than two tasks per
-    worker. In the order of each pack's first run."""
+    lets each run have its own (``PER_RUN_SETTINGS``, the activation and the seed), side by
+    side by activation and seed, at most ``max_pack`` to a task, in packs of sizes that
+    differ by one, and smaller when that leaves fewer than two tasks per worker. In the order
+    of each pack's first run."""
     groups: dict[str, list[tuple[int, dict]]] = {}
     for item in items:
         groups.setdefault(_pack_key(item[1]), []).append(item)
-    members = list(groups.values())
+    members = [sorted(group, key=_side_by_side) for group in groups.values()]
     counts = [-(-len(group) // max_pack) for group in members]  # as few packs as fit
     while sum(counts) < 2 * jobs:  # split the largest packs further, while there are any
         largest = max(range(len(members)), key=lambda g: len(members[g]) / counts[g])
         if len(members[largest]) == counts[largest]:
             break
         counts[largest] += 1
-    tasks = []
-    for group, count in zip(members, counts, strict=True):
-        tasks.extend(group[k::count] for k in range(count))
+    tasks = [
+        pack for group, count in zip(members, counts, strict=True) for pack in split(group, count)
+    ]
     position = {run_id: index for index, (run_id, _) in enumerate(items)}
-    return sorted(tasks, key=lambda pack: position[pack[0][0]])
+    return sorted(tasks, key=lambda pack: min(position[run_id] for run_id, _ in pack))
 
 
-_OWN = {*PER_RUN_SETTINGS, "init"}
+_OWN = {*PER_RUN_SETTINGS, "init", "activation", "seed"}
+
+
+def _side_by_side(item: tuple[int, dict]) -> tuple:
+    config = item[1]
+    return str(config.get("activation")), config.get("seed", 0)
 
 
 def _pack_key(config: dict) -> str:

@@ -107,17 +107,18 @@ def test_a_packed_run_is_the_run_alone_to_the_bit(activation, loss, output, opti
             "gd": gd,
             "batch_size": 8,
             "epochs": 5,
-            "seed": 7,
+            "seed": 7 + k % 2,  # two shuffles among the runs
             **schedule,
         }
-        for schedule in SCHEDULED
+        for k, schedule in enumerate(SCHEDULED)
     ]
 
-    def make_net(k):  # each run its own initial weights
-        return MLP([4, 6, 5, n_outputs], activation=activation, output=output, seed=k)
+    def make_net(k):  # each run its own initial weights; every third another activation
+        hidden = ACTIVATIONS[k % len(ACTIVATIONS)] if k % 3 == 0 else activation
+        return MLP([4, 6, 5, n_outputs], activation=hidden, output=output, seed=k)
 
     alone, alone_nets, packed, packed_nets, plan = train_both(make_net, settings, X, y, val)
-    assert plan == [list(range(len(settings)))]  # one pack: they did train together
+    assert [sorted(pack) for pack in plan] == [list(range(len(settings)))]  # trained together
     for run in zip(alone, packed, alone_nets, packed_nets, strict=True):
         assert_same_run(*run)
     assert len(packed[-1].history) == 2
@@ -193,7 +194,7 @@ def test_what_cannot_share_arithmetic_is_not_packed():
     base = {"epochs": 1, "seed": 0}
     runs = [
         (MLP([4, 8, 3], seed=0), {**base, "learning_rate": 0.1}),
-        (MLP([4, 8, 3], seed=1), {**base, "learning_rate": 0.2}),  # packs with 0
+        (MLP([4, 8, 3], seed=1), {**base, "learning_rate": 0.2}),  # these four pack
         (MLP([4, 8, 3], seed=0), {**base, "seed": 1}),  # another shuffle
         (MLP([4, 8, 3], activation="tanh"), base),  # another activation
         (MLP([4, 9, 3]), base),  # another shape
@@ -202,8 +203,12 @@ def test_what_cannot_share_arithmetic_is_not_packed():
         (MLP([4, 8, 3]), {**base, "alpha": 0.1}),  # an L2 penalty
         (MLP([4, 8, 3]), {**base, "batch_size": MAX_PACKED_BATCH + 1}),  # GEMM-bound: alone
         (MLP([4, 8, 3]), {**base, "batch_size": MAX_PACKED_BATCH + 1}),
+        (MLP([4, 8, 3], output="sigmoid"), {**base, "loss": "mse"}),  # another loss
     ]
-    assert sorted(pack_plan(runs, X, y)) == [[0, 1], *([k] for k in range(2, 10))]
+    plan = pack_plan(runs, X, y)
+    assert sorted(sorted(pack) for pack in plan) == [[0, 1, 2, 3], *([k] for k in range(4, 11))]
+    # side by side by activation, then seed: each stretch one call, one gather
+    assert plan[0] == [0, 1, 2, 3]
     assert pack_plan(runs[:2], X, y, max_pack=1) == [[0], [1]]
 
 

@@ -89,13 +89,14 @@ def test_packs_group_runs_that_differ_only_in_their_own_settings():
     configs = [
         {**base, "learning_rate": 0.1},
         {**base, "learning_rate": 0.2, "momentum": 0.5, "init": "he_normal"},  # with 1
-        {**base, "seed": 1},  # another shuffle
-        {**base, "activation": "relu"},
+        {**base, "seed": 1},  # another shuffle, with 1
+        {**base, "activation": "relu"},  # with 1
         {**base, "batch_size": 16},
         {**base, "learning_rate": 0.3, "epochs": 9, "patience": 3, "weight_decay": 0.1},
     ]
     tasks = packs(items(configs), jobs=1)
-    assert [[run_id for run_id, _ in task] for task in tasks] == [[1, 2, 6], [3], [4], [5]]
+    # one pack but for other batches; side by side by activation, then seed
+    assert [[run_id for run_id, _ in task] for task in tasks] == [[4, 1, 2, 6, 3], [5]]
 
 
 def test_packs_are_balanced_and_leave_every_worker_work():
