@@ -258,19 +258,21 @@ class RunWriter:
         *,
         checkpoint: tuple[int, bytes] | None = None,
         then: Callable[[Connection], list] | None = None,
+        seconds: float | None = None,
     ) -> list:
         """Commit what is buffered and record how the run ended (and, when given, the
         fingerprint of the data it trained on), in one transaction. A ``paused`` run keeps
         ``checkpoint`` (epoch, bytes) in place of any earlier one; a run that ends any other
         way but ``failed`` (which a retry may resume) drops its checkpoint. ``then`` is
         called with the connection before the commit (a scheduler's decisions); what it
-        returns is returned."""
+        returns is returned. ``seconds`` is what the attempt adds to the run's ``duration_s``
+        (default: the time since ``start``; a run trained in a pack gives its share)."""
         if status not in RUN_STATUSES:
             raise ValueError(f"unknown run status {status!r}; expected one of {RUN_STATUSES}")
         if (status == PAUSED) != (checkpoint is not None):
             raise ValueError("a paused run, and only a paused run, is given its checkpoint")
         self.close()
-        duration = time.monotonic() - self._started
+        duration = time.monotonic() - self._started if seconds is None else seconds
         with self.store.guard(), self.store.write() as connection:
             self._queue.finish(connection, self._held(), status, error, duration, data_fingerprint)
             if self._pending:

@@ -762,8 +762,9 @@ def _train_task(
         configs = {run_id: config for run_id, config, _ in runs}
         claimed = [configs[writer.run_id] for writer in writers]
         trained = _train_claimed(writers, claimed, rungs, max_pack)
+        packed = len(writers) > 1
         for writer, outcome in zip(writers, trained, strict=True):
-            outcomes[writer.run_id] = _record(writer, outcome, rungs)
+            outcomes[writer.run_id] = _record(writer, outcome, rungs, packed)
     return [outcomes[run_id] for run_id, _, _ in runs]
 
 
@@ -794,9 +795,11 @@ def _train_claimed(writers: list[RunWriter], configs: list[dict], rungs: Ladder 
     )
 
 
-def _record(writer: RunWriter, outcome, rungs: Ladder | None) -> tuple[int, str, list]:
+def _record(writer: RunWriter, outcome, rungs: Ladder | None, packed: bool) -> tuple:
     """Commit how a trained run ended (and the decisions due then): (run id, status, runs
-    those decisions made final)."""
+    those decisions made final). A run trained beside others (``packed``) counts its share of
+    their time, the seconds of the epochs it trained now, so that the runs' durations add up
+    to the time spent."""
     run_id = writer.run_id
     decide = None
     if rungs is not None and writer.rung is not None:
@@ -809,11 +812,13 @@ def _record(writer: RunWriter, outcome, rungs: Ladder | None) -> tuple[int, str,
             return run_id, "failed", writer.finish("failed", error, then=decide)
         result = outcome.result
         paused = result.checkpoint
+        resumed_after = 0 if writer.checkpoint is None else writer.checkpoint[0]
         made_final = writer.finish(
             result.status,
             data_fingerprint=outcome.fingerprint,
             checkpoint=None if paused is None else (paused.epoch, paused.to_bytes()),
             then=decide,
+            seconds=sum(r.seconds for r in result.history[resumed_after:]) if packed else None,
         )
         return run_id, result.status, made_final
     except RunLost:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -68,6 +69,18 @@ def test_every_run_of_a_packed_sweep_is_the_run_trained_alone(db_url):
         assert (status, epochs) == alone(config)  # to the bit, through the database
     statuses = {status for _, status, _ in stored.values()}
     assert {"diverged", "early_stopped"} <= statuses  # runs left their packs early
+
+
+def test_packed_runs_count_their_share_of_the_time(sqlite_url):
+    start = time.monotonic()
+    run_sweep(parse_spec(SPEC.replace("epochs: 6", "epochs: 30")), sqlite_url, jobs=2)
+    elapsed = time.monotonic() - start
+    with open_store(sqlite_url, create=False).read() as connection:
+        durations = connection.exec_driver_sql("SELECT sum(duration_s) FROM runs").scalar()
+        seconds = connection.exec_driver_sql("SELECT sum(seconds) FROM epochs").scalar()
+    # shares of two workers' time: a run that trained beside nine others is not counted ten
+    # times over
+    assert 0 < seconds <= durations * (1 + 1e-9) and durations <= 2 * elapsed
 
 
 def test_packing_changes_nothing_but_the_time(sqlite_url, tmp_path):
