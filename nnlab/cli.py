@@ -21,16 +21,15 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from nnlab import __version__, api, service
+from nnlab import __version__, api, connect, service
 from nnlab.__main__ import EXIT_INTERRUPTED
 from nnlab.checks import InputError, check_choice, plural
 from nnlab.engine import EpochRecord
 from nnlab.params import PARAMS, Param, by_name
-from nnlab.report import METRICS, mean_std, write_report
-from nnlab.store import ENV_VAR, StoreError, connect, database, delete_sweep, rename_sweep
+from nnlab.store import ENV_VAR, StoreError, database, delete_sweep, rename_sweep
+from nnlab.store.columns import METRICS, RUN_COLUMNS, SWEEP_COLUMNS
 from nnlab.store.database import StoreFault
 from nnlab.store.models import RUN_STATUSES, STALE_AFTER
-from nnlab.store.query import RUN_COLUMNS, SWEEP_COLUMNS
 from nnlab.store.sql import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, run_query
 from nnlab.sweeps import halving
 from nnlab.sweeps.grid import DEFAULT_MAX_RUNS, axis_values, from_values
@@ -457,6 +456,8 @@ def _print_rungs(scheduler: dict, rungs, budget) -> None:
 def _print_best(configurations, axes: list[str], metric: str, rung_epochs=None) -> None:
     """The best ``BEST_SHOWN`` configurations: grid settings, final ``metric`` mean ± std over
     seeds (under a scheduler, at the epoch of the rung they reached)."""
+    from nnlab.report import mean_std  # the report's module loads matplotlib: only when needed
+
     best = configurations.head(BEST_SHOWN)
     rows = []
     for row in best.itertuples():
@@ -797,6 +798,8 @@ def report(ctx, sweeps, db, output, metric, threshold):
       nnlab report quickstart
       nnlab report quickstart gd-variants -o reports/compare.html
     """
+    from nnlab.report import write_report  # matplotlib and Jinja2: for this command only
+
     with user_errors(ctx):
         path = write_report(connect(db), sweeps, output, metric=metric, threshold=threshold)
     click.echo(str(path))
