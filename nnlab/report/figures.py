@@ -46,6 +46,9 @@ STYLE = {
     "svg.hashsalt": "nnlab",  # the same store gives the same file
     "font.size": 8.5,
     "axes.titlesize": 9.5,
+    # a title on its panel's top edge, never moved: nothing is drawn above a panel, and moving
+    # it measured the y axis again for every title at every draw and layout pass
+    "axes.titley": 1.0,
     "axes.spines.top": False,
     "axes.spines.right": False,
     "axes.grid": True,
@@ -235,9 +238,24 @@ def plain_log_ticks(axis, low: float, high: float) -> None:
     more than three decades), labelled as plain numbers, never as math text; no minor ticks,
     which cost more to lay out than the curves do to draw."""
     wide = high / low > 1e3
-    axis.set_major_locator(LogLocator(subs=(1.0,) if wide else (1.0, 2.0, 5.0)))
+    axis.set_major_locator(_InViewLogLocator(subs=(1.0,) if wide else (1.0, 2.0, 5.0)))
     axis.set_major_formatter(PLAIN_NUMBER)
     axis.set_minor_locator(NullLocator())
+
+
+class _InViewLogLocator(LogLocator):
+    """``LogLocator``'s ticks inside the view only: it adds a decade or two on either side,
+    each one a tick matplotlib makes and updates at every layout pass and draw, never shown."""
+
+    def tick_values(self, vmin: float, vmax: float) -> np.ndarray:
+        ticks = super().tick_values(vmin, vmax)
+        if min(vmin, vmax) <= 0:  # matplotlib replaces a limit of 0 with the data's own
+            return ticks
+        low, high = np.log10(sorted((vmin, vmax)))
+        slack = (high - low) * 1e-9  # looser than matplotlib's own test of a tick in view
+        with np.errstate(divide="ignore"):
+            at = np.log10(ticks)
+        return ticks[(at >= low - slack) & (at <= high + slack)]
 
 
 # --- two settings at a time: heatmaps -------------------------------------------------------
