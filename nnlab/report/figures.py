@@ -439,14 +439,16 @@ def marginal_chart(view: SweepView) -> Chart:
     fig, panels = _panels(len(view.axes), columns=3, height=2.6)
     box = {"widths": 0.5, "showfliers": True, "flierprops": {"markersize": 3}}
     for ax, setting in zip(panels, view.axes, strict=True):
-        labels = []
+        labels, boxes = [], {}  # position: the values of its box
         for position, (label, rows) in enumerate(groups(view.runs, setting)):
             values = finals[rows[view.clean[rows]]]
             values = values[np.isfinite(values)]
             if values.size:
-                ax.boxplot([values], positions=[position], **box)
+                boxes[position] = values
             trouble = int(view.diverged[rows].sum())
             labels.append(f"{label}\n{trouble}/{len(rows)} div." if trouble else label)
+        if boxes:  # all of a panel's boxes in one call: each call reads every rcParam again
+            ax.boxplot(list(boxes.values()), positions=list(boxes), **box)
         ax.set_xticks(range(len(labels)), labels)
         ax.tick_params(axis="x", labelrotation=30 if len(labels) > 4 else 0)
         ax.set_title(setting)
