@@ -323,7 +323,8 @@ def _heatmap(ax, median, diverged, total, norm) -> None:
         color = "white" if dark else "black"
         text = _cell_text(value, diverged[i, j], total[i, j])
         size = 7.5 if median.shape[1] <= WIDE_HEATMAP else 6.5
-        ax.text(j, i, text, ha="center", va="center", fontsize=size, color=color)
+        # in_layout=False: centred in its cell, inside the panel, so no layout pass measures it
+        ax.text(j, i, text, ha="center", va="center", fontsize=size, color=color, in_layout=False)
 
 
 def _cell_text(median: float, diverged: int, total: int) -> str:
