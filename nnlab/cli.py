@@ -26,6 +26,7 @@ from nnlab.__main__ import EXIT_INTERRUPTED
 from nnlab.checks import InputError, check_choice, plural
 from nnlab.engine import EpochRecord
 from nnlab.params import PARAMS, Param, by_name
+from nnlab.report import mean_std
 from nnlab.store import ENV_VAR, StoreError, database, delete_sweep, rename_sweep
 from nnlab.store.columns import METRICS, RUN_COLUMNS, SWEEP_COLUMNS
 from nnlab.store.database import StoreFault
@@ -456,8 +457,6 @@ def _print_rungs(scheduler: dict, rungs, budget) -> None:
 def _print_best(configurations, axes: list[str], metric: str, rung_epochs=None) -> None:
     """The best ``BEST_SHOWN`` configurations: grid settings, final ``metric`` mean ± std over
     seeds (under a scheduler, at the epoch of the rung they reached)."""
-    from nnlab.report import mean_std  # the report's module loads matplotlib: only when needed
-
     best = configurations.head(BEST_SHOWN)
     rows = []
     for row in best.itertuples():
