@@ -21,17 +21,17 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from nnlab import __version__, api, service
+from nnlab import __version__, api, connect, service
 from nnlab.__main__ import EXIT_INTERRUPTED
 from nnlab.checks import InputError, check_choice, plural
 from nnlab.engine import EpochRecord
 from nnlab.engine.packed import MAX_PACK
 from nnlab.params import PARAMS, Param, by_name
-from nnlab.report import METRICS, mean_std, write_report
-from nnlab.store import ENV_VAR, StoreError, connect, database, delete_sweep, rename_sweep
+from nnlab.report import mean_std
+from nnlab.store import ENV_VAR, StoreError, database, delete_sweep, rename_sweep
+from nnlab.store.columns import METRICS, RUN_COLUMNS, SWEEP_COLUMNS
 from nnlab.store.database import StoreFault
 from nnlab.store.models import RUN_STATUSES, STALE_AFTER
-from nnlab.store.query import RUN_COLUMNS, SWEEP_COLUMNS
 from nnlab.store.sql import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, run_query
 from nnlab.sweeps import halving
 from nnlab.sweeps.grid import DEFAULT_MAX_RUNS, axis_values, from_values
@@ -806,6 +806,8 @@ def report(ctx, sweeps, db, output, metric, threshold):
       nnlab report quickstart
       nnlab report quickstart gd-variants -o reports/compare.html
     """
+    from nnlab.report import write_report  # matplotlib and Jinja2: for this command only
+
     with user_errors(ctx):
         path = write_report(connect(db), sweeps, output, metric=metric, threshold=threshold)
     click.echo(str(path))

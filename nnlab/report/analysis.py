@@ -433,9 +433,9 @@ def pair_cells(runs: pd.DataFrame, rows: str, columns: str) -> tuple[np.ndarray,
     column = {_key(value): j for j, value in enumerate(setting_values(runs, columns))}
     shape = (len(row), len(column))
     median, diverged, total = np.full(shape, np.nan), np.zeros(shape, int), np.zeros(shape, int)
-    for (a, b), stat in stats.iterrows():
-        i, j = row[_key(a)], column[_key(b)]
-        median[i, j], diverged[i, j], total[i, j] = stat["median"], stat.diverged, stat.total
+    i = [row[_key(a)] for a in stats.index.get_level_values(0)]
+    j = [column[_key(b)] for b in stats.index.get_level_values(1)]
+    median[i, j], diverged[i, j], total[i, j] = stats["median"], stats.diverged, stats.total
     return median, diverged, total
 
 

@@ -44,6 +44,7 @@ from nnlab.report.figures import (
     marginal_chart,
     schedule_chart,
 )
+from nnlab.report.text import mean_std
 from nnlab.store import Lab
 
 DEFAULT_DIRECTORY = "reports"
@@ -362,14 +363,6 @@ def _best_cells(view: SweepView, row, extra: list[int]) -> list[str]:
 def _rung_epochs(scheduler: dict, rung) -> str:
     """The epoch of the highest rung a configuration reached; a dash before any."""
     return "–" if pd.isna(rung) else str(scheduler["rungs"][int(rung)])
-
-
-def mean_std(mean: float, std: float) -> str:
-    """``0.1234 ± 0.012``: a mean over seeds and its spread; a lone seed (no std) shows its
-    value alone, and no seed at all a dash."""
-    if math.isnan(mean):
-        return "–"
-    return f"{mean:.4g}" if math.isnan(std) else f"{mean:.4g} ± {std:.2g}"
 
 
 def _ids(run_ids: list[int], shown: int = 20) -> str:

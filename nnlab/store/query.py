@@ -19,6 +19,7 @@ import pandas as pd
 from sqlalchemy import func, select, text
 
 from nnlab.checks import check_choice
+from nnlab.store.columns import ACCURACY, METRICS, RUN_COLUMNS, SWEEP_COLUMNS
 from nnlab.store.database import Store, StoreError, display_url, open_store
 from nnlab.store.models import (
     CLEAN_STATUSES,
@@ -32,40 +33,9 @@ from nnlab.store.models import (
 )
 from nnlab.store.registry import unknown_sweep
 
-RUN_COLUMNS = {
-    "run_id": "int64",
-    "sweep": "string",
-    "status": "string",
-    "seed": "int64",
-    "learning_rate": "float64",
-    "batch_size": "Int64",  # nullable: NULL means the whole training set
-    "activation": "string",
-    "gd": "string",
-    "optimizer": "string",
-    "hidden": "string",
-    "learning_rate_schedule": "string",
-    "init": "string",
-    "alpha": "float64",
-    "weight_decay": "float64",
-    "final_train_loss": "float64",
-    "final_val_loss": "float64",
-    "final_train_accuracy": "float64",
-    "final_val_accuracy": "float64",
-    "best_val_loss": "float64",
-    "best_epoch": "Int64",
-    "epochs_run": "int64",
-    "duration_s": "float64",
-    "rung": "Int64",  # under a scheduler: the rung the run is at, or stopped at
-}
-METRICS = ("val_loss", "train_loss")  # what configurations can be ranked by
-ACCURACY = {"val_loss": "val_accuracy", "train_loss": "train_accuracy"}  # on the same data
 QUARTILES = (0.25, 0.5, 0.75)  # the band of a curve over runs: its IQR around the median
 HYPERPARAMETERS = ("learning_rate", "batch_size", "activation", "gd", "optimizer", "hidden")
 HYPERPARAMETERS += ("learning_rate_schedule", "init", "alpha", "weight_decay")
-SWEEP = ("sweep_id", "name", "description", "status", "spec_hash")
-# What Lab.sweeps adds to each sweep's row: what its runs are doing and how good they got.
-ACTIVITY_COLUMNS = ("statuses", "started_at", "last_activity", "metric", "best")
-SWEEP_COLUMNS = (*SWEEP, "created_at", "finished_at", "runs", *ACTIVITY_COLUMNS)
 # Where and with what a sweep's runs trained: the runs-table columns SweepDetails summarises.
 VERSIONS = ("nnlab_version", "numpy_version", "python_version")
 PROVENANCE_COLUMNS = (*VERSIONS, "hostname", "git_commit", "data_fingerprint")
