@@ -10,7 +10,7 @@ from nnlab.engine.checkpoint import Checkpoint
 from nnlab.engine.losses import DEFAULT_OUTPUT, LOSS_NAMES, LOSSES
 from nnlab.engine.mlp import INITS, MLP
 from nnlab.engine.optimizers import OPTIMIZERS
-from nnlab.engine.packed import train_many
+from nnlab.engine.packed import pack_plan, train_many
 from nnlab.engine.schedules import SCHEDULES
 from nnlab.engine.training import (
     GD_VARIANTS,
@@ -39,6 +39,7 @@ __all__ = [
     "Checkpoint",
     "EpochRecord",
     "TrainResult",
+    "pack_plan",
     "train",
     "train_many",
 ]
