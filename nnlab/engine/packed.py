@@ -438,8 +438,12 @@ class PackedBackprop(Backprop):
         ]
         sizes, dtype, K = net.layer_sizes, net.dtype, len(theta)
         self.rows = rows = reference.rows
-        self.activations = [np.empty((K, rows, width), dtype) for width in sizes[1:]]
-        self.output_delta = np.empty((K, rows, sizes[-1]), dtype)
+        # flat, viewed as a contiguous (K, m, width) for each batch of m rows: a (K, rows,
+        # width) array cut to m rows would put each run's block a whole chunk apart, the
+        # blocks then fighting over the same cache sets
+        self._widths = sizes[1:]
+        self.activations = [np.empty(K * rows * width, dtype) for width in self._widths]
+        self.output_delta = np.empty(K * rows * sizes[-1], dtype)
         self._scratch = np.empty(K * rows * max(sizes[1:-1], default=0), dtype)
         self.flat_grad = np.zeros_like(theta)
         self._layers = _layer_views(theta, self.flat_grad, sizes)
@@ -451,7 +455,7 @@ class PackedBackprop(Backprop):
         A = X
         last = len(self._layers) - 1
         for index, (W, b, _, _) in enumerate(self._layers):
-            Z = self.activations[index][:, :m]
+            Z = self._rows_of(self.activations[index], m, self._widths[index])
             np.matmul(A, W, out=Z)
             Z += b[:, None, :]
             if index < last:
@@ -474,7 +478,7 @@ class PackedBackprop(Backprop):
     def _chunk(self, X, T, scale: float, correct, layers):
         m = X.shape[-2]
         Z = self.forward(X, m)
-        D = self.output_delta[:, :m]
+        D = self._rows_of(self.output_delta, m, self._widths[-1])
         total = self.loss(Z, T, D, scale)
         hits = correct(Z, T) if correct is not None else 0
         self.backward(X, D, m, layers)
@@ -484,7 +488,10 @@ class PackedBackprop(Backprop):
         K = D.shape[0]
         for index in range(len(layers) - 1, -1, -1):
             W, _, gW, gb = layers[index]
-            A_prev = X if index == 0 else self.activations[index - 1][:, :m]
+            if index == 0:
+                A_prev = X
+            else:
+                A_prev = self._rows_of(self.activations[index - 1], m, self._widths[index - 1])
             A_prev_T = np.swapaxes(A_prev, -1, -2)
             if m == 1:
                 np.multiply(A_prev_T, D, out=gW)
@@ -499,6 +506,10 @@ class PackedBackprop(Backprop):
                 for start, stop, _, derivative in self._segments:
                     derivative(A_prev[start:stop], upstream[start:stop])
                 D = A_prev
+
+    def _rows_of(self, buffer: np.ndarray, m: int, width: int) -> np.ndarray:
+        K = len(self.flat_grad)
+        return buffer[: K * m * width].reshape(K, m, width)
 
     def evaluate(self, X: np.ndarray, T: np.ndarray, correct=None):
         K = len(self.flat_grad)
