@@ -31,7 +31,7 @@ import numpy_loop
 from gemm import gemm_rate, train_flops_per_sample
 from threadpoolctl import threadpool_limits
 
-from nnlab.engine import MLP, train
+from nnlab.engine import MLP, train, train_many
 
 LEARNING_RATE = 0.01
 PAUSE_S = 0.3
@@ -59,6 +59,26 @@ def run_nnlab(X, y, sizes, batch_size, epochs):
     net = MLP(sizes, activation="relu", seed=0)
     gd = "batch" if batch_size == len(X) else "minibatch"
     train(net, X, y, gd=gd, batch_size=batch_size, learning_rate=LEARNING_RATE, epochs=epochs)
+
+
+def run_nnlab_packed(X, y, sizes, batch_size, epochs):
+    """PACKED runs at once (nnlab.engine.train_many): learning rates spread around the others'
+    one, the same seed, so they train as one pack; its samples count every run's."""
+    gd = "batch" if batch_size == len(X) else "minibatch"
+    runs = [
+        (
+            MLP(sizes, activation="relu", seed=0),
+            {
+                "gd": gd,
+                "batch_size": batch_size,
+                "epochs": epochs,
+                "learning_rate": LEARNING_RATE * (0.5 + k / PACKED),
+                "divergence_factor": None,
+            },
+        )
+        for k in range(PACKED)
+    ]
+    train_many(runs, X, y, max_pack=PACKED)
 
 
 def run_numpy_loop(X, y, sizes, batch_size, epochs):
@@ -111,8 +131,10 @@ def run_torch(X, y, sizes, batch_size, epochs):
             total += loss.item() * len(index)
 
 
+PACKED = 10  # runs trained together by "nnlab packed"
 IMPLEMENTATIONS = {
     "nnlab": run_nnlab,
+    "nnlab packed": run_nnlab_packed,
     "numpy loop": run_numpy_loop,
     "sklearn": run_sklearn,
     "torch": run_torch,
@@ -139,7 +161,8 @@ def measure(X, y, sizes, batch_size, repeats, work):
         for impl, fn in order[repeat % len(order) :] + order[: repeat % len(order)]:
             start = time.perf_counter()
             fn(Xs, ys, sizes, min(batch_size, n), epochs)
-            rates[impl].append(epochs * n / (time.perf_counter() - start))
+            runs = PACKED if impl == "nnlab packed" else 1
+            rates[impl].append(runs * epochs * n / (time.perf_counter() - start))
             time.sleep(PAUSE_S)
     return {impl: statistics.median(values) for impl, values in rates.items()}
 
@@ -160,13 +183,13 @@ def _timed(fn):
 
 
 def nnlab_rate(rates: dict, sizes) -> float:
-    """GFLOP/s of nnlab's training from its samples/s in ``rates`` (one run at a time).
-
-    The place to extend for a path that trains K compatible runs together ("packed"): time it as
-    one more entry of IMPLEMENTATIONS whose samples count every packed run's, and give its rate
-    here beside the one-run figure.
-    """
+    """GFLOP/s of nnlab's training from its samples/s in ``rates`` (one run at a time)."""
     return rates["nnlab"] * train_flops_per_sample(sizes) / 1e9
+
+
+def packed_rate(rates: dict, sizes) -> float:
+    """GFLOP/s of ``PACKED`` runs trained together, every run's samples counted."""
+    return rates["nnlab packed"] * train_flops_per_sample(sizes) / 1e9
 
 
 def torch_threads(threads):
@@ -194,27 +217,31 @@ def throughput_table(repeats, work_scale):
                 gemm_only = gemm_rate(sizes, batch_size, threads)
                 with threadpool_limits(threads):
                     rates = measure(X, y, sizes, batch_size, repeats, work)
-                gflops = nnlab_rate(rates, sizes)
-                rows.append((name, batch, threads, rates, gflops, gemm_only, peak))
+                gflops, packed = nnlab_rate(rates, sizes), packed_rate(rates, sizes)
+                rows.append((name, batch, threads, rates, gflops, packed, gemm_only, peak))
                 print_row(rows[-1], flush=True)
     return rows
 
 
 HEADER = (
-    f"| {'problem':<30} | {'batch':>5} | thr | {'nnlab':>9} | {'numpy loop':>10} | "
+    f"| {'problem':<30} | {'batch':>5} | thr | {'nnlab':>9} | {'packed ×10':>10} | "
+    f"{'numpy loop':>10} | "
     f"{'sklearn':>9} | {'torch':>9} | {'×sklearn':>8} | {'×torch':>6} | {'×loop':>5} | "
-    f"{'GFLOP/s':>7} | {'GEMM-only':>9} | {'×GEMM':>5} | {'% peak':>6} |"
+    f"{'GFLOP/s':>7} | {'packed':>6} | {'GEMM-only':>9} | {'×GEMM':>5} | {'packed ×GEMM':>12} | "
+    f"{'% peak':>6} |"
 )
 
 
 def print_row(row, flush=False):
-    name, batch, threads, r, gflops, gemm_only, peak = row
+    name, batch, threads, r, gflops, packed, gemm_only, peak = row
     print(
         f"| {name:<30} | {batch!s:>5} | {threads:>3} | {r['nnlab']:>9,.0f} | "
+        f"{r['nnlab packed']:>10,.0f} | "
         f"{r['numpy loop']:>10,.0f} | {r['sklearn']:>9,.0f} | {_rate(r, 'torch'):>9} | "
         f"{r['nnlab'] / r['sklearn']:>8.2f} | {_ratio(r, 'torch'):>6} | "
-        f"{r['nnlab'] / r['numpy loop']:>5.2f} | {gflops:>7.1f} | {gemm_only:>9.1f} | "
-        f"{gflops / gemm_only:>5.2f} | {100 * gflops / peak:>5.0f}% |",
+        f"{r['nnlab'] / r['numpy loop']:>5.2f} | {gflops:>7.1f} | {packed:>6.1f} | "
+        f"{gemm_only:>9.1f} | {gflops / gemm_only:>5.2f} | {packed / gemm_only:>12.2f} | "
+        f"{100 * gflops / peak:>5.0f}% |",
         flush=flush,
     )
 
