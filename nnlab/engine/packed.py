@@ -37,6 +37,8 @@ from nnlab.engine.mlp import MLP, Backprop, weight_mask
 from nnlab.engine.optimizers import OPTIMIZERS, WeightDecay
 from nnlab.engine.training import (
     _EVAL_ROWS,
+    CONFIG_ARGUMENTS,
+    OPTIMIZER_ARGUMENTS,
     EpochRecord,
     TrainResult,
     _Trainer,
@@ -52,28 +54,11 @@ MAX_PACK = 10
 MAX_PACKED_BATCH = 512
 # Activation memory of one pack (K × rows × widths × itemsize), at most
 _PACK_BYTES = 64 * 2**20
-# train's settings that each run of a pack has its own of (the network's init too)
+# train's settings that each run of a pack has its own of (besides its network's init and
+# activation, and its seed): all but those the arithmetic shares
 PER_RUN_SETTINGS = (
-    "learning_rate",
-    "learning_rate_schedule",
-    "power_t",
-    "gamma",
-    "step_size",
-    "min_learning_rate",
-    "n_iter_no_change",
-    "alpha",
-    "weight_decay",
-    "momentum",
-    "beta1",
-    "beta2",
-    "epsilon",
-    "epochs",
-    "patience",
-    "min_delta",
-    "restore_best",
-    "tol",
-    "tol_patience",
-    "divergence_factor",
+    *(name for name in CONFIG_ARGUMENTS if name not in ("loss", "gd", "batch_size", "optimizer")),
+    *OPTIMIZER_ARGUMENTS,
 )
 _OPTIMIZER_HYPERPARAMETERS = {
     "sgd": (),
@@ -510,17 +495,6 @@ class PackedBackprop(Backprop):
     def _rows_of(self, buffer: np.ndarray, m: int, width: int) -> np.ndarray:
         K = len(self.flat_grad)
         return buffer[: K * m * width].reshape(K, m, width)
-
-    def evaluate(self, X: np.ndarray, T: np.ndarray, correct=None):
-        K = len(self.flat_grad)
-        total, hits = np.zeros(K), np.zeros(K, dtype=np.int64)
-        for start in range(0, len(X), self.rows):
-            Xc, Tc = X[start : start + self.rows], T[start : start + self.rows]
-            Z = self.forward(Xc, len(Xc))
-            total += self.loss(Z, Tc, None, 1.0 / len(Xc))
-            if correct is not None:
-                hits += correct(Z, Tc)
-        return total, hits
 
     def initial_losses(self, X: np.ndarray, T: np.ndarray) -> np.ndarray:
         """Each run's training objective at its initial weights (``_Trainer._initial_loss``)."""

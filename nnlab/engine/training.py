@@ -264,9 +264,9 @@ def prepare(arguments: dict) -> tuple[_Trainer, int]:
         y,
         n_samples=len(X),
         has_val=val is not None and len(val[0]) > 0,
-        optimizer_args={name: a[name] for name in ("momentum", "beta1", "beta2", "epsilon")},
+        optimizer_args={name: a[name] for name in OPTIMIZER_ARGUMENTS},
         seed=net.seed if a["seed"] is None else a["seed"],
-        **{name: a[name] for name in _CONFIG_ARGUMENTS},
+        **{name: a[name] for name in CONFIG_ARGUMENTS},
     )
     until_epoch = _check_until_epoch(a["until_epoch"], config.epochs, resume)
     net.output = config.output
@@ -283,8 +283,9 @@ def prepare(arguments: dict) -> tuple[_Trainer, int]:
     return trainer, until_epoch
 
 
-# train's arguments that make_config takes as they are
-_CONFIG_ARGUMENTS = (
+# train's arguments that make_config takes as optimizer_args, and those it takes as they are
+OPTIMIZER_ARGUMENTS = ("momentum", "beta1", "beta2", "epsilon")
+CONFIG_ARGUMENTS = (
     "loss",
     "gd",
     "batch_size",

@@ -15,7 +15,7 @@ from nnlab.cli import cli
 from nnlab.store import open_store
 from nnlab.sweeps.config import train_config
 from nnlab.sweeps.grid import from_values
-from nnlab.sweeps.runner import packs, run_sweep
+from nnlab.sweeps.runner import longest_first, packs, run_sweep
 from nnlab.sweeps.spec import parse_spec
 
 SPEC = textwrap.dedent("""\
@@ -120,6 +120,19 @@ def test_packs_are_balanced_and_leave_every_worker_work():
     assert all(len(task) == 1 for task in packs(items(configs), jobs=2, max_pack=1))
     runs = [run_id for task in packs(items(configs), jobs=2) for run_id, _ in task]
     assert sorted(runs) == list(range(1, 24))
+
+
+def test_the_longest_packs_go_first():
+    configs = [
+        {"gd": "batch", "epochs": 50, "learning_rate": 0.1},
+        {"gd": "minibatch", "batch_size": 64, "epochs": 10, "learning_rate": 0.1},
+        {"gd": "stochastic", "epochs": 10, "learning_rate": 0.1},
+        {"gd": "minibatch", "batch_size": 8, "epochs": 10, "learning_rate": 0.1},
+        {"gd": "minibatch", "batch_size": 8, "epochs": 10, "learning_rate": 0.2},
+    ]
+    tasks = longest_first(packs(items(configs), jobs=1))
+    # work: 10 × (1 + 32), 20 × (1 + 32 / 8), 50 × 1 (one step an epoch), 10 × (1 + 32 / 64)
+    assert [[run_id for run_id, _ in task] for task in tasks] == [[3], [4, 5], [1], [2]]
 
 
 def test_max_pack_is_an_option_and_is_checked(tmp_path):
