@@ -44,6 +44,7 @@ from nnlab.engine.training import (
     _Trainer,
     bind_train_arguments,
     prepare,
+    validate,
 )
 
 # Runs per pack, at most: beyond about this many the pack's weights and activations leave the
@@ -287,12 +288,7 @@ class _Pack:
         self.optimizer.learning_rate = np.array(rates, dtype=self.theta.dtype)[:, None]
         total, hits = self._pass()
         n = len(self.X)
-        val_loss = val_accuracy = None
-        if self.validation is not None and len(self.validation[0]):
-            X_val, T_val = self.validation
-            val_total, val_hits = self.backprop.evaluate(X_val, T_val, self.correct)
-            val_loss = val_total / len(X_val)
-            val_accuracy = val_hits / len(X_val) if self.correct else None
+        val_loss, val_accuracy = validate(self.backprop, self.validation, self.correct)
         seconds = (time.perf_counter() - start) / len(trainers)
         grad = self.backprop.flat_grad
         leaving = []

@@ -645,12 +645,7 @@ class _Trainer:
         else:
             total, hits = self._minibatch_pass()
         n = len(self.X)
-        val_loss = val_accuracy = None
-        if self.validation is not None and len(self.validation[0]):
-            X_val, T_val = self.validation
-            val_total, val_hits = self.backprop.evaluate(X_val, T_val, self.correct)
-            val_loss = val_total / len(X_val)
-            val_accuracy = val_hits / len(X_val) if self.correct else None
+        val_loss, val_accuracy = validate(self.backprop, self.validation, self.correct)
         grad = self.backprop.flat_grad
         return EpochRecord(
             epoch=epoch,
@@ -696,6 +691,16 @@ class _Trainer:
             total += loss
             hits += correct
         return total, hits
+
+
+def validate(backprop: Backprop, validation, correct):
+    """(val_loss, val_accuracy) of the weights now: None for what there is no data or no
+    accuracy for; a pack's ``backprop`` gives one of each per run."""
+    if validation is None or not len(validation[0]):
+        return None, None
+    X_val, T_val = validation
+    total, hits = backprop.evaluate(X_val, T_val, correct)
+    return total / len(X_val), hits / len(X_val) if correct else None
 
 
 def _crc32(*arrays: np.ndarray) -> int:
