@@ -236,7 +236,7 @@ class _Pack:
         self.orders = np.stack([trainer.order for trainer in self.trainers])
         for trainer, order in zip(self.trainers, self.orders, strict=True):
             trainer.order = order
-        self._batches: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._batches: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
         self._begin([resume for _, _, resume in members])
 
     def _begin(self, resumes) -> None:
