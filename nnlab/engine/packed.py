@@ -36,7 +36,6 @@ from nnlab.engine.activations import DERIVATIVES, HIDDEN_ACTIVATIONS
 from nnlab.engine.mlp import MLP, Backprop, weight_mask
 from nnlab.engine.optimizers import OPTIMIZERS, WeightDecay
 from nnlab.engine.training import (
-    _EVAL_ROWS,
     CONFIG_ARGUMENTS,
     OPTIMIZER_ARGUMENTS,
     EpochRecord,
@@ -61,12 +60,6 @@ PER_RUN_SETTINGS = (
     *(name for name in CONFIG_ARGUMENTS if name not in ("loss", "gd", "batch_size", "optimizer")),
     *OPTIMIZER_ARGUMENTS,
 )
-_OPTIMIZER_HYPERPARAMETERS = {
-    "sgd": (),
-    "momentum": ("momentum",),
-    "nesterov": ("momentum",),
-    "adam": ("beta1", "beta2", "epsilon"),
-}
 
 
 def train_many(
@@ -264,7 +257,7 @@ class _Pack:
         self.theta = np.stack(flats)
         self.backprop = PackedBackprop(
             self.net,
-            self.config,
+            trainers[0].backprop,
             self.theta,
             alphas=[t.config.alpha for t in trainers],
             activations=[t.net.activation for t in trainers],
@@ -391,11 +384,12 @@ class _Pack:
 
 
 def _packed_optimizer(trainers: list[_Trainer], theta: np.ndarray, grad: np.ndarray):
-    """The runs' update rule over the (K, P) matrices, each hyperparameter a (K, 1) column."""
+    """The runs' update rule over the (K, P) matrices, each hyperparameter a (K, 1) column
+    (every rule takes the ones it uses)."""
     config = trainers[0].config
     columns = {
         name: np.array([[t.config.optimizer_args[name]] for t in trainers], dtype=theta.dtype)
-        for name in _OPTIMIZER_HYPERPARAMETERS[config.optimizer]
+        for name in OPTIMIZER_ARGUMENTS
     }
     rule = OPTIMIZERS[config.optimizer](theta, grad, 0.0, **columns)
     decay = np.array([[t.config.weight_decay] for t in trainers], dtype=theta.dtype)
@@ -407,18 +401,23 @@ class PackedBackprop(Backprop):
     are the rows of ``theta`` (K, P), the gradients those of ``flat_grad``."""
 
     def __init__(
-        self, net: MLP, config, theta: np.ndarray, alphas: list[float], activations: list[str]
+        self,
+        net: MLP,
+        alone: Backprop,
+        theta: np.ndarray,
+        alphas: list[float],
+        activations: list[str],
     ) -> None:
-        # the single run's chunking, so that every sum is taken over the same rows
-        reference = Backprop(net, config.loss, config.output, max_rows=_rows(config, net))
-        self.loss = reference.loss
+        # a run's own Backprop (``alone``): its loss, and its chunking, so that every sum is
+        # taken over the same rows
+        self.loss = alone.loss
         # each run's hidden activation: one call for each stretch of runs that share one
         self._segments = [
             (start, stop, HIDDEN_ACTIVATIONS[name], DERIVATIVES[name])
             for start, stop, name in _stretches(activations)
         ]
         sizes, dtype, K = net.layer_sizes, net.dtype, len(theta)
-        self.rows = rows = reference.rows
+        self.rows = rows = alone.rows
         # flat, viewed as a contiguous (K, m, width) for each batch of m rows: a (K, rows,
         # width) array cut to m rows would put each run's block a whole chunk apart, the
         # blocks then fighting over the same cache sets
@@ -507,12 +506,6 @@ def _stretches(names: list[str]):
         stop = start + len(list(same))
         yield start, stop, name
         start = stop
-
-
-def _rows(config, net: MLP) -> int:
-    """The rows a single run's ``Backprop`` is built for (``_Trainer``)."""
-    n = config.schedule_settings.n_samples
-    return max(config.batch_size, min(_EVAL_ROWS, n))
 
 
 def _layer_views(theta: np.ndarray, grad: np.ndarray, sizes) -> list[tuple[np.ndarray, ...]]:
