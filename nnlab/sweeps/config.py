@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, make_dataclass
 
 from nnlab.data import SYNTHETIC, Dataset, fingerprint, load_dataset, split, standardize
-from nnlab.engine import MLP, EpochRecord, TrainResult, train
+from nnlab.engine import MLP, EpochRecord, TrainResult
 from nnlab.engine.checkpoint import Checkpoint
 from nnlab.engine.packed import MAX_PACK, train_many
 from nnlab.params import PARAMS
@@ -109,12 +109,10 @@ def train_config(
 ) -> RunOutcome:
     """Prepare the data, build the network and train it as ``config`` says: to the end, or
     paused after ``until_epoch``, from the start or from ``resume`` (see ``train``)."""
-    train_data, val_data, data_fingerprint = prepare_data(config.data)
-    net = _network(config, train_data)
-    val = (val_data.X, val_data.y) if val_data.n_samples else None
-    settings = _train_settings(config, on_epoch, until_epoch, resume)
-    result = train(net, train_data.X, train_data.y, val=val, **settings)
-    return RunOutcome(result, net, train_data, val_data, data_fingerprint)
+    (outcome,) = train_configs([config], [on_epoch], until_epochs=[until_epoch], resumes=[resume])
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
 
 
 def train_configs(
