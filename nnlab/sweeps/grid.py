@@ -21,7 +21,7 @@ from nnlab.engine.training import AUTO_BATCH_SIZE, check_schedule
 from nnlab.params import AUTO_BATCH, PARAMS
 from nnlab.sweeps.budget import DataShape, describe, estimate, worker_budget
 from nnlab.sweeps.config import DATA_DEFAULTS, RunConfig, prepare_data
-from nnlab.sweeps.spec import DATA_PREFIX, SpecError, SweepSpec
+from nnlab.sweeps.spec import DATA_PREFIX, SweepSpec
 
 DEFAULT_MAX_RUNS = 10_000
 # Combinations visited per run allowed: a grid collapses when parameters do not apply (batch_size
@@ -119,9 +119,10 @@ def expand_grid(spec: SweepSpec, max_runs: int = DEFAULT_MAX_RUNS) -> list[GridP
     for config in _configs(spec):
         points.setdefault(config_hash(config), GridPoint(config, config_hash(config)))
         if len(points) > max_runs:
-            raise SpecError(
-                f"{spec.name}: the grid has more than {max_runs} runs; narrow it, or raise "
-                f"--max-runs if you mean it"
+            raise spec.error(
+                ("grid",),
+                f"the grid has more than {max_runs} runs; narrow it, or raise --max-runs if "
+                "you mean it",
             )
     if not points:
         raise spec.error(("exclude",), "excludes every run of the grid; nothing would train")
