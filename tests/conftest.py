@@ -27,6 +27,28 @@ def classification() -> tuple[np.ndarray, np.ndarray]:
     return data.X, data.y
 
 
+# --- the engine's two paths for the update rules (nnlab/engine/kernels.py) ---
+
+
+def require_numba() -> None:
+    """Skip where numba is not installed, but never on CI, which installs it."""
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip("numba is not installed here (pip install -e '.[fast]')")
+
+
+@pytest.fixture(params=["numpy", "numba"])
+def each_kernel_path(request, monkeypatch) -> str:
+    """The test runs with the NumPy reference rules, then with the compiled ones."""
+    if request.param == "numba":
+        require_numba()
+    monkeypatch.setenv("NNLAB_KERNELS", request.param)
+    return request.param
+
+
 # --- the tracking store: every store test runs on SQLite and on a real PostgreSQL server ---
 
 

@@ -26,15 +26,51 @@ from __future__ import annotations
 
 import numpy as np
 
+from nnlab.engine import kernels
+
 
 class SGD:
+    """Each rule's ``step`` is its NumPy reference, ``numpy_step``, or the same arithmetic fused
+    into one compiled pass (nnlab/engine/kernels.py), chosen when the rule is built."""
+
+    _kernel_name = "sgd"
+
     def __init__(self, params: np.ndarray, grad: np.ndarray, learning_rate: float, **_) -> None:
         self.params, self.grad, self.learning_rate = params, grad, learning_rate
         self._step = np.empty_like(params)
+        compiled = kernels.compiled()
+        self._kernel = None if compiled is None else getattr(compiled, self._kernel_name)
+
+    @property
+    def learning_rate(self):
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value) -> None:
+        self._learning_rate = value
+        self._rate = self._column(value)
+
+    def _column(self, value) -> np.ndarray:
+        """A hyperparameter as a column of the rows ``_rows`` gives: (K, 1) in a pack of K
+        runs, where it is one already, and (1, 1) for a run alone."""
+        return np.asarray(value, dtype=self.params.dtype).reshape(-1, 1)
+
+    def _rows(self, vector: np.ndarray) -> np.ndarray:
+        """θ, g or a state vector as the compiled kernels take them: (K, P), a run a row."""
+        return vector.reshape(-1, vector.shape[-1])
 
     def step(self) -> None:
+        if self._kernel is None:
+            self.numpy_step()
+        else:
+            self.compiled_step()
+
+    def numpy_step(self) -> None:
         np.multiply(self.grad, self.learning_rate, out=self._step)
         np.subtract(self.params, self._step, out=self.params)
+
+    def compiled_step(self) -> None:
+        self._kernel(self._rows(self.params), self._rows(self.grad), self._rate)
 
     def state(self) -> dict[str, np.ndarray]:
         """Copies of what the next updates depend on besides θ and g: nothing, for SGD."""
@@ -46,12 +82,20 @@ class SGD:
 
 
 class Momentum(SGD):
+    _kernel_name = "momentum"
+
     def __init__(self, params, grad, learning_rate, momentum: float = 0.9, **_) -> None:
         super().__init__(params, grad, learning_rate)
         self.momentum = momentum
         self.velocity = np.zeros_like(params)
+        self._momentum = self._column(momentum)
 
-    def step(self) -> None:
+    def compiled_step(self) -> None:
+        rows = self._rows
+        v = rows(self.velocity)
+        self._kernel(rows(self.params), rows(self.grad), v, self._rate, self._momentum)
+
+    def numpy_step(self) -> None:
         v = self.velocity
         v *= self.momentum
         np.multiply(self.grad, self.learning_rate, out=self._step)
@@ -63,7 +107,9 @@ class Momentum(SGD):
 
 
 class Nesterov(Momentum):
-    def step(self) -> None:
+    _kernel_name = "nesterov"
+
+    def numpy_step(self) -> None:
         v = self.velocity
         v *= self.momentum
         np.multiply(self.grad, self.learning_rate, out=self._step)
@@ -74,6 +120,8 @@ class Nesterov(Momentum):
 
 
 class Adam(SGD):
+    _kernel_name = "adam"
+
     def __init__(
         self,
         params,
@@ -89,8 +137,15 @@ class Adam(SGD):
         self.first = np.zeros_like(params)
         self.second = np.zeros_like(params)
         self.t = 0
+        column = self._column
+        self._betas = (
+            column(beta1),
+            column(1.0 - beta1),
+            column(beta2),
+            column(1.0 - beta2),
+        )
 
-    def step(self) -> None:
+    def numpy_step(self) -> None:
         self.t += 1
         m, s, g, tmp = self.first, self.second, self.grad, self._step
         m *= self.beta1
@@ -100,15 +155,36 @@ class Adam(SGD):
         np.multiply(g, g, out=tmp)
         tmp *= 1.0 - self.beta2
         s += tmp
-        # fold both bias corrections into the step size and the epsilon; np.power, so that a
-        # pack of runs (each β a column) computes them as one run does
+        epsilon, scale = self._folded()
+        np.sqrt(s, out=tmp)
+        tmp += epsilon
+        np.divide(m, tmp, out=tmp)
+        tmp *= scale
+        self.params -= tmp
+
+    def compiled_step(self) -> None:
+        self.t += 1
+        epsilon, scale = self._folded()
+        rows = self._rows
+        self._kernel(
+            rows(self.params),
+            rows(self.grad),
+            rows(self.first),
+            rows(self.second),
+            *self._betas,
+            self._column(epsilon),
+            self._column(scale),
+        )
+
+    def _folded(self) -> tuple:
+        """Both bias corrections folded into the epsilon and the step size. np.power, so that
+        a pack of runs (each β a column) computes them as one run does."""
         correction1 = 1.0 - np.power(self.beta1, self.t)
         root_correction2 = np.sqrt(1.0 - np.power(self.beta2, self.t))
-        np.sqrt(s, out=tmp)
-        tmp += self.epsilon * root_correction2
-        np.divide(m, tmp, out=tmp)
-        tmp *= self.learning_rate * root_correction2 / correction1
-        self.params -= tmp
+        return (
+            self.epsilon * root_correction2,
+            self.learning_rate * root_correction2 / correction1,
+        )
 
     def state(self) -> dict[str, np.ndarray]:
         return {"first": self.first.copy(), "second": self.second.copy(), "t": np.int64(self.t)}

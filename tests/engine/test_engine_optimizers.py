@@ -11,6 +11,9 @@ import pytest
 
 from nnlab.engine import MLP, OPTIMIZERS, train
 
+# each test on the NumPy reference rules and on the compiled ones
+pytestmark = pytest.mark.usefixtures("each_kernel_path")
+
 LEARNING_RATE = 0.1
 DEFAULTS = {"momentum": 0.9, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8}
 # non-default values, so a hyperparameter that is not passed through shows up

@@ -1,0 +1,156 @@
+"""The compiled update rules (nnlab/engine/kernels.py) against the NumPy reference rules.
+
+Every run is trained twice, with ``NNLAB_KERNELS=numpy`` and with ``NNLAB_KERNELS=numba``, and
+must give the same status, updates, epoch records, weights and optimizer state: to the bit in
+float64 (each kernel does the reference's operations in its order), to 1e-4 in float32. That
+holds alone (``train``) and in a pack (``train_many``), for every rule, with and without
+weight decay, under every schedule, for every GD variant, diverging runs included.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import require_numba
+from test_engine_packed import SCHEDULED, assert_same_run, data
+
+from nnlab.checks import InputError
+from nnlab.engine import MLP, train, train_many
+from nnlab.engine import kernels as kernel_choice
+from nnlab.engine.optimizers import make_optimizer
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
+
+
+@pytest.fixture(autouse=True)
+def numba_installed():
+    require_numba()
+
+
+def trained(kernels: str, monkeypatch, make_net, settings, X, y, val, packed: bool):
+    """The runs trained with the ``kernels`` path: their nets and results."""
+    monkeypatch.setenv("NNLAB_KERNELS", kernels)
+    nets = [make_net(k) for k in range(len(settings))]
+    if packed:
+        results = train_many(list(zip(nets, settings, strict=True)), X, y, val=val)
+    else:
+        results = [train(n, X, y, val=val, **s) for n, s in zip(nets, settings, strict=True)]
+    return nets, results
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["alone", "packed"])
+@pytest.mark.parametrize("gd", ["batch", "stochastic", "minibatch"])
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_a_compiled_rule_is_the_numpy_rule_to_the_bit(monkeypatch, optimizer, gd, packed):
+    X, y, _ = data("cross_entropy", None)
+    val = data("cross_entropy", None, n=17, seed=1)[:2]
+    settings = [
+        {"optimizer": optimizer, "gd": gd, "batch_size": 8, "epochs": 5, "seed": 3, **schedule}
+        for schedule in (
+            *SCHEDULED,  # six schedules, decay with custom momentum and β₁, a diverging run
+            {"learning_rate": 0.03, "weight_decay": 0.01, "beta2": 0.9, "epsilon": 1e-3},
+        )
+    ]
+
+    def make_net(k):
+        return MLP([4, 7, 3], activation="tanh", seed=k)
+
+    reference = trained("numpy", monkeypatch, make_net, settings, X, y, val, packed)
+    compiled = trained("numba", monkeypatch, make_net, settings, X, y, val, packed)
+    for net, result, compiled_net, compiled_result in zip(*reference, *compiled, strict=True):
+        assert_same_run(result, compiled_result, net, compiled_net)
+    statuses = {result.status for result in reference[1]}
+    assert "diverged" in statuses and "completed" in statuses
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_a_paused_run_resumes_exactly_on_the_other_path(monkeypatch, optimizer):
+    """A checkpoint holds the rule's state in one format: a run paused on the NumPy path
+    resumes on the compiled one (and back) as if never paused."""
+    X, y, _ = data("cross_entropy", None)
+    settings = {"optimizer": optimizer, "epochs": 6, "seed": 1, "learning_rate": 0.05}
+    monkeypatch.setenv("NNLAB_KERNELS", "numpy")
+    whole_net = MLP([4, 7, 3], seed=0)
+    whole = train(whole_net, X, y, **settings)
+    for first, then in (("numpy", "numba"), ("numba", "numpy")):
+        monkeypatch.setenv("NNLAB_KERNELS", first)
+        paused = train(MLP([4, 7, 3], seed=0), X, y, **settings, until_epoch=3)
+        monkeypatch.setenv("NNLAB_KERNELS", then)
+        net = MLP([4, 7, 3], seed=5)
+        resumed = train(net, X, y, **settings, resume=paused.checkpoint)
+        assert_same_run(whole, resumed, whole_net, net)
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_compiled_float32_agrees_to_1e_4(monkeypatch, optimizer):
+    X, y, _ = data("cross_entropy", None)
+    settings = [
+        {"optimizer": optimizer, "learning_rate": r, "epochs": 6, "seed": 1, "weight_decay": d}
+        for r, d in ((0.01, 0.0), (0.05, 0.01), (0.2, 0.0))
+    ]
+
+    def make_net(k):
+        return MLP([4, 8, 3], seed=k, dtype="float32")
+
+    for packed in (False, True):
+        reference = trained("numpy", monkeypatch, make_net, settings, X, y, None, packed)
+        compiled = trained("numba", monkeypatch, make_net, settings, X, y, None, packed)
+        for net, a, compiled_net, c in zip(*reference, *compiled, strict=True):
+            assert (c.status, c.updates) == (a.status, a.updates)
+            assert compiled_net.flat.dtype == np.float32
+            values = [[dataclasses.astuple(r)[1:-1] for r in run.history] for run in (c, a)]
+            np.testing.assert_allclose(*np.array(values, dtype=float), rtol=1e-4)
+            np.testing.assert_allclose(compiled_net.flat, net.flat, rtol=1e-4, atol=1e-6)
+
+
+def test_the_path_is_chosen_when_a_rule_is_built(monkeypatch):
+    theta = np.zeros(5)
+    for kernels, compiled in (("numpy", False), ("numba", True), ("auto", True)):
+        monkeypatch.setenv("NNLAB_KERNELS", kernels)
+        assert (kernel_choice.compiled() is not None) is compiled
+        rule = make_optimizer("adam", theta, np.ones(5), 0.1)
+        monkeypatch.setenv("NNLAB_KERNELS", "numpy" if compiled else "numba")
+        rule.step()  # the path chosen when it was built, whatever the environment says now
+        assert (rule._kernel is not None) is compiled
+    monkeypatch.delenv("NNLAB_KERNELS")
+    assert kernel_choice.choice() == "auto"
+
+
+def test_a_bad_choice_is_refused_naming_it(monkeypatch):
+    monkeypatch.setenv("NNLAB_KERNELS", "fortran")
+    X, y, _ = data("cross_entropy", None)
+    with pytest.raises(InputError, match=r"NNLAB_KERNELS='fortran': expected one of auto, numba"):
+        train(MLP([4, 7, 3]), X, y, epochs=1)
+    with pytest.raises(InputError, match="fortran"):
+        kernel_choice.check()
+
+
+def test_numba_asked_for_but_missing_is_an_error_and_auto_falls_back(tmp_path):
+    """In a process where numba cannot be imported (a None in sys.modules makes its import
+    fail, as it fails where numba is not installed)."""
+    script = """
+import sys
+sys.modules["numba"] = None
+import os
+import numpy as np
+from nnlab.checks import InputError
+from nnlab.engine import MLP, kernels, train
+X, y = np.random.default_rng(0).standard_normal((40, 2)), np.arange(40) % 2
+os.environ["NNLAB_KERNELS"] = "auto"
+result = train(MLP([2, 3, 2]), X, y, epochs=2, optimizer="adam")
+assert kernels.compiled() is None and result.status == "completed"
+os.environ["NNLAB_KERNELS"] = "numba"
+try:
+    train(MLP([2, 3, 2]), X, y, epochs=2)
+except InputError as error:
+    print(error)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.startswith("NNLAB_KERNELS=numba, but numba cannot be imported")
+    assert "pip install 'nnlab[fast]'" in out.stdout
