@@ -61,3 +61,109 @@ def adam(theta, grad, first, second, beta1, one_minus_beta1, beta2, one_minus_be
             first[k, j] = m
             second[k, j] = s
             theta[k, j] -= (m / (np.sqrt(s) + e)) * a
+
+
+# --- a hidden layer: its bias add fused with the activation (forward), and the activation's
+# derivative fused with the layer's bias gradient (backward). Z, A, M are (K, m, width) blocks,
+# b and gb (K, width) rows; ``one``, ``slope`` and ``lowest`` come in the arrays' dtype, as
+# NumPy casts a Python float before it computes. The sums of the bias gradient run over the
+# rows in order, as np.add.reduce sums along a non-contiguous axis.
+
+
+@_jit
+def relu_layer(Z, b):
+    """max(Z + b, 0), NaN kept, as np.maximum does."""
+    for k in range(Z.shape[0]):
+        for i in range(Z.shape[1]):
+            for j in range(Z.shape[2]):
+                z = Z[k, i, j] + b[k, j]
+                Z[k, i, j] = z if (z > 0.0 or z != z) else 0.0
+
+
+@_jit
+def leaky_relu_layer(Z, b, slope):
+    """max(Z + b, slope (Z + b))."""
+    for k in range(Z.shape[0]):
+        for i in range(Z.shape[1]):
+            for j in range(Z.shape[2]):
+                z = Z[k, i, j] + b[k, j]
+                s = slope * z
+                Z[k, i, j] = z if (z > s or z != z) else s
+
+
+@_jit
+def sigmoid_layer_head(Z, b, lowest):
+    """−max(Z + b, lowest): what sigmoid takes e to the power of."""
+    for k in range(Z.shape[0]):
+        for i in range(Z.shape[1]):
+            for j in range(Z.shape[2]):
+                z = Z[k, i, j] + b[k, j]
+                Z[k, i, j] = -(z if (z > lowest or z != z) else lowest)
+
+
+@_jit
+def sigmoid_layer_tail(Z, one):
+    """1 / (e + 1), from e = exp(−z)."""
+    for k in range(Z.shape[0]):
+        for i in range(Z.shape[1]):
+            for j in range(Z.shape[2]):
+                Z[k, i, j] = one / (Z[k, i, j] + one)
+
+
+@_jit
+def tanh_delta(A, M, gb, one):
+    """(1 − A²) ⊙ M into A; its row sums into gb."""
+    for k in range(A.shape[0]):
+        for i in range(A.shape[1]):
+            for j in range(A.shape[2]):
+                a = A[k, i, j]
+                d = (one - a * a) * M[k, i, j]
+                A[k, i, j] = d
+                gb[k, j] = d if i == 0 else gb[k, j] + d
+
+
+@_jit
+def sigmoid_delta(A, M, gb, one):
+    """(1 − A) ⊙ (M ⊙ A) into A; its row sums into gb."""
+    for k in range(A.shape[0]):
+        for i in range(A.shape[1]):
+            for j in range(A.shape[2]):
+                a = A[k, i, j]
+                d = (one - a) * (M[k, i, j] * a)
+                A[k, i, j] = d
+                gb[k, j] = d if i == 0 else gb[k, j] + d
+
+
+@_jit
+def relu_delta(A, M, gb, one):
+    """M ⊙ [A > 0] into A (M times 1 or 0, NaN kept, as multiplying by the mask does)."""
+    zero = one - one
+    for k in range(A.shape[0]):
+        for i in range(A.shape[1]):
+            for j in range(A.shape[2]):
+                d = M[k, i, j] * (one if A[k, i, j] > 0.0 else zero)
+                A[k, i, j] = d
+                gb[k, j] = d if i == 0 else gb[k, j] + d
+
+
+@_jit
+def leaky_relu_delta(A, M, gb, slope):
+    """M where A > 0, else slope M, into A."""
+    for k in range(A.shape[0]):
+        for i in range(A.shape[1]):
+            for j in range(A.shape[2]):
+                m = M[k, i, j]
+                d = m if A[k, i, j] > 0.0 else m * slope
+                A[k, i, j] = d
+                gb[k, j] = d if i == 0 else gb[k, j] + d
+
+
+@_jit
+def identity_delta(A, M, gb, one):
+    """M into A."""
+    for k in range(A.shape[0]):
+        for i in range(A.shape[1]):
+            for j in range(A.shape[2]):
+                d = M[k, i, j]
+                A[k, i, j] = d
+                gb[k, j] = d if i == 0 else gb[k, j] + d

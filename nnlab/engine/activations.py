@@ -17,7 +17,7 @@ def sigmoid(Z: np.ndarray) -> np.ndarray:
     -1000 neither overflows nor warns (σ there is below 1e-307 either way). Accurate to a few
     ulps relative everywhere, and about twice as fast as (1 + tanh(z/2)) / 2: NumPy's exp is
     vectorised, its tanh is not."""
-    np.maximum(Z, _SIGMOID_LOWEST[Z.dtype.type], out=Z)
+    np.maximum(Z, SIGMOID_LOWEST[Z.dtype.type], out=Z)
     np.negative(Z, out=Z)
     np.exp(Z, out=Z)
     Z += 1.0
@@ -25,7 +25,7 @@ def sigmoid(Z: np.ndarray) -> np.ndarray:
 
 
 # -(the largest z whose e^z is finite), less a margin: e^708 = 3e307 (float64), e^87 = 6e37
-_SIGMOID_LOWEST = {np.float64: -708.0, np.float32: -87.0}
+SIGMOID_LOWEST = {np.float64: -708.0, np.float32: -87.0}
 
 
 def tanh(Z: np.ndarray) -> np.ndarray:
@@ -104,6 +104,15 @@ def _softmax_output_derivative(A: np.ndarray, D: np.ndarray) -> None:
 
 def _identity_output_derivative(A: np.ndarray, D: np.ndarray) -> None:
     pass
+
+
+def bias_gradient(D: np.ndarray, gb: np.ndarray) -> None:
+    """A layer's bias gradient from its delta D (K, m, width): D's sums over the m rows into gb
+    (K, width), each row after the one before (np.add.reduce along a non-contiguous axis)."""
+    if D.shape[1] == 1:
+        gb[...] = D[:, 0]
+    else:
+        np.add.reduce(D, axis=1, out=gb)
 
 
 HIDDEN_ACTIVATIONS = {

@@ -1,4 +1,4 @@
-"""The compiled path: fused update rules, each one pass over the parameters (numba, optional).
+"""The compiled path: update rules and hidden-layer steps, each fused into one pass (numba).
 
 An update rule in NumPy is several passes over the parameter vector: Adam's is twelve, each
 reading and writing the whole (K, P) matrix of a pack, so that at batch 32 the update of a
@@ -8,11 +8,19 @@ results equal the NumPy rule's to the last bit (tests/engine/test_engine_kernels
 rule, with and without decay, alone and packed, to that). The NumPy rules in optimizers.py stay
 the reference.
 
+The same goes for the element-wise work of a hidden layer that is plain arithmetic
+(``hidden_layer`` and ``hidden_delta``): the bias add fused with ReLU or leaky ReLU (and with the
+clamp and negation around sigmoid's ``exp``), and each activation's derivative fused with the
+layer's bias gradient. ``tanh``, ``exp`` and the GEMMs stay NumPy's: numba's libm gives other
+last bits.
+
 Which path runs is the environment's ``NNLAB_KERNELS``, read when a rule is built (set it before
 a sweep starts its workers, which inherit it):
 
-- ``auto`` (the default): the compiled kernels when numba is installed (``pip install
-  'nnlab[fast]'``), else NumPy;
+- ``auto`` (the default): the compiled kernels for networks of at least ``AUTO_PARAMETERS``
+  parameters when numba is installed (``pip install 'nnlab[fast]'``), else NumPy. A process
+  pays ~0.65 s once to import numba and load the kernels, more than a small network's run
+  saves (benchmarks/small_grids.py);
 - ``numba``: the compiled kernels, and an error if numba cannot be imported;
 - ``numpy``: the NumPy reference only.
 
@@ -26,14 +34,28 @@ column.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
+from collections.abc import Callable
 from types import ModuleType
 
+import numpy as np
+
 from nnlab.checks import InputError
+from nnlab.engine.activations import (
+    DERIVATIVES,
+    HIDDEN_ACTIVATIONS,
+    LEAKY_RELU_SLOPE,
+    SIGMOID_LOWEST,
+    bias_gradient,
+)
 
 KERNEL_CHOICES = ("auto", "numba", "numpy")
 ENVIRONMENT = "NNLAB_KERNELS"
+# auto compiles networks of at least this many parameters: below, a step is bound by Python
+# and NumPy's per-call costs, which fusing cuts by a few µs only
+AUTO_PARAMETERS = 1000
 _compiled: ModuleType | None = None
 _missing: str | None = None  # why numba could not be imported, once it could not
 
@@ -53,11 +75,12 @@ def choice() -> str:
     return value
 
 
-def compiled() -> ModuleType | None:
-    """The module of compiled kernels, or None when the update rules run in NumPy."""
+def compiled(parameters: int) -> ModuleType | None:
+    """The module of compiled kernels for a network of ``parameters`` parameters, or None when
+    its steps run in NumPy."""
     global _compiled, _missing
     wanted = choice()
-    if wanted == "numpy":
+    if wanted == "numpy" or (wanted == "auto" and parameters < AUTO_PARAMETERS):
         return None
     if _compiled is None and _missing is None:
         try:
@@ -76,3 +99,60 @@ def _not_installed(why: str | None) -> InputError:
         f"{ENVIRONMENT}=numba, but numba cannot be imported ({why}); install it with "
         "pip install 'nnlab[fast]', or set NNLAB_KERNELS to auto or numpy"
     )
+
+
+# --- a hidden layer's element-wise steps, on (K, m, width) blocks (a run alone: K = 1) -------
+
+
+def hidden_layer(
+    activation: str, dtype: np.dtype, parameters: int
+) -> Callable[[np.ndarray, np.ndarray], None]:
+    """``layer(Z, b)``: Z ← f(Z + b) in place, for Z (K, m, width) and b (K, width), in a
+    network of ``parameters`` parameters."""
+    module = compiled(parameters)
+    one = dtype.type
+    if module is not None and activation == "relu":
+        return module.relu_layer
+    if module is not None and activation == "leaky_relu":
+        return functools.partial(_leaky_relu_layer, module, one(LEAKY_RELU_SLOPE))
+    if module is not None and activation == "sigmoid":
+        lowest = one(SIGMOID_LOWEST[dtype.type])
+        return functools.partial(_sigmoid_layer, module, lowest, one(1))
+    return functools.partial(_numpy_layer, HIDDEN_ACTIVATIONS[activation])
+
+
+def hidden_delta(
+    activation: str, dtype: np.dtype, parameters: int
+) -> Callable[[np.ndarray, np.ndarray, np.ndarray], None]:
+    """``delta(A, M, gb)``: the layer's delta M ⊙ f'(Z) over its activations A (K, m, width),
+    and the delta's sum over the m rows, the bias gradient, into gb (K, width)."""
+    module = compiled(parameters)
+    if module is None:
+        return functools.partial(_numpy_delta, DERIVATIVES[activation])
+    constant = LEAKY_RELU_SLOPE if activation == "leaky_relu" else 1
+    kernel = getattr(module, f"{activation}_delta")
+    return functools.partial(_compiled_delta, kernel, dtype.type(constant))
+
+
+def _numpy_layer(activate, Z: np.ndarray, b: np.ndarray) -> None:
+    Z += b[:, None, :]
+    activate(Z)
+
+
+def _numpy_delta(derivative, A: np.ndarray, M: np.ndarray, gb: np.ndarray) -> None:
+    derivative(A, M)
+    bias_gradient(A, gb)
+
+
+def _compiled_delta(kernel, constant, A, M, gb) -> None:
+    kernel(A, M, gb, constant)
+
+
+def _leaky_relu_layer(compiled, slope, Z, b) -> None:
+    compiled.leaky_relu_layer(Z, b, slope)
+
+
+def _sigmoid_layer(compiled, lowest, one, Z, b) -> None:
+    compiled.sigmoid_layer_head(Z, b, lowest)
+    np.exp(Z, out=Z)
+    compiled.sigmoid_layer_tail(Z, one)

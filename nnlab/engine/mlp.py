@@ -30,7 +30,8 @@ from itertools import pairwise
 import numpy as np
 
 from nnlab.checks import InputError, check_choice, check_number
-from nnlab.engine.activations import DERIVATIVES, HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
+from nnlab.engine.activations import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS, bias_gradient
+from nnlab.engine.kernels import hidden_delta, hidden_layer
 from nnlab.engine.losses import DEFAULT_OUTPUT, LOSSES, check_loss_output
 
 DTYPES = ("float64", "float32")
@@ -259,8 +260,9 @@ class Backprop:
 
     def __init__(self, net: MLP, loss: str, output: str, max_rows: int, alpha: float = 0.0):
         self.loss = LOSSES[(loss, output)]
-        self.activate = HIDDEN_ACTIVATIONS[net.activation]
-        self.derivative = DERIVATIVES[net.activation]
+        # the hidden layers' element-wise steps, on a (1, m, width) view of the batch's block
+        self.layer = hidden_layer(net.activation, net.dtype, net.flat.size)
+        self.delta = hidden_delta(net.activation, net.dtype, net.flat.size)
         sizes, dtype = net.layer_sizes, net.dtype
         self.rows = rows = min(max_rows, CHUNK_ROWS)
         self.activations = [np.empty((rows, width), dtype) for width in sizes[1:]]
@@ -281,9 +283,10 @@ class Backprop:
         for index, (W, b, _, _) in enumerate(self._layers):
             Z = self.activations[index][:m]
             np.matmul(A, W, out=Z)
-            Z += b
             if index < last:
-                self.activate(Z)
+                self.layer(Z[None], b[None])
+            else:
+                Z += b
             A = Z
         return A
 
@@ -320,21 +323,21 @@ class Backprop:
         return total, hits
 
     def backward(self, X: np.ndarray, D: np.ndarray, m: int, layers) -> None:
-        """Chain rule from the output delta ``D`` down; overwrites the hidden activations."""
+        """Chain rule from the output delta ``D`` down; overwrites the hidden activations. A
+        hidden layer's bias gradient comes with its delta (``hidden_delta``)."""
+        bias_gradient(D[None], layers[-1][3][None])
         for index in range(len(layers) - 1, -1, -1):
-            W, _, gW, gb = layers[index]
+            W, _, gW, _ = layers[index]
             A_prev = X if index == 0 else self.activations[index - 1][:m]
             if m == 1:
                 # an outer product into the buffer is far cheaper than a (k×1)(1×n) matmul
                 np.multiply(A_prev.T, D, out=gW)
-                gb[...] = D[0]
             else:
                 np.matmul(A_prev.T, D, out=gW)
-                np.add.reduce(D, axis=0, out=gb)
             if index > 0:
                 upstream = self._scratch[: m * W.shape[0]].reshape(m, W.shape[0])
                 np.matmul(D, W.T, out=upstream)
-                self.derivative(A_prev, upstream)
+                self.delta(A_prev[None], upstream[None], layers[index - 1][3][None])
                 D = A_prev
 
     def evaluate(self, X: np.ndarray, T: np.ndarray, correct=None) -> tuple[float, int]:

@@ -38,7 +38,7 @@ class SGD:
     def __init__(self, params: np.ndarray, grad: np.ndarray, learning_rate: float, **_) -> None:
         self.params, self.grad, self.learning_rate = params, grad, learning_rate
         self._step = np.empty_like(params)
-        compiled = kernels.compiled()
+        compiled = kernels.compiled(params.shape[-1])
         self._kernel = None if compiled is None else getattr(compiled, self._kernel_name)
 
     @property

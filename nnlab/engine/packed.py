@@ -32,7 +32,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from nnlab.checks import check_int
-from nnlab.engine.activations import DERIVATIVES, HIDDEN_ACTIVATIONS
+from nnlab.engine.activations import bias_gradient
+from nnlab.engine.kernels import hidden_delta, hidden_layer
 from nnlab.engine.mlp import MLP, Backprop, weight_mask
 from nnlab.engine.optimizers import OPTIMIZERS, WeightDecay
 from nnlab.engine.training import (
@@ -412,11 +413,16 @@ class PackedBackprop(Backprop):
         # taken over the same rows
         self.loss = alone.loss
         # each run's hidden activation: one call for each stretch of runs that share one
+        sizes, dtype, K = net.layer_sizes, net.dtype, len(theta)
         self._segments = [
-            (start, stop, HIDDEN_ACTIVATIONS[name], DERIVATIVES[name])
+            (
+                start,
+                stop,
+                hidden_layer(name, dtype, theta.shape[1]),
+                hidden_delta(name, dtype, theta.shape[1]),
+            )
             for start, stop, name in _stretches(activations)
         ]
-        sizes, dtype, K = net.layer_sizes, net.dtype, len(theta)
         self.rows = rows = alone.rows
         # flat, viewed as a contiguous (K, m, width) for each batch of m rows: a (K, rows,
         # width) array cut to m rows would put each run's block a whole chunk apart, the
@@ -437,10 +443,11 @@ class PackedBackprop(Backprop):
         for index, (W, b, _, _) in enumerate(self._layers):
             Z = self._rows_of(self.activations[index], m, self._widths[index])
             np.matmul(A, W, out=Z)
-            Z += b[:, None, :]
             if index < last:
-                for start, stop, activate, _ in self._segments:
-                    activate(Z[start:stop])
+                for start, stop, layer, _ in self._segments:
+                    layer(Z[start:stop], b[start:stop])
+            else:
+                Z += b[:, None, :]
             A = Z
         return A
 
@@ -466,8 +473,9 @@ class PackedBackprop(Backprop):
 
     def backward(self, X: np.ndarray, D: np.ndarray, m: int, layers) -> None:
         K = D.shape[0]
+        bias_gradient(D, layers[-1][3])
         for index in range(len(layers) - 1, -1, -1):
-            W, _, gW, gb = layers[index]
+            W, _, gW, _ = layers[index]
             if index == 0:
                 A_prev = X
             else:
@@ -475,16 +483,15 @@ class PackedBackprop(Backprop):
             A_prev_T = np.swapaxes(A_prev, -1, -2)
             if m == 1:
                 np.multiply(A_prev_T, D, out=gW)
-                gb[...] = D[:, 0]
             else:
                 np.matmul(A_prev_T, D, out=gW)
-                np.add.reduce(D, axis=1, out=gb)
             if index > 0:
                 fan_in = W.shape[1]
                 upstream = self._scratch[: K * m * fan_in].reshape(K, m, fan_in)
                 np.matmul(D, np.swapaxes(W, -1, -2), out=upstream)
-                for start, stop, _, derivative in self._segments:
-                    derivative(A_prev[start:stop], upstream[start:stop])
+                gb = layers[index - 1][3]
+                for start, stop, _, delta in self._segments:
+                    delta(A_prev[start:stop], upstream[start:stop], gb[start:stop])
                 D = A_prev
 
     def _rows_of(self, buffer: np.ndarray, m: int, width: int) -> np.ndarray:

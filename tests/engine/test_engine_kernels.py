@@ -1,10 +1,11 @@
-"""The compiled update rules (nnlab/engine/kernels.py) against the NumPy reference rules.
+"""The compiled path (nnlab/engine/kernels.py) against the NumPy reference.
 
 Every run is trained twice, with ``NNLAB_KERNELS=numpy`` and with ``NNLAB_KERNELS=numba``, and
 must give the same status, updates, epoch records, weights and optimizer state: to the bit in
 float64 (each kernel does the reference's operations in its order), to 1e-4 in float32. That
-holds alone (``train``) and in a pack (``train_many``), for every rule, with and without
-weight decay, under every schedule, for every GD variant, diverging runs included.
+holds alone (``train``) and in a pack (``train_many``): for every update rule, with and without
+weight decay, under every schedule; for every hidden activation (its fused layer and delta)
+with every loss and output; for every GD variant; diverging runs included.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 import numpy as np
 import pytest
 from conftest import require_numba
-from test_engine_packed import SCHEDULED, assert_same_run, data
+from test_engine_packed import ACTIVATIONS, GD, LOSS_OUTPUTS, SCHEDULED, assert_same_run, data
 
 from nnlab.checks import InputError
 from nnlab.engine import MLP, train, train_many
@@ -42,8 +43,17 @@ def trained(kernels: str, monkeypatch, make_net, settings, X, y, val, packed: bo
     return nets, results
 
 
+def assert_both_paths_agree(monkeypatch, make_net, settings, X, y, val, packed) -> list:
+    """The runs trained on each path, equal to the bit; the reference's results."""
+    reference = trained("numpy", monkeypatch, make_net, settings, X, y, val, packed)
+    compiled = trained("numba", monkeypatch, make_net, settings, X, y, val, packed)
+    for net, result, compiled_net, compiled_result in zip(*reference, *compiled, strict=True):
+        assert_same_run(result, compiled_result, net, compiled_net)
+    return reference[1]
+
+
 @pytest.mark.parametrize("packed", [False, True], ids=["alone", "packed"])
-@pytest.mark.parametrize("gd", ["batch", "stochastic", "minibatch"])
+@pytest.mark.parametrize("gd", GD)
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 def test_a_compiled_rule_is_the_numpy_rule_to_the_bit(monkeypatch, optimizer, gd, packed):
     X, y, _ = data("cross_entropy", None)
@@ -59,12 +69,32 @@ def test_a_compiled_rule_is_the_numpy_rule_to_the_bit(monkeypatch, optimizer, gd
     def make_net(k):
         return MLP([4, 7, 3], activation="tanh", seed=k)
 
-    reference = trained("numpy", monkeypatch, make_net, settings, X, y, val, packed)
-    compiled = trained("numba", monkeypatch, make_net, settings, X, y, val, packed)
-    for net, result, compiled_net, compiled_result in zip(*reference, *compiled, strict=True):
-        assert_same_run(result, compiled_result, net, compiled_net)
-    statuses = {result.status for result in reference[1]}
+    results = assert_both_paths_agree(monkeypatch, make_net, settings, X, y, val, packed)
+    statuses = {result.status for result in results}
     assert "diverged" in statuses and "completed" in statuses
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["alone", "packed"])
+@pytest.mark.parametrize("gd", GD)
+@pytest.mark.parametrize(("loss", "output"), LOSS_OUTPUTS)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_compiled_hidden_layers_are_numpy_s_to_the_bit(
+    monkeypatch, activation, loss, output, gd, packed
+):
+    """Two hidden layers, so a delta and its bias gradient flow through a fused hidden step
+    into another; in a pack, every third run has another activation."""
+    X, y, n_outputs = data(loss, output)
+    val = data(loss, output, n=17, seed=1)[:2]
+    settings = [
+        {"loss": loss, "gd": gd, "batch_size": 8, "epochs": 4, "seed": 7 + k % 2, **schedule}
+        for k, schedule in enumerate(SCHEDULED)
+    ]
+
+    def make_net(k):
+        hidden = ACTIVATIONS[k % len(ACTIVATIONS)] if k % 3 == 0 else activation
+        return MLP([4, 6, 5, n_outputs], activation=hidden, output=output, seed=k)
+
+    assert_both_paths_agree(monkeypatch, make_net, settings, X, y, val, packed)
 
 
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
@@ -108,14 +138,21 @@ def test_compiled_float32_agrees_to_1e_4(monkeypatch, optimizer):
 
 
 def test_the_path_is_chosen_when_a_rule_is_built(monkeypatch):
-    theta = np.zeros(5)
-    for kernels, compiled in (("numpy", False), ("numba", True), ("auto", True)):
+    small, large = kernel_choice.AUTO_PARAMETERS - 1, kernel_choice.AUTO_PARAMETERS
+    for kernels, size, compiled in (
+        ("numpy", large, False),
+        ("numba", small, True),
+        ("auto", small, False),  # not worth numba's start-up
+        ("auto", large, True),
+    ):
         monkeypatch.setenv("NNLAB_KERNELS", kernels)
-        assert (kernel_choice.compiled() is not None) is compiled
-        rule = make_optimizer("adam", theta, np.ones(5), 0.1)
+        assert (kernel_choice.compiled(size) is not None) is compiled
+        theta = np.zeros(size)
+        rule = make_optimizer("adam", theta, np.ones(size), 0.1)
         monkeypatch.setenv("NNLAB_KERNELS", "numpy" if compiled else "numba")
         rule.step()  # the path chosen when it was built, whatever the environment says now
         assert (rule._kernel is not None) is compiled
+        np.testing.assert_allclose(theta, -0.1)  # Adam's first step: η sign(g)
     monkeypatch.delenv("NNLAB_KERNELS")
     assert kernel_choice.choice() == "auto"
 
@@ -141,8 +178,8 @@ from nnlab.checks import InputError
 from nnlab.engine import MLP, kernels, train
 X, y = np.random.default_rng(0).standard_normal((40, 2)), np.arange(40) % 2
 os.environ["NNLAB_KERNELS"] = "auto"
-result = train(MLP([2, 3, 2]), X, y, epochs=2, optimizer="adam")
-assert kernels.compiled() is None and result.status == "completed"
+result = train(MLP([2, 100, 2]), X, y, epochs=2, optimizer="adam")
+assert kernels.compiled(10**6) is None and result.status == "completed"
 os.environ["NNLAB_KERNELS"] = "numba"
 try:
     train(MLP([2, 3, 2]), X, y, epochs=2)
