@@ -1,0 +1,180 @@
+"""The compiled path against the NumPy path, piece by piece and per packed step (issue 14).
+
+Each piece the compiled path replaces, timed on the shapes of the 1,000-run digits grid
+(64-128-10, batches of 32 rows) for a pack of K runs, NumPy's and numba's taking turns in the
+same run, in µs per run:
+
+- each update rule's step over the (K, 9,738) parameter matrix;
+- each hidden activation's layer step (bias add and activation) and delta step (derivative and
+  bias gradient) over the (K, 32, 128) hidden block;
+- and whole packed epochs of ``train_many`` (K runs of one activation and optimizer), per run
+  and step, with ``NNLAB_KERNELS`` set each way.
+
+A piece's "×" is NumPy's time over numba's. Both paths give the same bits in float64
+(tests/engine/test_engine_kernels.py); this script checks that once more for the pieces.
+
+    pip install -e '.[bench,fast]'
+    python benchmarks/kernels.py            # about a minute on one core
+    python benchmarks/kernels.py --quick    # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import timeit
+
+import numpy as np
+
+from nnlab.engine import MLP, kernels, train_many
+from nnlab.engine.optimizers import make_optimizer
+
+SIZES = [64, 128, 10]
+BATCH = 32
+PARAMETERS = (SIZES[0] + 1) * SIZES[1] + (SIZES[1] + 1) * SIZES[2]
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "identity")
+
+
+def best_of(function, number: int, repeat: int = 5) -> float:
+    return min(timeit.repeat(function, number=number, repeat=repeat)) / number
+
+
+def rule_row(name: str, K: int, number: int) -> tuple[float, float]:
+    """µs a run of one ``step()`` of rule ``name``: NumPy, compiled."""
+    rng = np.random.default_rng(0)
+    grad = rng.standard_normal((K, PARAMETERS))
+    times, results = [], []
+    for choice in ("numpy", "numba"):
+        os.environ[kernels.ENVIRONMENT] = choice
+        theta = np.random.default_rng(1).standard_normal((K, PARAMETERS))
+        rule = make_optimizer(name, theta, grad, np.full((K, 1), 0.01))
+        for _ in range(3):
+            rule.step()
+        results.append(theta.copy())
+        times.append(best_of(rule.step, number) / K)
+    if not np.array_equal(*results):
+        raise AssertionError(f"{name}: the compiled rule's weights differ from NumPy's")
+    return times[0], times[1]
+
+
+def layer_row(activation: str, K: int, number: int) -> tuple[float, float, float, float]:
+    """µs a run of the layer step and of the delta step: NumPy, compiled, for each."""
+    rng = np.random.default_rng(0)
+    shape = (K, BATCH, SIZES[1])
+    Z0, M = rng.standard_normal(shape), rng.standard_normal(shape)
+    b = rng.standard_normal((K, SIZES[1]))
+    dtype = np.dtype("float64")
+    times, outputs = [], []
+    for choice in ("numpy", "numba"):
+        os.environ[kernels.ENVIRONMENT] = choice
+        layer = kernels.hidden_layer(activation, dtype, PARAMETERS)
+        delta = kernels.hidden_delta(activation, dtype, PARAMETERS)
+        Z, gb = Z0.copy(), np.empty_like(b)
+        layer(Z, b)
+        A = Z.copy()
+        delta(Z, M, gb)
+        outputs.append((A, Z, gb))
+        work = Z0.copy()
+        forward = best_of(lambda: layer(work, b), number)  # noqa: B023
+        backward = best_of(lambda: delta(work, M, gb), number)  # noqa: B023
+        times.append((forward / K, backward / K))
+    numpy_out, numba_out = outputs
+    if not all(np.array_equal(a, b) for a, b in zip(numpy_out, numba_out, strict=True)):
+        raise AssertionError(f"{activation}: the compiled steps differ from NumPy's")
+    return times[0][0], times[1][0], times[0][1], times[1][1]
+
+
+def digits():
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X = (X - X.mean(axis=0)) / (X.std(axis=0) + 1e-12)
+    n = int(0.8 * len(X))
+    return X[:n], y[:n], X[n:], y[n:]
+
+
+def epoch_row(data, optimizer: str, activation: str, K: int, epochs: int) -> tuple[float, float]:
+    """µs a run and step of ``epochs`` packed epochs (validation included): NumPy, compiled."""
+    X, y, X_val, y_val = data
+    steps = -(-len(X) // BATCH) * epochs
+    times = []
+    for choice in ("numpy", "numba"):
+        os.environ[kernels.ENVIRONMENT] = choice
+        runs = [
+            (
+                MLP(SIZES, activation=activation, seed=k % 2),
+                {
+                    "learning_rate": 0.001 * (k + 1),
+                    "optimizer": optimizer,
+                    "gd": "minibatch",
+                    "batch_size": BATCH,
+                    "epochs": epochs,
+                    "seed": k % 2,
+                },
+            )
+            for k in range(K)
+        ]
+        start = time.perf_counter()
+        train_many(runs, X, y, val=(X_val, y_val))
+        times.append((time.perf_counter() - start) / K / steps)
+    return times[0], times[1]
+
+
+def warm_up() -> None:
+    """Numba loads (or, the first time, compiles) each kernel at its first call."""
+    for K in (1, 2):
+        for name in OPTIMIZERS:
+            rule_row(name, K, 1)
+        for activation in ACTIVATIONS:
+            layer_row(activation, K, 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats: a smoke run")
+    parser.add_argument("--runs", type=int, default=10, help="K, the runs in a pack")
+    args = parser.parse_args()
+    number, epochs = (50, 1) if args.quick else (500, 4)
+    K = args.runs
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    warm_up()
+    print(f"digits {'-'.join(map(str, SIZES))}, {PARAMETERS:,} parameters, packs of K = {K}")
+    print("\n| update rule | NumPy µs/run | compiled µs/run | × |\n|---|---:|---:|---:|")
+    for name in OPTIMIZERS:
+        numpy_time, numba_time = rule_row(name, K, number)
+        print(
+            f"| {name} | {numpy_time * 1e6:.2f} | {numba_time * 1e6:.2f} | "
+            f"{numpy_time / numba_time:.2f} |"
+        )
+    print(
+        f"\n| hidden activation ({BATCH}×{SIZES[1]} a run) | layer: NumPy | compiled | × "
+        "| delta: NumPy | compiled | × |\n|---|---:|---:|---:|---:|---:|---:|"
+    )
+    for activation in ACTIVATIONS:
+        f_np, f_nb, b_np, b_nb = layer_row(activation, K, number)
+        print(
+            f"| {activation} | {f_np * 1e6:.2f} | {f_nb * 1e6:.2f} | {f_np / f_nb:.2f} "
+            f"| {b_np * 1e6:.2f} | {b_nb * 1e6:.2f} | {b_np / b_nb:.2f} |"
+        )
+    data = digits()
+    print(
+        f"\n| packed epochs ({epochs}, validation included) | NumPy µs/run/step "
+        "| compiled µs/run/step | × |\n|---|---:|---:|---:|"
+    )
+    for optimizer, activation in (
+        ("sgd", "relu"),
+        ("sgd", "tanh"),
+        ("adam", "relu"),
+        ("momentum", "sigmoid"),
+    ):
+        numpy_time, numba_time = epoch_row(data, optimizer, activation, K, epochs)
+        print(
+            f"| {optimizer}, {activation} | {numpy_time * 1e6:.1f} | {numba_time * 1e6:.1f} "
+            f"| {numpy_time / numba_time:.2f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
