@@ -68,11 +68,32 @@ def adam(theta, grad, first, second, beta1, one_minus_beta1, beta2, one_minus_be
 # b and gb (K, width) rows; ``one``, ``slope`` and ``lowest`` come in the arrays' dtype, as
 # NumPy casts a Python float before it computes. The sums of the bias gradient run over the
 # rows in order, as np.add.reduce sums along a non-contiguous axis.
+#
+# In a pack, b and gb are views into the rows of the parameter matrix, a row's stride apart:
+# the loops read and write contiguous copies of them (``_contiguous``, ``_written``), which
+# LLVM can vectorise, where on the strided views it cannot (2.5x slower, measured).
+
+
+@_jit
+def _contiguous(b):
+    copy = np.empty(b.shape, b.dtype)
+    for k in range(b.shape[0]):
+        for j in range(b.shape[1]):
+            copy[k, j] = b[k, j]
+    return copy
+
+
+@_jit
+def _written(sums, gb):
+    for k in range(gb.shape[0]):
+        for j in range(gb.shape[1]):
+            gb[k, j] = sums[k, j]
 
 
 @_jit
 def relu_layer(Z, b):
     """max(Z + b, 0), NaN kept, as np.maximum does."""
+    b = _contiguous(b)
     for k in range(Z.shape[0]):
         for i in range(Z.shape[1]):
             for j in range(Z.shape[2]):
@@ -83,6 +104,7 @@ def relu_layer(Z, b):
 @_jit
 def leaky_relu_layer(Z, b, slope):
     """max(Z + b, slope (Z + b))."""
+    b = _contiguous(b)
     for k in range(Z.shape[0]):
         for i in range(Z.shape[1]):
             for j in range(Z.shape[2]):
@@ -94,6 +116,7 @@ def leaky_relu_layer(Z, b, slope):
 @_jit
 def sigmoid_layer_head(Z, b, lowest):
     """−max(Z + b, lowest): what sigmoid takes e to the power of."""
+    b = _contiguous(b)
     for k in range(Z.shape[0]):
         for i in range(Z.shape[1]):
             for j in range(Z.shape[2]):
@@ -113,57 +136,67 @@ def sigmoid_layer_tail(Z, one):
 @_jit
 def tanh_delta(A, M, gb, one):
     """(1 − A²) ⊙ M into A; its row sums into gb."""
+    sums = np.empty((A.shape[0], A.shape[2]), A.dtype)
     for k in range(A.shape[0]):
         for i in range(A.shape[1]):
             for j in range(A.shape[2]):
                 a = A[k, i, j]
                 d = (one - a * a) * M[k, i, j]
                 A[k, i, j] = d
-                gb[k, j] = d if i == 0 else gb[k, j] + d
+                sums[k, j] = d if i == 0 else sums[k, j] + d
+    _written(sums, gb)
 
 
 @_jit
 def sigmoid_delta(A, M, gb, one):
     """(1 − A) ⊙ (M ⊙ A) into A; its row sums into gb."""
+    sums = np.empty((A.shape[0], A.shape[2]), A.dtype)
     for k in range(A.shape[0]):
         for i in range(A.shape[1]):
             for j in range(A.shape[2]):
                 a = A[k, i, j]
                 d = (one - a) * (M[k, i, j] * a)
                 A[k, i, j] = d
-                gb[k, j] = d if i == 0 else gb[k, j] + d
+                sums[k, j] = d if i == 0 else sums[k, j] + d
+    _written(sums, gb)
 
 
 @_jit
 def relu_delta(A, M, gb, one):
     """M ⊙ [A > 0] into A (M times 1 or 0, NaN kept, as multiplying by the mask does)."""
+    sums = np.empty((A.shape[0], A.shape[2]), A.dtype)
     zero = one - one
     for k in range(A.shape[0]):
         for i in range(A.shape[1]):
             for j in range(A.shape[2]):
                 d = M[k, i, j] * (one if A[k, i, j] > 0.0 else zero)
                 A[k, i, j] = d
-                gb[k, j] = d if i == 0 else gb[k, j] + d
+                sums[k, j] = d if i == 0 else sums[k, j] + d
+    _written(sums, gb)
 
 
 @_jit
 def leaky_relu_delta(A, M, gb, slope):
     """M where A > 0, else slope M, into A."""
+    sums = np.empty((A.shape[0], A.shape[2]), A.dtype)
     for k in range(A.shape[0]):
         for i in range(A.shape[1]):
             for j in range(A.shape[2]):
                 m = M[k, i, j]
                 d = m if A[k, i, j] > 0.0 else m * slope
                 A[k, i, j] = d
-                gb[k, j] = d if i == 0 else gb[k, j] + d
+                sums[k, j] = d if i == 0 else sums[k, j] + d
+    _written(sums, gb)
 
 
 @_jit
 def identity_delta(A, M, gb, one):
     """M into A."""
+    sums = np.empty((A.shape[0], A.shape[2]), A.dtype)
     for k in range(A.shape[0]):
         for i in range(A.shape[1]):
             for j in range(A.shape[2]):
                 d = M[k, i, j]
                 A[k, i, j] = d
-                gb[k, j] = d if i == 0 else gb[k, j] + d
+                sums[k, j] = d if i == 0 else sums[k, j] + d
+    _written(sums, gb)

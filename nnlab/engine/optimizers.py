@@ -51,9 +51,12 @@ class SGD:
         self._rate = self._column(value)
 
     def _column(self, value) -> np.ndarray:
-        """A hyperparameter as a column of the rows ``_rows`` gives: (K, 1) in a pack of K
-        runs, where it is one already, and (1, 1) for a run alone."""
-        return np.asarray(value, dtype=self.params.dtype).reshape(-1, 1)
+        """A hyperparameter as a column of the rows ``_rows`` gives, (K, 1): one value for
+        every run, or each run's (a pack's columns). A kernel reads row k of it, so a column
+        of any other length is an error here, not a read past its end."""
+        column = np.asarray(value, dtype=self.params.dtype).reshape(-1, 1)
+        runs = 1 if self.params.ndim == 1 else len(self.params)
+        return column if len(column) == runs else np.broadcast_to(column, (runs, 1))
 
     def _rows(self, vector: np.ndarray) -> np.ndarray:
         """θ, g or a state vector as the compiled kernels take them: (K, P), a run a row."""
