@@ -4,7 +4,7 @@ Each piece the compiled path replaces, timed on the shapes of the 1,000-run digi
 (64-128-10, batches of 32 rows) for a pack of K runs, NumPy's and numba's taking turns in the
 same run, in µs per run:
 
-- each update rule's step over the (K, 9,738) parameter matrix;
+- each update rule's step over the (K, 9,610) parameter matrix;
 - each hidden activation's layer step (bias add and activation) and delta step (derivative and
   bias gradient) over the (K, 32, 128) hidden block;
 - and whole packed epochs of ``train_many`` (K runs of one activation and optimizer), per run
@@ -14,7 +14,7 @@ A piece's "×" is NumPy's time over numba's. Both paths give the same bits in fl
 (tests/engine/test_engine_kernels.py); this script checks that once more for the pieces.
 
     pip install -e '.[bench,fast]'
-    python benchmarks/kernels.py            # about a minute on one core
+    python benchmarks/kernels.py            # about a minute, on one core
     python benchmarks/kernels.py --quick    # a smoke run
 """
 
@@ -26,6 +26,7 @@ import time
 import timeit
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from nnlab.engine import MLP, kernels, train_many
 from nnlab.engine.optimizers import make_optimizer
@@ -155,7 +156,11 @@ def main() -> None:
     args = parser.parse_args()
     number, epochs = (50, 1) if args.quick else (500, 4)
     K = args.runs
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    with threadpool_limits(1):  # one BLAS thread, as a sweep's worker runs
+        report(K, number, epochs)
+
+
+def report(K: int, number: int, epochs: int) -> None:
     warm_up()
     print(f"digits {'-'.join(map(str, SIZES))}, {PARAMETERS:,} parameters, packs of K = {K}")
     print("\n| update rule | NumPy µs/run | compiled µs/run | × |\n|---|---:|---:|---:|")

@@ -84,6 +84,13 @@ def _contiguous(b):
 
 
 @_jit
+def _zero(A):
+    """+0.0 in A's dtype: np.add.reduce sums rows from it (a single row it copies), so a
+    column of -0.0 sums to +0.0."""
+    return A.dtype.type(0)
+
+
+@_jit
 def _written(sums, gb):
     for k in range(gb.shape[0]):
         for j in range(gb.shape[1]):
@@ -137,13 +144,14 @@ def sigmoid_layer_tail(Z, one):
 def tanh_delta(A, M, gb, one):
     """(1 − A²) ⊙ M into A; its row sums into gb."""
     sums = np.empty((A.shape[0], A.shape[2]), A.dtype)
+    single, zero = A.shape[1] == 1, _zero(A)
     for k in range(A.shape[0]):
         for i in range(A.shape[1]):
             for j in range(A.shape[2]):
                 a = A[k, i, j]
                 d = (one - a * a) * M[k, i, j]
                 A[k, i, j] = d
-                sums[k, j] = d if i == 0 else sums[k, j] + d
+                sums[k, j] = (d if single else zero + d) if i == 0 else sums[k, j] + d
     _written(sums, gb)
 
 
@@ -151,13 +159,14 @@ def tanh_delta(A, M, gb, one):
 def sigmoid_delta(A, M, gb, one):
     """(1 − A) ⊙ (M ⊙ A) into A; its row sums into gb."""
     sums = np.empty((A.shape[0], A.shape[2]), A.dtype)
+    single, zero = A.shape[1] == 1, _zero(A)
     for k in range(A.shape[0]):
         for i in range(A.shape[1]):
             for j in range(A.shape[2]):
                 a = A[k, i, j]
                 d = (one - a) * (M[k, i, j] * a)
                 A[k, i, j] = d
-                sums[k, j] = d if i == 0 else sums[k, j] + d
+                sums[k, j] = (d if single else zero + d) if i == 0 else sums[k, j] + d
     _written(sums, gb)
 
 
@@ -165,13 +174,13 @@ def sigmoid_delta(A, M, gb, one):
 def relu_delta(A, M, gb, one):
     """M ⊙ [A > 0] into A (M times 1 or 0, NaN kept, as multiplying by the mask does)."""
     sums = np.empty((A.shape[0], A.shape[2]), A.dtype)
-    zero = one - one
+    single, zero = A.shape[1] == 1, _zero(A)
     for k in range(A.shape[0]):
         for i in range(A.shape[1]):
             for j in range(A.shape[2]):
                 d = M[k, i, j] * (one if A[k, i, j] > 0.0 else zero)
                 A[k, i, j] = d
-                sums[k, j] = d if i == 0 else sums[k, j] + d
+                sums[k, j] = (d if single else zero + d) if i == 0 else sums[k, j] + d
     _written(sums, gb)
 
 
@@ -179,13 +188,14 @@ def relu_delta(A, M, gb, one):
 def leaky_relu_delta(A, M, gb, slope):
     """M where A > 0, else slope M, into A."""
     sums = np.empty((A.shape[0], A.shape[2]), A.dtype)
+    single, zero = A.shape[1] == 1, _zero(A)
     for k in range(A.shape[0]):
         for i in range(A.shape[1]):
             for j in range(A.shape[2]):
                 m = M[k, i, j]
                 d = m if A[k, i, j] > 0.0 else m * slope
                 A[k, i, j] = d
-                sums[k, j] = d if i == 0 else sums[k, j] + d
+                sums[k, j] = (d if single else zero + d) if i == 0 else sums[k, j] + d
     _written(sums, gb)
 
 
@@ -193,10 +203,11 @@ def leaky_relu_delta(A, M, gb, slope):
 def identity_delta(A, M, gb, one):
     """M into A."""
     sums = np.empty((A.shape[0], A.shape[2]), A.dtype)
+    single, zero = A.shape[1] == 1, _zero(A)
     for k in range(A.shape[0]):
         for i in range(A.shape[1]):
             for j in range(A.shape[2]):
                 d = M[k, i, j]
                 A[k, i, j] = d
-                sums[k, j] = d if i == 0 else sums[k, j] + d
+                sums[k, j] = (d if single else zero + d) if i == 0 else sums[k, j] + d
     _written(sums, gb)

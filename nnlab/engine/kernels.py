@@ -14,8 +14,8 @@ clamp and negation around sigmoid's ``exp``), and each activation's derivative f
 layer's bias gradient. ``tanh``, ``exp`` and the GEMMs stay NumPy's: numba's libm gives other
 last bits.
 
-Which path runs is the environment's ``NNLAB_KERNELS``, read when a rule is built (set it before
-a sweep starts its workers, which inherit it):
+Which path runs is the environment's ``NNLAB_KERNELS``, read when a run's rule and layers are
+built (a sweep reads it once, and its workers take the runner's):
 
 - ``auto`` (the default): the compiled kernels for networks of at least ``AUTO_PARAMETERS``
   parameters when numba is installed (``pip install 'nnlab[fast]'``), else NumPy. A process
@@ -24,8 +24,9 @@ a sweep starts its workers, which inherit it):
 - ``numba``: the compiled kernels, and an error if numba cannot be imported;
 - ``numpy``: the NumPy reference only.
 
-Kernels are compiled once per dtype and cached on disk (numba's ``cache=True``), so a new
-process, a sweep's worker say, loads them instead of compiling them again.
+Kernels are compiled once for each kind of argument (dtype, contiguous or strided) and cached
+on disk (numba's ``cache=True``), so a new process, a sweep's worker say, loads them instead
+of compiling them again.
 
 Every kernel takes the parameter matrix θ (K, P), its gradient and the rule's state as 2-D
 arrays, a run a row (a run alone is a pack of one), and each run's hyperparameters as a (K, 1)
@@ -35,7 +36,6 @@ column.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 from collections.abc import Callable
 from types import ModuleType
@@ -62,14 +62,22 @@ _missing: str | None = None  # why numba could not be imported, once it could no
 
 def check() -> None:
     """An ``InputError`` now, before anything is trained, for a bad ``NNLAB_KERNELS`` or for
-    numba asked for and not installed; numba itself is imported only where a rule is built."""
-    if choice() == "numba" and importlib.util.find_spec("numba") is None:
-        raise _not_installed("No module named 'numba'")
+    numba asked for and not importable (auto imports numba only where it is used)."""
+    if choice() == "numba":
+        compiled(AUTO_PARAMETERS)
 
 
 def choice() -> str:
     """``NNLAB_KERNELS``: auto (when unset), numba or numpy."""
-    value = os.environ.get(ENVIRONMENT, "auto")
+    return _checked(os.environ.get(ENVIRONMENT, "auto"))
+
+
+def adopt(value: str) -> None:
+    """Make ``value`` this process's choice: a sweep's worker takes its runner's."""
+    os.environ[ENVIRONMENT] = _checked(value)
+
+
+def _checked(value: str) -> str:
     if value not in KERNEL_CHOICES:
         raise InputError(f"{ENVIRONMENT}={value!r}: expected one of {', '.join(KERNEL_CHOICES)}")
     return value
@@ -131,7 +139,7 @@ def hidden_delta(
         return functools.partial(_numpy_delta, DERIVATIVES[activation])
     constant = LEAKY_RELU_SLOPE if activation == "leaky_relu" else 1
     kernel = getattr(module, f"{activation}_delta")
-    return functools.partial(_compiled_delta, kernel, dtype.type(constant))
+    return functools.partial(_compiled_delta, kernel, dtype.type(constant), DERIVATIVES[activation])
 
 
 def _numpy_layer(activate, Z: np.ndarray, b: np.ndarray) -> None:
@@ -144,8 +152,13 @@ def _numpy_delta(derivative, A: np.ndarray, M: np.ndarray, gb: np.ndarray) -> No
     bias_gradient(A, gb)
 
 
-def _compiled_delta(kernel, constant, A, M, gb) -> None:
-    kernel(A, M, gb, constant)
+def _compiled_delta(kernel, constant, derivative, A, M, gb) -> None:
+    if A.shape[2] == 1:
+        # one unit wide: np.add.reduce sums a contiguous axis then, pairwise, which the
+        # kernel's running sum is not
+        _numpy_delta(derivative, A, M, gb)
+    else:
+        kernel(A, M, gb, constant)
 
 
 def _leaky_relu_layer(compiled, slope, Z, b) -> None:

@@ -181,12 +181,15 @@ class Adam(SGD):
 
     def _folded(self) -> tuple:
         """Both bias corrections folded into the epsilon and the step size. np.power, so that
-        a pack of runs (each β a column) computes them as one run does."""
+        a pack of runs (each β a column) computes them as one run does; in the parameters'
+        dtype, so that a float32 run alone (NumPy float64 scalars) rounds them as a pack's
+        float32 columns are rounded."""
         correction1 = 1.0 - np.power(self.beta1, self.t)
         root_correction2 = np.sqrt(1.0 - np.power(self.beta2, self.t))
+        dtype = self.params.dtype
         return (
-            self.epsilon * root_correction2,
-            self.learning_rate * root_correction2 / correction1,
+            np.asarray(self.epsilon * root_correction2, dtype),
+            np.asarray(self.learning_rate * root_correction2 / correction1, dtype),
         )
 
     def state(self) -> dict[str, np.ndarray]:

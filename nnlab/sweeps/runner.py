@@ -601,6 +601,9 @@ class _Pool:
             )
         self.backend, self.jobs, self.scheduler, self.url = backend, jobs, scheduler, url
         self.stale_after, self.rungs, self.max_pack = stale_after, rungs, max_pack
+        # this process's choice of engine path, which every worker takes (a reused loky worker
+        # or a Dask worker elsewhere has its own environment)
+        self.kernels = kernels.choice()
         self.database_file = store.file  # workers check that they write to this very file
         self.worker_died: tuple[type[BaseException], ...] = (TerminatedWorkerError,)
         self.lease_prefix = uuid4().hex[:16]
@@ -636,6 +639,7 @@ class _Pool:
                 self.database_file,
                 self.rungs,
                 self.max_pack,
+                self.kernels,
             )
             for pack in packs
         )
@@ -755,6 +759,7 @@ def _train_task(
     database_file: tuple[int, int] | None = None,
     rungs: Ladder | None = None,
     max_pack: int = MAX_PACK,
+    kernel_choice: str = "auto",
 ) -> list[tuple[int, str, list[tuple[int, str]]]]:
     """Train a pack of registered runs, ``(run id, config, lease)`` each, logging their epochs
     live; runs in a worker. The runs this task claims train together where the engine can
@@ -770,7 +775,9 @@ def _train_task(
     one run fails that run only. A database that fails under a run (disk full, file deleted)
     raises ``StoreFault``, which stops the sweep; ``database_file`` is the SQLite file the
     runner opened, which the worker must find at its path (not one put in its place since).
+    ``kernel_choice`` is the runner's ``NNLAB_KERNELS``, which this worker takes.
     """
+    kernels.adopt(kernel_choice)
     store = open_store(url, create=False)  # a worker never creates a database: the parent did
     store.expect_file(database_file)
     with contextlib.ExitStack() as stack:

@@ -7,12 +7,14 @@ import textwrap
 
 from click.testing import CliRunner
 from conftest import require_numba
+from joblib.externals.loky import get_reusable_executor
 from test_sweep_packed import stored_runs
 
 import nnlab
 from nnlab.cli import cli
 from nnlab.engine import MLP
 from nnlab.engine.kernels import AUTO_PARAMETERS
+from nnlab.store import open_store
 
 # 2-48-48-3: 2,691 parameters, so that auto compiles it too
 SPEC = textwrap.dedent("""\
@@ -42,6 +44,33 @@ def test_a_compiled_sweep_stores_the_numpy_sweep_s_epochs_to_the_bit(tmp_path, m
     assert stored["numba"] == stored["numpy"]
     statuses = {status for _, status, _ in stored["numba"].values()}
     assert {"completed", "diverged"} <= statuses
+
+
+def test_the_workers_take_the_runner_s_choice_even_when_reused(tmp_path, monkeypatch):
+    """Workers started under one NNLAB_KERNELS and reused by a sweep under another train on
+    the runner's choice. Seen through a numba the workers cannot import (a package of that
+    name that raises ImportError, first on their path): under numba every run fails naming
+    it, under numpy every run completes."""
+    require_numba()
+    poisoned = tmp_path / "poisoned"
+    (poisoned / "numba").mkdir(parents=True)
+    (poisoned / "numba" / "__init__.py").write_text("raise ImportError('numba blocked')\n")
+    # loky starts its workers on this process's sys.path (this process has numba imported)
+    monkeypatch.syspath_prepend(str(poisoned))
+    get_reusable_executor().shutdown(wait=True, kill_workers=True)  # workers with that path
+    spec = SPEC.replace("[0.01, 0.3, 30.0]", "[0.01, 0.3]").replace(
+        "[sigmoid, tanh, relu, leaky_relu, identity]", "[tanh, relu]"
+    )
+    for kernels, statuses in (("numpy", {"completed", "early_stopped"}), ("numba", {"failed"})):
+        monkeypatch.setenv("NNLAB_KERNELS", kernels)
+        url = f"sqlite:///{tmp_path / kernels}.db"
+        nnlab.sweep(spec, url, jobs=2, report=False, progress=False)
+        with open_store(url, create=False).read() as connection:
+            rows = connection.exec_driver_sql("SELECT status, error FROM runs").all()
+        assert len(rows) == 16 and {row[0] for row in rows} <= statuses, rows[:3]
+        if kernels == "numba":
+            assert all("NNLAB_KERNELS=numba, but numba cannot be imported" in e for _, e in rows)
+    get_reusable_executor().shutdown(wait=True, kill_workers=True)
 
 
 def test_a_bad_choice_stops_the_sweep_before_anything_is_written(tmp_path, monkeypatch):
