@@ -31,18 +31,27 @@ SPEC = textwrap.dedent("""\
 
 
 def test_a_compiled_sweep_stores_the_numpy_sweep_s_epochs_to_the_bit(tmp_path, monkeypatch):
+    """On every backend: loky and Dask workers (processes), and threading, which runs the
+    kernels side by side in one process (they release the GIL)."""
     require_numba()
     assert MLP([2, 48, 48, 3]).flat.size >= AUTO_PARAMETERS
     stored = {}
-    for kernels in ("numpy", "numba"):
-        monkeypatch.setenv("NNLAB_KERNELS", kernels)  # the workers inherit it
-        url = f"sqlite:///{tmp_path / kernels}.db"
-        result = nnlab.sweep(SPEC, url, jobs=2, report=False, progress=False)
+    for kernels, backend in (
+        ("numpy", "loky"),
+        ("numba", "loky"),
+        ("numba", "threading"),
+        ("numba", "dask"),
+    ):
+        monkeypatch.setenv("NNLAB_KERNELS", kernels)
+        url = f"sqlite:///{tmp_path / kernels}-{backend}.db"
+        result = nnlab.sweep(SPEC, url, jobs=2, backend=backend, report=False, progress=False)
         assert result.unfinished == 0
-        stored[kernels] = stored_runs(url)
-    assert len(stored["numba"]) == 60
-    assert stored["numba"] == stored["numpy"]
-    statuses = {status for _, status, _ in stored["numba"].values()}
+        stored[kernels, backend] = stored_runs(url)
+    reference = stored.pop(("numpy", "loky"))
+    assert len(reference) == 60
+    for runs in stored.values():
+        assert runs == reference
+    statuses = {status for _, status, _ in reference.values()}
     assert {"completed", "diverged"} <= statuses
 
 
