@@ -19,7 +19,7 @@ built (a sweep reads it once, and its workers take the runner's):
 
 - ``auto`` (the default): the compiled kernels for networks of at least ``AUTO_PARAMETERS``
   parameters when numba is installed (``pip install 'nnlab[fast]'``), else NumPy. A process
-  pays ~0.65 s once to import numba and load the kernels, more than a small network's run
+  pays 0.7–0.9 s once to import numba and load the kernels, more than a small network's run
   saves (benchmarks/small_grids.py);
 - ``numba``: the compiled kernels, and an error if numba cannot be imported;
 - ``numpy``: the NumPy reference only.
