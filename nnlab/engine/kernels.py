@@ -118,15 +118,10 @@ def hidden_layer(
     """``layer(Z, b)``: Z ← f(Z + b) in place, for Z (K, m, width) and b (K, width), in a
     network of ``parameters`` parameters."""
     module = compiled(parameters)
-    one = dtype.type
-    if module is not None and activation == "relu":
-        return module.relu_layer
-    if module is not None and activation == "leaky_relu":
-        return functools.partial(_leaky_relu_layer, module, one(LEAKY_RELU_SLOPE))
-    if module is not None and activation == "sigmoid":
-        lowest = one(SIGMOID_LOWEST[dtype.type])
-        return functools.partial(_sigmoid_layer, module, lowest, one(1))
-    return functools.partial(_numpy_layer, HIDDEN_ACTIVATIONS[activation])
+    build = _COMPILED_LAYERS.get(activation)
+    if module is None or build is None:
+        return functools.partial(_numpy_layer, HIDDEN_ACTIVATIONS[activation])
+    return build(module, dtype.type)
 
 
 def hidden_delta(
@@ -135,11 +130,27 @@ def hidden_delta(
     """``delta(A, M, gb)``: the layer's delta M ⊙ f'(Z) over its activations A (K, m, width),
     and the delta's sum over the m rows, the bias gradient, into gb (K, width)."""
     module = compiled(parameters)
+    derivative = DERIVATIVES[activation]
     if module is None:
-        return functools.partial(_numpy_delta, DERIVATIVES[activation])
-    constant = LEAKY_RELU_SLOPE if activation == "leaky_relu" else 1
+        return functools.partial(_numpy_delta, derivative)
     kernel = getattr(module, f"{activation}_delta")
-    return functools.partial(_compiled_delta, kernel, dtype.type(constant), DERIVATIVES[activation])
+    constant = dtype.type(_DELTA_CONSTANTS.get(activation, 1))
+    return functools.partial(_compiled_delta, kernel, constant, derivative)
+
+
+# the hidden activations whose layer step is compiled: each builds it from the kernels module
+# and the dtype's scalar type (tanh and identity keep NumPy's: nothing to fuse)
+_COMPILED_LAYERS = {
+    "relu": lambda module, cast: module.relu_layer,
+    "leaky_relu": lambda module, cast: functools.partial(
+        _leaky_relu_layer, module, cast(LEAKY_RELU_SLOPE)
+    ),
+    "sigmoid": lambda module, cast: functools.partial(
+        _sigmoid_layer, module, cast(SIGMOID_LOWEST[cast]), cast(1)
+    ),
+}
+# the constant each delta kernel takes (1, the "one" of its arithmetic, unless named here)
+_DELTA_CONSTANTS = {"leaky_relu": LEAKY_RELU_SLOPE}
 
 
 def _numpy_layer(activate, Z: np.ndarray, b: np.ndarray) -> None:
