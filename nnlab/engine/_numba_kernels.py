@@ -1,4 +1,5 @@
-"""The update rules of optimizers.py compiled by numba, each fused into one pass (see kernels.py).
+"""The compiled path's kernels (see kernels.py): optimizers.py's update rules and a hidden layer's
+arithmetic steps, each fused into one numba loop.
 
 Each loop body is its NumPy rule's sequence of operations for one element, written in the same
 order and rounded the same way: IEEE arithmetic gives the same bits whichever way the elements
@@ -70,17 +71,8 @@ def adam(theta, grad, first, second, beta1, one_minus_beta1, beta2, one_minus_be
 # rows in order, as np.add.reduce sums along a non-contiguous axis.
 #
 # In a pack, b and gb are views into the rows of the parameter matrix, a row's stride apart:
-# the loops read and write contiguous copies of them (``_contiguous``, ``_written``), which
-# LLVM can vectorise, where on the strided views it cannot (2.5x slower, measured).
-
-
-@_jit
-def _contiguous(b):
-    copy = np.empty(b.shape, b.dtype)
-    for k in range(b.shape[0]):
-        for j in range(b.shape[1]):
-            copy[k, j] = b[k, j]
-    return copy
+# the loops read and write contiguous copies of them, which LLVM can vectorise, where on the
+# strided views it cannot (2.5x slower, measured).
 
 
 @_jit
@@ -91,16 +83,9 @@ def _zero(A):
 
 
 @_jit
-def _written(sums, gb):
-    for k in range(gb.shape[0]):
-        for j in range(gb.shape[1]):
-            gb[k, j] = sums[k, j]
-
-
-@_jit
 def relu_layer(Z, b):
     """max(Z + b, 0), NaN kept, as np.maximum does."""
-    b = _contiguous(b)
+    b = np.ascontiguousarray(b)
     for k in range(Z.shape[0]):
         for i in range(Z.shape[1]):
             for j in range(Z.shape[2]):
@@ -111,7 +96,7 @@ def relu_layer(Z, b):
 @_jit
 def leaky_relu_layer(Z, b, slope):
     """max(Z + b, slope (Z + b))."""
-    b = _contiguous(b)
+    b = np.ascontiguousarray(b)
     for k in range(Z.shape[0]):
         for i in range(Z.shape[1]):
             for j in range(Z.shape[2]):
@@ -123,7 +108,7 @@ def leaky_relu_layer(Z, b, slope):
 @_jit
 def sigmoid_layer_head(Z, b, lowest):
     """−max(Z + b, lowest): what sigmoid takes e to the power of."""
-    b = _contiguous(b)
+    b = np.ascontiguousarray(b)
     for k in range(Z.shape[0]):
         for i in range(Z.shape[1]):
             for j in range(Z.shape[2]):
@@ -152,7 +137,7 @@ def tanh_delta(A, M, gb, one):
                 d = (one - a * a) * M[k, i, j]
                 A[k, i, j] = d
                 sums[k, j] = (d if single else zero + d) if i == 0 else sums[k, j] + d
-    _written(sums, gb)
+    gb[...] = sums
 
 
 @_jit
@@ -167,7 +152,7 @@ def sigmoid_delta(A, M, gb, one):
                 d = (one - a) * (M[k, i, j] * a)
                 A[k, i, j] = d
                 sums[k, j] = (d if single else zero + d) if i == 0 else sums[k, j] + d
-    _written(sums, gb)
+    gb[...] = sums
 
 
 @_jit
@@ -181,7 +166,7 @@ def relu_delta(A, M, gb, one):
                 d = M[k, i, j] * (one if A[k, i, j] > 0.0 else zero)
                 A[k, i, j] = d
                 sums[k, j] = (d if single else zero + d) if i == 0 else sums[k, j] + d
-    _written(sums, gb)
+    gb[...] = sums
 
 
 @_jit
@@ -196,7 +181,7 @@ def leaky_relu_delta(A, M, gb, slope):
                 d = m if A[k, i, j] > 0.0 else m * slope
                 A[k, i, j] = d
                 sums[k, j] = (d if single else zero + d) if i == 0 else sums[k, j] + d
-    _written(sums, gb)
+    gb[...] = sums
 
 
 @_jit
@@ -210,4 +195,4 @@ def identity_delta(A, M, gb, one):
                 d = M[k, i, j]
                 A[k, i, j] = d
                 sums[k, j] = (d if single else zero + d) if i == 0 else sums[k, j] + d
-    _written(sums, gb)
+    gb[...] = sums

@@ -73,8 +73,10 @@ def choice() -> str:
 
 
 def adopt(value: str) -> None:
-    """Make ``value`` this process's choice: a sweep's worker takes its runner's."""
-    os.environ[ENVIRONMENT] = _checked(value)
+    """Make ``value`` this process's choice: a sweep's worker takes its runner's (the
+    environment is left as it is when it already says so)."""
+    if os.environ.get(ENVIRONMENT, "auto") != _checked(value):
+        os.environ[ENVIRONMENT] = value
 
 
 def _checked(value: str) -> str:
@@ -172,11 +174,11 @@ def _compiled_delta(kernel, constant, derivative, A, M, gb) -> None:
         kernel(A, M, gb, constant)
 
 
-def _leaky_relu_layer(compiled, slope, Z, b) -> None:
-    compiled.leaky_relu_layer(Z, b, slope)
+def _leaky_relu_layer(module, slope, Z, b) -> None:
+    module.leaky_relu_layer(Z, b, slope)
 
 
-def _sigmoid_layer(compiled, lowest, one, Z, b) -> None:
-    compiled.sigmoid_layer_head(Z, b, lowest)
+def _sigmoid_layer(module, lowest, one, Z, b) -> None:
+    module.sigmoid_layer_head(Z, b, lowest)
     np.exp(Z, out=Z)
-    compiled.sigmoid_layer_tail(Z, one)
+    module.sigmoid_layer_tail(Z, one)
