@@ -29,6 +29,7 @@ limit, and ≤ 60 s on the idle machine.
     pip install -e '.[bench]'
     python benchmarks/grid.py               # about 4 minutes on 2 idle cores
     python benchmarks/grid.py --jobs-one    # and -j 1: about 4 minutes more
+    python benchmarks/grid.py --subnormals flush   # the runs with subnormal numbers flushed
     python benchmarks/grid.py --quick       # a smoke run: 16 runs of 5 epochs
 """
 
@@ -190,6 +191,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="16 runs of 5 epochs: a smoke run")
     parser.add_argument("--jobs-one", action="store_true", help="also the CLI at -j 1")
+    parser.add_argument(
+        "--subnormals",
+        choices=("keep", "flush"),
+        default="keep",
+        help="the runs' subnormals setting (flush: the CPU's FTZ and DAZ while they train)",
+    )
     args = parser.parse_args()
     grid = Grid(QUICK, 2, 5) if args.quick else Grid(FULL, 5, 50)
     name = "grid"
@@ -199,6 +206,11 @@ def main() -> None:
         folder = Path(tmp)
         npz = digits_npz(folder)
         text = spec(npz, grid, name)
+        if args.subnormals != "keep":
+            setting = f"batch_size: 32, subnormals: {args.subnormals}}}"
+            text = text.replace("batch_size: 32}", setting)
+            if args.subnormals not in text:
+                raise RuntimeError("the spec's train section has changed: put subnormals in")
         train_data, val_data, _ = prepare_data(
             {"name": str(npz), "val_fraction": 0.2, "standardize": True}
         )
@@ -228,7 +240,7 @@ def main() -> None:
         f"digits 64-128-10 (N_train {n_train}, N_val {n_val}), mini-batch {BATCH_SIZE}, "
         f"{grid.epochs} epochs, {grid.runs:,} runs "
         f"({' × '.join(str(len(v)) for v in grid.axes.values())} × {grid.seeds} seeds), "
-        f"float64; {statuses}\n"
+        f"float64, subnormals {args.subnormals}; {statuses}\n"
     )
     print_limit(passes, rates, JOBS)
     print(

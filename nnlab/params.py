@@ -21,6 +21,7 @@ from nnlab.checks import InputError, check_choice, check_count, check_number
 from nnlab.engine import GD_VARIANTS, INITS, LOSS_NAMES, OUTPUT_ACTIVATIONS, SCHEDULES
 from nnlab.engine import HIDDEN_ACTIVATIONS as _HIDDEN
 from nnlab.engine import OPTIMIZERS as _OPTIMIZERS
+from nnlab.engine.arithmetic import SUBNORMALS
 from nnlab.engine.mlp import DTYPES
 
 HIDDEN_ACTIVATIONS, OPTIMIZERS = tuple(_HIDDEN), tuple(_OPTIMIZERS)
@@ -323,6 +324,17 @@ PARAMS: list[Param] = [
         0.0,
         number(at_least=0),
         "Decoupled weight decay (AdamW's): θ ← θ(1 − η·weight_decay) before each update.",
+    ),
+    # added in round 3
+    Param(
+        "subnormals",
+        str,
+        "keep",
+        choice(SUBNORMALS),
+        "keep: IEEE arithmetic (the reference); flush: numbers below 2.2e-308 are taken as 0 "
+        "while the run trains (the CPU's FTZ and DAZ), faster where saturated units make them; "
+        "needs numba.",
+        choices=SUBNORMALS,
     ),
 ]
 

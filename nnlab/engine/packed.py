@@ -11,11 +11,12 @@ whole matrix with each run's hyperparameters as a column.
 
 Runs are packed when they share what the arithmetic shares: the data, the network's shape, hidden
 activation and dtype, the loss and output, the GD variant and batch size, the shuffling seed (so
-the same batches), the optimizer, whether there is an L2 penalty, and where a resumed run starts.
-Each run keeps its own learning rate and schedule, optimizer hyperparameters (momentum, betas,
-epsilon), weight decay, L2 strength, initialisation and seed of its weights, epochs, stopping
-rules and ``on_epoch``. A run that stops (diverged, early stopped, converged, its last epoch or
-``until_epoch``) leaves the pack at the end of that epoch, which goes on with the others.
+the same batches), the optimizer, the ``subnormals`` arithmetic, whether there is an L2 penalty,
+and where a resumed run starts. Each run keeps its own learning rate and schedule, optimizer
+hyperparameters (momentum, betas, epsilon), weight decay, L2 strength, initialisation and seed of
+its weights, epochs, stopping rules and ``on_epoch``. A run that stops (diverged, early stopped,
+converged, its last epoch or ``until_epoch``) leaves the pack at the end of that epoch, which
+goes on with the others.
 
 A run in a pack computes what it computes alone, operation for operation, so its records, status,
 updates, weights and checkpoint are the reference engine's (``train``); tests/engine hold every
@@ -32,6 +33,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from nnlab.checks import check_int
+from nnlab.engine import arithmetic
 from nnlab.engine.activations import bias_gradient
 from nnlab.engine.kernels import hidden_delta, hidden_layer
 from nnlab.engine.mlp import MLP, Backprop, weight_mask
@@ -55,10 +57,12 @@ MAX_PACK = 10
 MAX_PACKED_BATCH = 512
 # Activation memory of one pack (K × rows × widths × itemsize), at most
 _PACK_BYTES = 64 * 2**20
+# train's settings that the runs of a pack share: their arithmetic
+SHARED_SETTINGS = ("loss", "gd", "batch_size", "optimizer", "subnormals")
 # train's settings that each run of a pack has its own of (besides its network's init and
-# activation, and its seed): all but those the arithmetic shares
+# activation, and its seed): all the others
 PER_RUN_SETTINGS = (
-    *(name for name in CONFIG_ARGUMENTS if name not in ("loss", "gd", "batch_size", "optimizer")),
+    *(name for name in CONFIG_ARGUMENTS if name not in SHARED_SETTINGS),
     *OPTIMIZER_ARGUMENTS,
 )
 
@@ -99,7 +103,8 @@ def train_many(
     trainers, indices = _prepared(runs, X, y, val, results if return_exceptions else None)
     for pack in _packs(trainers, max_pack):
         members = [indices[k] for k in pack]
-        with np.errstate(all="ignore"):
+        subnormals = trainers[pack[0]][0].config.subnormals
+        with np.errstate(all="ignore"), arithmetic.training(subnormals):
             if len(pack) == 1:
                 results[members[0]] = _alone(*trainers[pack[0]])
             else:
@@ -176,6 +181,7 @@ def pack_key(trainer: _Trainer, resume) -> tuple | None:
         config.gd,
         config.batch_size,
         config.optimizer,
+        config.subnormals,
         config.alpha > 0,
         trainer.correct is not None,
         start,

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nnlab.checks import InputError, check_choice, check_int, check_number
+from nnlab.engine import arithmetic
 from nnlab.engine.checkpoint import Checkpoint, settings_difference
 from nnlab.engine.losses import ACCURACY, DEFAULT_OUTPUT, count_correct
 from nnlab.engine.mlp import MLP, Backprop, prepare_targets
@@ -125,6 +126,7 @@ class TrainConfig:
     tol: float | None
     tol_patience: int
     divergence_factor: float | None
+    subnormals: str
 
 
 def train(
@@ -158,6 +160,7 @@ def train(
     tol: float | None = None,
     tol_patience: int = 1,
     divergence_factor: float | None = 100.0,
+    subnormals: str = "keep",
     on_epoch: Callable[[EpochRecord], None] | None = None,
     until_epoch: int | None = None,
     resume: Checkpoint | None = None,
@@ -217,6 +220,11 @@ def train(
     divergence_factor : float or None
         Stop as ``diverged`` when an epoch's training loss exceeds this multiple of the loss of
         the initial weights (``TrainResult.initial_loss``); a non-finite loss always counts.
+    subnormals : {"keep", "flush"}
+        ``keep``: IEEE arithmetic, the reference. ``flush``: subnormal numbers (below 2.2e-308
+        in float64) are taken as 0 while the run trains, the CPU's FTZ and DAZ modes, which
+        saturated units make steps several times faster under; the run's last bits may differ
+        where it meets them. Needs numba and x86-64 (nnlab/engine/arithmetic.py).
     on_epoch : callable or None
         Called with each epoch's ``EpochRecord`` as soon as the epoch ends (when resuming, only
         for the epochs this call trains).
@@ -238,7 +246,7 @@ def train(
     # the first statement: exactly train's arguments, which prepare() reads by name
     arguments = dict(locals())
     trainer, until_epoch = prepare(arguments)
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), arithmetic.training(trainer.config.subnormals):
         return trainer.run(until_epoch, arguments["resume"])
 
 
@@ -306,6 +314,7 @@ CONFIG_ARGUMENTS = (
     "tol",
     "tol_patience",
     "divergence_factor",
+    "subnormals",
 )
 
 
@@ -356,6 +365,7 @@ def make_config(
     tol,
     tol_patience,
     divergence_factor,
+    subnormals,
     has_val,
 ) -> TrainConfig:
     """Check every training argument once, before any work; errors name the bad value."""
@@ -386,6 +396,7 @@ def make_config(
     for name in ("momentum", "beta1", "beta2"):
         check_number(name, optimizer_args[name], at_least=0, below=1)
     check_number("epsilon", optimizer_args["epsilon"], above=0)
+    subnormals = arithmetic.check(subnormals)
     return TrainConfig(
         loss=loss,
         output=output,
@@ -415,6 +426,7 @@ def make_config(
         tol=tol,
         tol_patience=int(tol_patience),
         divergence_factor=divergence_factor,
+        subnormals=subnormals,
     )
 
 
@@ -564,6 +576,8 @@ class _Trainer:
         config = dataclasses.asdict(self.config)
         settings = {**config.pop("schedule_settings"), **config.pop("optimizer_args"), **config}
         settings["learning_rate_schedule"] = settings.pop("schedule")  # train's name for it
+        if settings["subnormals"] == "keep":
+            del settings["subnormals"]  # as in checkpoints from before the setting
         net = self.net
         settings.update(
             layer_sizes=list(net.layer_sizes),

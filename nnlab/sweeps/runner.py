@@ -36,7 +36,7 @@ from joblib.externals.loky.process_executor import TerminatedWorkerError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from nnlab.checks import InputError, check_choice, check_int, plural
-from nnlab.engine import kernels
+from nnlab.engine import arithmetic, kernels
 from nnlab.engine.checkpoint import Checkpoint
 from nnlab.engine.packed import MAX_PACK, PER_RUN_SETTINGS, split
 from nnlab.store import RunWriter, open_store, register_sweep
@@ -169,6 +169,8 @@ def run_sweep(
     check_int("max_pack", max_pack, 1, why="the most runs trained together")
     kernels.check()
     points = plan(spec, max_runs, workers=1 if scheduler else jobs)  # a cluster's are elsewhere
+    for mode in {point.config.subnormals for point in points}:
+        arithmetic.check(mode)  # flush where numba is missing: an error before anything is stored
     store = open_store(url)
     resume = resumption(store, spec)
     rungs = halving.ladder(spec)

@@ -1,0 +1,161 @@
+"""Subnormal numbers in the 1,000-run grid: what they cost, and what flushing them gives.
+
+A float64 below 2.2e-308 in magnitude (a float32 below 1.2e-38) is subnormal, and an Intel core
+takes a slow microcode path for each arithmetic operation that reads or makes one. Saturated
+units make them: a sigmoid held at its clamp (σ ≈ 3e-308), softmax probabilities of e^-700, and
+the products of such small numbers in the deltas and the weight gradients. The grid's large
+learning rates (1, 3, 10) saturate its sigmoid networks for most of their 50 epochs.
+
+A run's ``subnormals: flush`` setting flushes them (nnlab/engine/arithmetic.py): the x86 MXCSR
+register's FTZ (subnormal results become 0) and DAZ (subnormal operands are read as 0) bits, for
+every SSE/AVX operation of the thread that trains the run (NumPy's loops, OpenBLAS at one
+thread, numba's kernels). Measured here, on one core:
+
+- each of the grid's packs (one activation × optimizer, the 10 learning rates, seed 0, digits
+  64-128-10, mini-batch 32, 50 epochs, as ``nnlab sweep`` packs them), trained with
+  ``subnormals`` keep (IEEE arithmetic) and flush in turns, the faster of ``--repeat`` kept for
+  each: µs a run and step, and whether the runs' records (every epoch's losses, accuracies and
+  gradient norm, and how many epochs ran) are the same under both;
+- one activation × optimizer (``--by-rate``, sigmoid/adam by default) trained as ten packs of one
+  learning rate each (10 seeds), 10 epochs: what each learning rate's steps cost.
+
+    pip install -e '.[bench,fast]'
+    python benchmarks/subnormals.py            # about 2-4 minutes on one core
+    python benchmarks/subnormals.py --quick    # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+
+import numpy as np
+from kernels import ACTIVATIONS, BATCH, OPTIMIZERS, SIZES, digits
+from threadpoolctl import threadpool_limits
+
+from nnlab.engine import MLP, arithmetic, train_many
+
+LEARNING_RATES = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+MODES = ("keep", "flush")
+METRICS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "grad_norm")
+
+
+def train_pack(data, activation: str, optimizer: str, rates, seeds, epochs: int, mode: str):
+    """Seconds to train the pack of (rate, seed) runs, its run-epochs, and each run's records."""
+    X, y, X_val, y_val = data
+    records = {point: [] for point in itertools.product(rates, seeds)}
+    runs = [
+        (
+            MLP(SIZES, activation=activation, seed=seed),
+            {
+                "loss": "cross_entropy",
+                "gd": "minibatch",
+                "batch_size": BATCH,
+                "epochs": epochs,
+                "learning_rate": rate,
+                "optimizer": optimizer,
+                "seed": seed,
+                "subnormals": mode,
+                "on_epoch": records[rate, seed].append,
+            },
+        )
+        for rate, seed in records
+    ]
+    start = time.perf_counter()
+    train_many(runs, X, y, val=(X_val, y_val))
+    seconds = time.perf_counter() - start
+    return seconds, sum(len(r) for r in records.values()), records
+
+
+def compare(ieee: dict, flushed: dict) -> tuple[int, int, float]:
+    """Runs whose epoch count differs, runs with any metric not equal, the largest relative
+    difference of a metric between the two."""
+    lengths = sum(len(ieee[p]) != len(flushed[p]) for p in ieee)
+    differing, worst = 0, 0.0
+    for point, records in ieee.items():
+        pairs = [
+            (getattr(a, name), getattr(b, name))
+            for a, b in zip(records, flushed[point], strict=False)
+            for name in METRICS
+            if getattr(a, name) is not None
+        ]
+        if any(a != b for a, b in pairs):
+            differing += 1
+        for a, b in pairs:
+            if np.isfinite(a) and np.isfinite(b) and a != b:
+                worst = max(worst, abs(a - b) / max(abs(a), abs(b)))
+    return lengths, differing, worst
+
+
+def per_step(seconds: float, run_epochs: int, steps: int) -> float:
+    return seconds / (run_epochs * steps) * 1e6
+
+
+def grid_table(data, combos, epochs: int, repeat: int) -> None:
+    steps = -(-len(data[0]) // BATCH)
+    print(
+        f"The grid's packs (10 learning rates, seed 0, {epochs} epochs), µs a run and step\n\n"
+        "| pack | run-epochs | keep | flush | × | runs with other epochs | runs with other "
+        "metrics | largest relative difference |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+    )
+    totals = [0.0, 0.0]
+    for activation, optimizer in combos:
+        best, records = [float("inf")] * 2, [None, None]
+        for _ in range(repeat):
+            for index, mode in enumerate(MODES):
+                seconds, run_epochs, recorded = train_pack(
+                    data, activation, optimizer, LEARNING_RATES, [0], epochs, mode
+                )
+                best[index] = min(best[index], seconds)
+                records[index] = recorded
+        totals = [total + seconds for total, seconds in zip(totals, best, strict=True)]
+        lengths, differing, worst = compare(*records)
+        ieee, flushed = (per_step(s, run_epochs, steps) for s in best)
+        print(
+            f"| {activation}/{optimizer} | {run_epochs} | {ieee:.1f} | {flushed:.1f} | "
+            f"{ieee / flushed:.2f} | {lengths} | {differing} | {worst:.1e} |"
+        )
+    print(
+        f"\nAll {len(combos)} packs: {totals[0]:.1f} s kept, {totals[1]:.1f} s flushed "
+        f"({totals[0] / totals[1]:.2f}×)\n"
+    )
+
+
+def rate_table(data, activation: str, optimizer: str, epochs: int) -> None:
+    steps = -(-len(data[0]) // BATCH)
+    print(
+        f"{activation}/{optimizer}, one pack of 10 seeds per learning rate, {epochs} epochs, "
+        "µs a run and step\n\n| learning rate | keep | flush | × |\n|---:|---:|---:|---:|"
+    )
+    for rate in LEARNING_RATES:
+        times = []
+        for mode in MODES:
+            seconds, run_epochs, _ = train_pack(
+                data, activation, optimizer, [rate], range(10), epochs, mode
+            )
+            times.append(per_step(seconds, run_epochs, steps))
+        print(f"| {rate:g} | {times[0]:.1f} | {times[1]:.1f} | {times[0] / times[1]:.2f} |")
+    print()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="two packs of 3 epochs")
+    parser.add_argument("--repeat", type=int, default=2, help="runs of each pack, the best kept")
+    parser.add_argument("--by-rate", default="sigmoid/adam", help="ACTIVATION/OPTIMIZER")
+    args = parser.parse_args()
+    combos = list(itertools.product(ACTIVATIONS, OPTIMIZERS))
+    epochs, repeat = (3, 1) if args.quick else (50, args.repeat)
+    if args.quick:
+        combos = [("sigmoid", "adam"), ("relu", "sgd")]
+    arithmetic.check("flush")  # numba and x86-64, or a one-line error
+    data = digits()
+    with threadpool_limits(1), np.errstate(all="ignore"):  # one BLAS thread, as a worker runs
+        train_pack(data, "relu", "sgd", [0.01], [0], 1, "flush")  # numba's kernels loaded
+        grid_table(data, combos, epochs, repeat)
+        rate_table(data, *args.by_rate.split("/"), 2 if args.quick else 10)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""The floating-point arithmetic a run trains in: IEEE's, or with subnormal numbers flushed.
+
+A float64 below 2.2e-308 in magnitude (a float32 below 1.2e-38) is subnormal, and an x86 core
+takes a slow microcode path, some hundred cycles, for each operation that reads or makes one.
+Saturated units make them: a sigmoid unit far below zero, softmax probabilities of e^-700, and
+the products of such small numbers in the deltas and weight gradients. At large learning rates
+a sigmoid network's steps took 3.6-4.1× longer than at small ones (benchmarks/subnormals.py).
+
+A run's ``subnormals`` setting chooses:
+
+- ``keep`` (the default): IEEE arithmetic, the reference every other result is tested against.
+  The thread's arithmetic is left as it is.
+- ``flush``: while the run trains, the thread that trains it sets its MXCSR register's FTZ bit
+  (a subnormal result becomes 0) and DAZ bit (a subnormal operand is read as 0), as
+  ``torch.set_flush_denormal(True)`` does, and puts the register back afterwards. NumPy's
+  loops, numba's kernels and BLAS at one thread (as a sweep's workers run) then all flush. A run
+  that meets no subnormal number gives the same bits either way; one that meets them may differ
+  in its last bits, or, where training is chaotic, more. Needs numba (``pip install
+  'nnlab[fast]'``) and an x86-64 CPU.
+
+BLAS's own threads keep their own registers: a run trained in a process with several BLAS
+threads flushes in the products BLAS computes in the calling thread only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+from collections.abc import Iterator
+from types import ModuleType
+
+from nnlab.checks import InputError, check_choice
+
+SUBNORMALS = ("keep", "flush")
+FTZ_DAZ = 0x8040  # MXCSR bit 15, flush to zero, and bit 6, denormals are zero
+X86_64 = ("x86_64", "amd64")
+_register: ModuleType | None = None
+
+
+def check(mode: object) -> str:
+    """``mode`` as a run's ``subnormals`` setting; ``flush`` where it cannot be had is an
+    ``InputError`` saying why."""
+    mode = check_choice("subnormals", mode, SUBNORMALS)
+    if mode == "flush":
+        _mxcsr()
+    return mode
+
+
+@contextlib.contextmanager
+def training(mode: str) -> Iterator[None]:
+    """This thread's arithmetic for the length of the block, as ``mode`` says (see above)."""
+    if mode == "keep":
+        yield
+        return
+    register = _mxcsr()
+    before = register.read()
+    register.write(before | FTZ_DAZ)
+    try:
+        yield
+    finally:
+        register.write(before)
+
+
+def _mxcsr() -> ModuleType:
+    global _register
+    if _register is None:
+        machine = platform.machine()
+        if machine.lower() not in X86_64:
+            raise InputError(
+                f"subnormals='flush' needs an x86-64 CPU, whose MXCSR register flushes them; "
+                f"this one is {machine!r}: use subnormals='keep'"
+            )
+        try:
+            from nnlab.engine import _mxcsr
+        except ImportError as error:
+            raise InputError(
+                f"subnormals='flush' needs numba, which cannot be imported ({error}); install "
+                "it with pip install 'nnlab[fast]', or use subnormals='keep'"
+            ) from None
+        _register = _mxcsr
+    return _register

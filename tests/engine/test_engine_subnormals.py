@@ -1,0 +1,210 @@
+"""A run's ``subnormals`` setting (nnlab/engine/arithmetic.py): IEEE arithmetic kept, the
+reference, or subnormal numbers flushed to zero while the run trains.
+
+What is checked on the real CPU register: that ``flush`` is in effect in the thread that trains
+(inside ``on_epoch``, a subnormal result is 0), alone and packed, and that the thread's
+arithmetic is back as it was after the run, also when the run raises; that a run meeting no
+subnormal gives the same bits either way; that a sigmoid network at a large learning rate meets
+them, and flushed still trains to the same bits alone, in a pack and on both engine paths; that
+packs never mix the two; the errors; and checkpoints.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import require_numba
+from test_engine_packed import assert_same_run, records
+
+from nnlab.checks import InputError
+from nnlab.engine import MLP, arithmetic, pack_plan, train, train_many
+from nnlab.engine.training import bind_train_arguments, prepare
+
+TINY = np.finfo(np.float64).tiny
+
+
+@pytest.fixture(autouse=True)
+def numba_installed():
+    require_numba()
+
+
+def quarter_of_tiny() -> float:
+    """A subnormal result in IEEE arithmetic (tiny / 4), 0.0 where subnormals are flushed."""
+    return float(np.array([TINY])[0] / 4)
+
+
+def digits_like(n: int = 120, seed: int = 0, scale: float = 1.0):
+    """16 features, 10 classes; ``scale`` 10 makes inputs that saturate sigmoid units."""
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, 16)) * scale, rng.integers(0, 10, n)
+
+
+def subnormals_in(array: np.ndarray) -> int:
+    return int(np.count_nonzero((array != 0) & (np.abs(array) < TINY)))
+
+
+def saturating(subnormals: str, seed: int = 0) -> dict:
+    """A sigmoid network's settings at a learning rate that saturates it: it meets subnormals."""
+    return {
+        "optimizer": "adam",
+        "learning_rate": 10.0,
+        "epochs": 6,
+        "batch_size": 16,
+        "seed": seed,
+        "subnormals": subnormals,
+        "divergence_factor": None,
+    }
+
+
+def sigmoid_net(seed: int = 0) -> MLP:
+    return MLP([16, 32, 10], activation="sigmoid", seed=seed)
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["alone", "packed"])
+def test_flush_is_in_effect_while_the_run_trains_and_undone_after(packed):
+    X, y = digits_like()
+    seen = {"keep": [], "flush": []}
+    runs = [
+        (
+            MLP([16, 8, 10], seed=k),
+            {
+                "epochs": 3,
+                "subnormals": mode,
+                "on_epoch": lambda _, mode=mode: seen[mode].append(quarter_of_tiny()),
+            },
+        )
+        for k, mode in enumerate(("keep", "flush"))
+    ]
+    if packed:
+        train_many(runs, X, y)
+    else:
+        for net, settings in runs:
+            train(net, X, y, **settings)
+    assert seen["flush"] == [0.0, 0.0, 0.0]
+    assert seen["keep"] == [TINY / 4] * 3
+    assert quarter_of_tiny() == TINY / 4  # this thread is IEEE again
+
+
+def test_the_register_is_put_back_when_the_run_raises():
+    X, y = digits_like()
+
+    def fail(record):
+        raise RuntimeError(f"stop at epoch {record.epoch}")
+
+    with pytest.raises(RuntimeError, match="stop at epoch 1"):
+        train(MLP([16, 8, 10]), X, y, epochs=3, subnormals="flush", on_epoch=fail)
+    assert quarter_of_tiny() == TINY / 4
+
+
+def test_a_run_that_meets_no_subnormal_is_the_same_either_way():
+    X, y = digits_like()
+    settings = {"optimizer": "momentum", "learning_rate": 0.05, "epochs": 5, "seed": 3}
+    kept_net, flushed_net = MLP([16, 12, 10], seed=1), MLP([16, 12, 10], seed=1)
+    kept = train(kept_net, X, y, **settings)
+    flushed = train(flushed_net, X, y, subnormals="flush", **settings)
+    assert_same_run(kept, flushed, kept_net, flushed_net)
+
+
+def test_a_saturated_sigmoid_network_meets_subnormals_which_flush_removes():
+    """The last step's weight gradients and activations of each epoch hold subnormal numbers
+    under IEEE arithmetic (so the setting has something to do), and none when flushed."""
+    X, y = digits_like(scale=10)
+
+    def subnormals_seen(mode: str) -> int:
+        counts = []
+
+        def count(_record):
+            arrays = [trainer.backprop.flat_grad, *trainer.backprop.activations]
+            counts.append(sum(subnormals_in(array) for array in arrays))
+
+        settings = saturating(mode) | {"on_epoch": count}
+        arguments = bind_train_arguments(sigmoid_net(), X, y, settings)
+        trainer, until = prepare(arguments)
+        with np.errstate(all="ignore"), arithmetic.training(mode):
+            trainer.run(until)
+        return sum(counts)
+
+    assert subnormals_seen("keep") > 20
+    assert subnormals_seen("flush") == 0
+
+
+def test_flushed_runs_train_to_the_same_bits_alone_and_packed():
+    X, y = digits_like(scale=10)
+    val = digits_like(40, seed=1, scale=10)
+    settings = [saturating("flush", seed=0) | {"learning_rate": rate} for rate in (0.1, 3.0, 10.0)]
+    alone_nets = [sigmoid_net(k) for k in range(3)]
+    alone = [train(n, X, y, val=val, **s) for n, s in zip(alone_nets, settings, strict=True)]
+    packed_nets = [sigmoid_net(k) for k in range(3)]
+    runs = list(zip(packed_nets, settings, strict=True))
+    assert pack_plan(runs, X, y, val=val) == [[0, 1, 2]]
+    packed = train_many(runs, X, y, val=val)
+    for args in zip(alone, packed, alone_nets, packed_nets, strict=True):
+        assert_same_run(*args)
+
+
+def test_flushed_runs_are_the_same_on_both_engine_paths(monkeypatch):
+    X, y = digits_like(scale=10)
+    results = {}
+    for path in ("numpy", "numba"):
+        monkeypatch.setenv("NNLAB_KERNELS", path)
+        net = MLP([16, 64, 10], activation="sigmoid", seed=0)  # 1,738 parameters: compiled
+        results[path] = (train(net, X, y, **saturating("flush")), net)
+    (reference, reference_net), (compiled, compiled_net) = results["numpy"], results["numba"]
+    assert_same_run(reference, compiled, reference_net, compiled_net)
+
+
+def test_packs_never_mix_kept_and_flushed_runs():
+    X, y = digits_like()
+    runs = [
+        (MLP([16, 8, 10], seed=k), {"epochs": 2, "subnormals": mode})
+        for k, mode in enumerate(("keep", "flush", "keep", "flush"))
+    ]
+    assert sorted(pack_plan(runs, X, y)) == [[0, 2], [1, 3]]
+
+
+def test_a_bad_value_is_refused_naming_it():
+    X, y = digits_like()
+    with pytest.raises(InputError, match=r"subnormals 'zero'; expected one of 'keep', 'flush'"):
+        train(MLP([16, 8, 10]), X, y, epochs=1, subnormals="zero")
+
+
+def test_flush_without_numba_is_an_error_saying_why_and_keep_still_trains():
+    """In a process where numba cannot be imported (a None in sys.modules makes its import
+    fail, as it does where numba is not installed)."""
+    script = """
+import sys
+sys.modules["numba"] = None
+import numpy as np
+from nnlab.checks import InputError
+from nnlab.engine import MLP, train
+X, y = np.random.default_rng(0).standard_normal((40, 2)), np.arange(40) % 2
+assert train(MLP([2, 3, 2]), X, y, epochs=2).status == "completed"
+try:
+    train(MLP([2, 3, 2]), X, y, epochs=2, subnormals="flush")
+except InputError as error:
+    print(error)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.startswith("subnormals='flush' needs numba, which cannot be imported")
+    assert "pip install 'nnlab[fast]'" in out.stdout
+
+
+def test_a_kept_runs_checkpoint_reads_as_before_and_a_flushed_one_names_it():
+    """Checkpoints from before the setting hold no ``subnormals``, and a kept run's still does
+    not, so they resume; a flushed run's checkpoint resumes flushed only."""
+    X, y = digits_like()
+    kept = train(MLP([16, 8, 10], seed=0), X, y, epochs=4, until_epoch=2)
+    assert "subnormals" not in kept.checkpoint.settings
+    resumed = train(MLP([16, 8, 10]), X, y, epochs=4, resume=kept.checkpoint)
+    assert resumed.status == "completed" and len(resumed.history) == 4
+    flushed = train(MLP([16, 8, 10], seed=0), X, y, epochs=4, until_epoch=2, subnormals="flush")
+    assert flushed.checkpoint.settings["subnormals"] == "flush"
+    with pytest.raises(InputError, match="subnormals='flush' in the checkpoint, None here"):
+        train(MLP([16, 8, 10]), X, y, epochs=4, resume=flushed.checkpoint)
+    done = train(MLP([16, 8, 10]), X, y, epochs=4, resume=flushed.checkpoint, subnormals="flush")
+    assert records(done)[:2] == records(flushed)

@@ -1,0 +1,62 @@
+"""``subnormals: flush`` in a sweep: each run trains with subnormals flushed in whichever worker
+takes it, the same on every backend, and stored as a setting of the run; where it cannot be had
+the sweep stops before anything is written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+from conftest import require_numba
+from test_sweep_packed import stored_runs
+
+import nnlab
+
+# inputs scaled up so that the sigmoid units saturate and meet subnormal numbers
+SPEC = textwrap.dedent("""\
+    name: subnormals
+    data: {name: spirals, n_samples: 120, classes: 3, noise: 0.2, val_fraction: 0.25}
+    model: {hidden: [24], activation: sigmoid}
+    train: {epochs: 4, gd: minibatch, batch_size: 8, optimizer: adam}
+    grid:
+      learning_rate: [0.01, 10.0]
+      subnormals: [keep, flush]
+    seeds: 2
+""")
+
+
+def test_flushed_runs_are_stored_as_such_and_the_same_on_every_backend(tmp_path):
+    require_numba()
+    stored = {}
+    for backend in ("loky", "threading"):
+        url = f"sqlite:///{tmp_path / backend}.db"
+        result = nnlab.sweep(SPEC, url, jobs=2, backend=backend, report=False, progress=False)
+        assert result.unfinished == 0 and result.failed == 0
+        stored[backend] = stored_runs(url)
+    assert stored["loky"] == stored["threading"]
+    modes = sorted(config.get("subnormals", "keep") for config, _, _ in stored["loky"].values())
+    assert modes == ["flush"] * 4 + ["keep"] * 4
+    # the threads that trained were this process's: its own thread is IEEE as before
+    tiny = np.finfo(np.float64).tiny
+    assert np.array([tiny])[0] / 4 == tiny / 4
+    settings = nnlab.connect(f"sqlite:///{tmp_path / 'loky'}.db").settings("subnormals")
+    assert sorted(set(settings.subnormals)) == ["flush", "keep"]
+
+
+def test_flush_where_numba_is_missing_stops_the_sweep_before_anything_is_written(tmp_path):
+    (tmp_path / "s.yaml").write_text(SPEC)
+    db = tmp_path / "s.db"
+    script = (
+        "import runpy, sys; sys.modules['numba'] = None; "
+        f"sys.argv = ['nnlab', 'sweep', 's.yaml', '--db', {str(db)!r}]; "
+        "runpy.run_module('nnlab', run_name='__main__')"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip().startswith("Error: subnormals='flush' needs numba")
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert not db.exists()
