@@ -68,24 +68,25 @@ def train_pack(data, activation: str, optimizer: str, rates, seeds, epochs: int,
     return seconds, sum(len(r) for r in records.values()), records
 
 
-def compare(ieee: dict, flushed: dict) -> tuple[int, int, float]:
-    """Runs whose epoch count differs, runs with any metric not equal, the largest relative
-    difference of a metric between the two."""
-    lengths = sum(len(ieee[p]) != len(flushed[p]) for p in ieee)
-    differing, worst = 0, 0.0
-    for point, records in ieee.items():
+def compare(kept: dict, flushed: dict) -> tuple[int, int, set, float]:
+    """Runs whose epoch count differs; runs with any metric not equal, which metrics, and the
+    largest relative difference of one between the two."""
+    lengths = sum(len(kept[p]) != len(flushed[p]) for p in kept)
+    differing, names, worst = 0, set(), 0.0
+    for point, records in kept.items():
         pairs = [
-            (getattr(a, name), getattr(b, name))
+            (name, getattr(a, name), getattr(b, name))
             for a, b in zip(records, flushed[point], strict=False)
             for name in METRICS
             if getattr(a, name) is not None
         ]
-        if any(a != b for a, b in pairs):
-            differing += 1
-        for a, b in pairs:
-            if np.isfinite(a) and np.isfinite(b) and a != b:
+        unequal = [(name, a, b) for name, a, b in pairs if a != b]
+        differing += bool(unequal)
+        names |= {name for name, _, _ in unequal}
+        for _, a, b in unequal:
+            if np.isfinite(a) and np.isfinite(b):
                 worst = max(worst, abs(a - b) / max(abs(a), abs(b)))
-    return lengths, differing, worst
+    return lengths, differing, names, worst
 
 
 def per_step(seconds: float, run_epochs: int, steps: int) -> float:
@@ -97,7 +98,8 @@ def grid_table(data, combos, epochs: int, repeat: int) -> None:
     print(
         f"The grid's packs (10 learning rates, seed 0, {epochs} epochs), µs a run and step\n\n"
         "| pack | run-epochs | keep | flush | × | runs with other epochs | runs with other "
-        "metrics | largest relative difference |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+        "metrics | which | largest relative difference |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|"
     )
     totals = [0.0, 0.0]
     for activation, optimizer in combos:
@@ -110,11 +112,12 @@ def grid_table(data, combos, epochs: int, repeat: int) -> None:
                 best[index] = min(best[index], seconds)
                 records[index] = recorded
         totals = [total + seconds for total, seconds in zip(totals, best, strict=True)]
-        lengths, differing, worst = compare(*records)
-        ieee, flushed = (per_step(s, run_epochs, steps) for s in best)
+        lengths, differing, names, worst = compare(*records)
+        kept, flushed = (per_step(s, run_epochs, steps) for s in best)
         print(
-            f"| {activation}/{optimizer} | {run_epochs} | {ieee:.1f} | {flushed:.1f} | "
-            f"{ieee / flushed:.2f} | {lengths} | {differing} | {worst:.1e} |"
+            f"| {activation}/{optimizer} | {run_epochs} | {kept:.1f} | {flushed:.1f} | "
+            f"{kept / flushed:.2f} | {lengths} | {differing} | {', '.join(sorted(names))} | "
+            f"{worst:.1e} |"
         )
     print(
         f"\nAll {len(combos)} packs: {totals[0]:.1f} s kept, {totals[1]:.1f} s flushed "
