@@ -12,14 +12,12 @@ A run's ``subnormals`` setting chooses:
   The thread's arithmetic is left as it is.
 - ``flush``: while the run trains, the thread that trains it sets its MXCSR register's FTZ bit
   (a subnormal result becomes 0) and DAZ bit (a subnormal operand is read as 0), as
-  ``torch.set_flush_denormal(True)`` does, and puts the register back afterwards. NumPy's
-  loops, numba's kernels and BLAS at one thread (as a sweep's workers run) then all flush. A run
-  that meets no subnormal number gives the same bits either way; one that meets them may differ
-  in its last bits, or, where training is chaotic, more. Needs numba (``pip install
-  'nnlab[fast]'``) and an x86-64 CPU.
-
-BLAS's own threads keep their own registers: a run trained in a process with several BLAS
-threads flushes in the products BLAS computes in the calling thread only.
+  ``torch.set_flush_denormal(True)`` does, and puts the register back afterwards. BLAS's own
+  threads keep their own registers, so BLAS is held to one thread meanwhile (threadpoolctl):
+  every product is then computed in the training thread, and NumPy's loops, numba's kernels
+  and BLAS all flush, however many BLAS threads the process has (a sweep's workers have one).
+  A run that meets no subnormal number gives the same bits either way; one that meets them
+  may differ. Needs the ``fast`` extra (numba, threadpoolctl) and an x86-64 CPU.
 """
 
 from __future__ import annotations
@@ -28,13 +26,14 @@ import contextlib
 import platform
 from collections.abc import Iterator
 from types import ModuleType
+from typing import Any
 
 from nnlab.checks import InputError, check_choice
 
 SUBNORMALS = ("keep", "flush")
 FTZ_DAZ = 0x8040  # MXCSR bit 15, flush to zero, and bit 6, denormals are zero
 X86_64 = ("x86_64", "amd64")
-_register: ModuleType | None = None
+_tools: tuple[ModuleType, Any] | None = None  # the MXCSR module, a BLAS thread controller
 
 
 def check(mode: object) -> str:
@@ -42,7 +41,7 @@ def check(mode: object) -> str:
     ``InputError`` saying why."""
     mode = check_choice("subnormals", mode, SUBNORMALS)
     if mode == "flush":
-        _mxcsr()
+        _flushing_tools()
     return mode
 
 
@@ -52,18 +51,19 @@ def training(mode: str) -> Iterator[None]:
     if mode == "keep":
         yield
         return
-    register = _mxcsr()
-    before = register.read()
-    register.write(before | FTZ_DAZ)
-    try:
-        yield
-    finally:
-        register.write(before)
+    register, blas = _flushing_tools()
+    with blas.limit(limits=1, user_api="blas"):
+        before = register.read()
+        register.write(before | FTZ_DAZ)
+        try:
+            yield
+        finally:
+            register.write(before)
 
 
-def _mxcsr() -> ModuleType:
-    global _register
-    if _register is None:
+def _flushing_tools() -> tuple[ModuleType, Any]:
+    global _tools
+    if _tools is None:
         machine = platform.machine()
         if machine.lower() not in X86_64:
             raise InputError(
@@ -71,11 +71,14 @@ def _mxcsr() -> ModuleType:
                 f"this one is {machine!r}: use subnormals='keep'"
             )
         try:
+            from threadpoolctl import ThreadpoolController
+
             from nnlab.engine import _mxcsr
         except ImportError as error:
             raise InputError(
-                f"subnormals='flush' needs numba, which cannot be imported ({error}); install "
-                "it with pip install 'nnlab[fast]', or use subnormals='keep'"
+                f"subnormals='flush' needs numba and threadpoolctl, which cannot be imported "
+                f"({error}); install them with pip install 'nnlab[fast]', or use "
+                "subnormals='keep'"
             ) from None
-        _register = _mxcsr
-    return _register
+        _tools = _mxcsr, ThreadpoolController()  # the BLAS libraries NumPy has loaded
+    return _tools

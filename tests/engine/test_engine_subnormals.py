@@ -99,6 +99,22 @@ def test_the_register_is_put_back_when_the_run_raises():
     assert quarter_of_tiny() == TINY / 4
 
 
+def test_blas_products_flush_however_many_blas_threads_the_process_has():
+    """OpenBLAS's own threads keep their own registers (with two, half of a large product was
+    left subnormal): while a run is flushed, BLAS is held to the training thread."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    A = np.full((512, 512), 1e-160)  # every product 1e-320, subnormal
+    with threadpool_limits(2, user_api="blas"):
+        assert subnormals_in(A @ A) == A.size
+        with arithmetic.training("flush"):
+            flushed = A @ A
+        assert subnormals_in(flushed) == 0 and not flushed.any()
+        threads = {info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"}
+        assert threads == {2}  # and back after
+        assert subnormals_in(A @ A) == A.size
+
+
 def test_a_run_that_meets_no_subnormal_is_the_same_either_way():
     X, y = digits_like()
     settings = {"optimizer": "momentum", "learning_rate": 0.05, "epochs": 5, "seed": 3}
@@ -190,7 +206,7 @@ except InputError as error:
     out = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
     )
-    assert out.stdout.startswith("subnormals='flush' needs numba, which cannot be imported")
+    assert out.stdout.startswith("subnormals='flush' needs numba and threadpoolctl, which cannot")
     assert "pip install 'nnlab[fast]'" in out.stdout
 
 

@@ -1,6 +1,6 @@
 """``subnormals: flush`` in a sweep: each run trains with subnormals flushed in whichever worker
-takes it, the same on every backend, and stored as a setting of the run; where it cannot be had
-the sweep stops before anything is written."""
+takes it, the same on every backend and at any ``-j``, and stored as a setting of the run;
+where it cannot be had the sweep stops before anything is written."""
 
 from __future__ import annotations
 
@@ -30,18 +30,18 @@ SPEC = textwrap.dedent("""\
 def test_flushed_runs_are_stored_as_such_and_the_same_on_every_backend(tmp_path):
     require_numba()
     stored = {}
-    for backend in ("loky", "threading"):
-        url = f"sqlite:///{tmp_path / backend}.db"
-        result = nnlab.sweep(SPEC, url, jobs=2, backend=backend, report=False, progress=False)
+    for backend, jobs in (("loky", 2), ("threading", 2), ("loky", 1)):  # -j 1: in this process
+        url = f"sqlite:///{tmp_path / backend}-{jobs}.db"
+        result = nnlab.sweep(SPEC, url, jobs=jobs, backend=backend, report=False, progress=False)
         assert result.unfinished == 0 and result.failed == 0
-        stored[backend] = stored_runs(url)
-    assert stored["loky"] == stored["threading"]
-    modes = sorted(config.get("subnormals", "keep") for config, _, _ in stored["loky"].values())
+        stored[backend, jobs] = stored_runs(url)
+    assert stored["loky", 2] == stored["threading", 2] == stored["loky", 1]
+    modes = sorted(config.get("subnormals", "keep") for config, _, _ in stored["loky", 2].values())
     assert modes == ["flush"] * 4 + ["keep"] * 4
     # the threads that trained were this process's: its own thread is IEEE as before
     tiny = np.finfo(np.float64).tiny
     assert np.array([tiny])[0] / 4 == tiny / 4
-    settings = nnlab.connect(f"sqlite:///{tmp_path / 'loky'}.db").settings("subnormals")
+    settings = nnlab.connect(f"sqlite:///{tmp_path / 'loky'}-2.db").settings("subnormals")
     assert sorted(set(settings.subnormals)) == ["flush", "keep"]
 
 
