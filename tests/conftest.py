@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -38,6 +40,28 @@ def require_numba() -> None:
         if os.environ.get("CI"):
             raise
         pytest.skip("numba is not installed here (pip install -e '.[fast]')")
+
+
+def without_numba(script: str) -> str:
+    """What ``script`` prints, run in a fresh Python where numba cannot be imported (a None in
+    sys.modules makes its import fail, as it fails where numba is not installed); the names
+    numpy as np, InputError, MLP and train and a small classification X, y are defined."""
+    preamble = (
+        "import sys\n"
+        "sys.modules['numba'] = None\n"
+        "import numpy as np\n"
+        "from nnlab.checks import InputError\n"
+        "from nnlab.engine import MLP, train\n"
+        "X, y = np.random.default_rng(0).standard_normal((40, 2)), np.arange(40) % 2\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", preamble + script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return out.stdout
 
 
 @pytest.fixture(params=["numpy", "numba"])

@@ -10,12 +10,9 @@ with every loss and output; for every GD variant; diverging runs included.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
-from conftest import require_numba
+from conftest import require_numba, without_numba
 from test_engine_packed import ACTIVATIONS, GD, LOSS_OUTPUTS, SCHEDULED, assert_same_run, data
 
 from nnlab.checks import InputError
@@ -201,17 +198,10 @@ def test_a_bad_choice_is_refused_naming_it(monkeypatch):
         kernel_choice.check()
 
 
-def test_numba_asked_for_but_missing_is_an_error_and_auto_falls_back(tmp_path):
-    """In a process where numba cannot be imported (a None in sys.modules makes its import
-    fail, as it fails where numba is not installed)."""
-    script = """
-import sys
-sys.modules["numba"] = None
+def test_numba_asked_for_but_missing_is_an_error_and_auto_falls_back():
+    stdout = without_numba("""
 import os
-import numpy as np
-from nnlab.checks import InputError
-from nnlab.engine import MLP, kernels, train
-X, y = np.random.default_rng(0).standard_normal((40, 2)), np.arange(40) % 2
+from nnlab.engine import kernels
 os.environ["NNLAB_KERNELS"] = "auto"
 result = train(MLP([2, 100, 2]), X, y, epochs=2, optimizer="adam")
 assert kernels.compiled(10**6) is None and result.status == "completed"
@@ -220,9 +210,6 @@ try:
     train(MLP([2, 3, 2]), X, y, epochs=2)
 except InputError as error:
     print(error)
-"""
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
-    )
-    assert out.stdout.startswith("NNLAB_KERNELS=numba, but numba cannot be imported")
-    assert "pip install 'nnlab[fast]'" in out.stdout
+""")
+    assert stdout.startswith("NNLAB_KERNELS=numba, but numba cannot be imported")
+    assert "pip install 'nnlab[fast]'" in stdout

@@ -11,12 +11,9 @@ packs never mix the two; the errors; and checkpoints.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
-from conftest import require_numba
+from conftest import require_numba, without_numba
 from test_engine_packed import assert_same_run, records
 
 from nnlab.checks import InputError
@@ -188,26 +185,15 @@ def test_a_bad_value_is_refused_naming_it():
 
 
 def test_flush_without_numba_is_an_error_saying_why_and_keep_still_trains():
-    """In a process where numba cannot be imported (a None in sys.modules makes its import
-    fail, as it does where numba is not installed)."""
-    script = """
-import sys
-sys.modules["numba"] = None
-import numpy as np
-from nnlab.checks import InputError
-from nnlab.engine import MLP, train
-X, y = np.random.default_rng(0).standard_normal((40, 2)), np.arange(40) % 2
+    stdout = without_numba("""
 assert train(MLP([2, 3, 2]), X, y, epochs=2).status == "completed"
 try:
     train(MLP([2, 3, 2]), X, y, epochs=2, subnormals="flush")
 except InputError as error:
     print(error)
-"""
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
-    )
-    assert out.stdout.startswith("subnormals='flush' needs numba and threadpoolctl, which cannot")
-    assert "pip install 'nnlab[fast]'" in out.stdout
+""")
+    assert stdout.startswith("subnormals='flush' needs numba and threadpoolctl, which cannot")
+    assert "pip install 'nnlab[fast]'" in stdout
 
 
 def test_a_kept_runs_checkpoint_reads_as_before_and_a_flushed_one_names_it():
