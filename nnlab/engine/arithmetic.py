@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import platform
+import threading
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
@@ -34,6 +35,12 @@ SUBNORMALS = ("keep", "flush")
 FTZ_DAZ = 0x8040  # MXCSR bit 15, flush to zero, and bit 6, denormals are zero
 X86_64 = ("x86_64", "amd64")
 _tools: tuple[ModuleType, Any] | None = None  # the MXCSR module, a BLAS thread controller
+# BLAS's thread count is the process's: held at one from the first flushed run that starts to
+# the last that ends, so that runs on several threads (the threading backend) never undo each
+# other's hold
+_hold = threading.Lock()
+_holders = 0
+_held: Any = None  # threadpoolctl's limiter, which knows the count to put back
 
 
 def check(mode: object) -> str:
@@ -52,13 +59,30 @@ def training(mode: str) -> Iterator[None]:
         yield
         return
     register, blas = _flushing_tools()
-    with blas.limit(limits=1, user_api="blas"):
+    with _one_blas_thread(blas):
         before = register.read()
         register.write(before | FTZ_DAZ)
         try:
             yield
         finally:
             register.write(before)
+
+
+@contextlib.contextmanager
+def _one_blas_thread(blas) -> Iterator[None]:
+    global _holders, _held
+    with _hold:
+        if _holders == 0:
+            _held = blas.limit(limits=1, user_api="blas")
+        _holders += 1
+    try:
+        yield
+    finally:
+        with _hold:
+            _holders -= 1
+            if _holders == 0:
+                _held.restore_original_limits()
+                _held = None
 
 
 def _flushing_tools() -> tuple[ModuleType, Any]:

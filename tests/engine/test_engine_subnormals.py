@@ -112,6 +112,32 @@ def test_blas_products_flush_however_many_blas_threads_the_process_has():
         assert subnormals_in(A @ A) == A.size
 
 
+def test_a_flushed_run_that_ends_leaves_blas_held_for_one_still_training():
+    """BLAS's thread count is the process's: of two flushed runs that overlap (two threads of
+    the threading backend), the first to end must not put it back under the other, and the
+    last puts back what the process had."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads() -> int:
+        """NumPy's BLAS's threads (numba may have loaded SciPy's too, which NumPy never calls)."""
+        (threads,) = {
+            info["num_threads"]
+            for info in threadpool_info()
+            if info["user_api"] == "blas" and "numpy" in info["filepath"]
+        }
+        return threads
+
+    _, blas = arithmetic._flushing_tools()
+    with threadpool_limits(2, user_api="blas"):
+        first, second = arithmetic._one_blas_thread(blas), arithmetic._one_blas_thread(blas)
+        first.__enter__()
+        second.__enter__()
+        first.__exit__(None, None, None)  # the first run ends while the second trains
+        assert blas_threads() == 1
+        second.__exit__(None, None, None)
+        assert blas_threads() == 2
+
+
 def test_a_run_that_meets_no_subnormal_is_the_same_either_way():
     X, y = digits_like()
     settings = {"optimizer": "momentum", "learning_rate": 0.05, "epochs": 5, "seed": 3}
