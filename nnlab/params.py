@@ -333,7 +333,7 @@ PARAMS: list[Param] = [
         choice(SUBNORMALS),
         "keep: IEEE arithmetic (the reference); flush: numbers below 2.2e-308 are taken as 0 "
         "while the run trains (the CPU's FTZ and DAZ), faster where saturated units make them; "
-        "needs numba.",
+        "needs the fast extra and x86-64.",
         choices=SUBNORMALS,
     ),
 ]

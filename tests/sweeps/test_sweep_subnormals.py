@@ -1,5 +1,5 @@
 """``subnormals: flush`` in a sweep: each run trains with subnormals flushed in whichever worker
-takes it, the same on every backend and at any ``-j``, and stored as a setting of the run;
+takes it, the same at any ``-j``, and stored as a setting of the run;
 where it cannot be had the sweep stops before anything is written."""
 
 from __future__ import annotations
@@ -9,10 +9,12 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 from conftest import require_numba
 from test_sweep_packed import stored_runs
 
 import nnlab
+from nnlab.checks import InputError
 
 # inputs scaled up so that the sigmoid units saturate and meet subnormal numbers
 SPEC = textwrap.dedent("""\
@@ -30,15 +32,15 @@ SPEC = textwrap.dedent("""\
 def test_flushed_runs_are_stored_as_such_and_the_same_on_every_backend(tmp_path):
     require_numba()
     stored = {}
-    for backend, jobs in (("loky", 2), ("threading", 2), ("loky", 1)):  # -j 1: in this process
+    for backend, jobs in (("loky", 2), ("loky", 1)):  # -j 1: in this process
         url = f"sqlite:///{tmp_path / backend}-{jobs}.db"
         result = nnlab.sweep(SPEC, url, jobs=jobs, backend=backend, report=False, progress=False)
         assert result.unfinished == 0 and result.failed == 0
         stored[backend, jobs] = stored_runs(url)
-    assert stored["loky", 2] == stored["threading", 2] == stored["loky", 1]
+    assert stored["loky", 2] == stored["loky", 1]
     modes = sorted(config.get("subnormals", "keep") for config, _, _ in stored["loky", 2].values())
     assert modes == ["flush"] * 4 + ["keep"] * 4
-    # the threads that trained were this process's: its own thread is IEEE as before
+    # -j 1 trained in this process: its own thread is IEEE as before
     tiny = np.finfo(np.float64).tiny
     assert np.array([tiny])[0] / 4 == tiny / 4
     settings = nnlab.connect(f"sqlite:///{tmp_path / 'loky'}-2.db").settings("subnormals")
@@ -60,3 +62,11 @@ def test_flush_where_numba_is_missing_stops_the_sweep_before_anything_is_written
     assert out.stderr.strip().startswith("Error: subnormals='flush' needs numba")
     assert len(out.stderr.strip().splitlines()) == 1
     assert not db.exists()
+
+
+def test_flush_on_the_threading_backend_is_refused_before_anything_is_written(tmp_path):
+    require_numba()
+    url = f"sqlite:///{tmp_path / 't.db'}"
+    with pytest.raises(InputError, match="subnormals='flush' needs --backend loky or dask"):
+        nnlab.sweep(SPEC, url, jobs=2, backend="threading", report=False, progress=False)
+    assert not (tmp_path / "t.db").exists()
