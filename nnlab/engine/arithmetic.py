@@ -4,7 +4,7 @@ A float64 below 2.2e-308 in magnitude (a float32 below 1.2e-38) is subnormal, an
 takes a slow microcode path, some hundred cycles, for each operation that reads or makes one.
 Saturated units make them: a sigmoid unit far below zero, softmax probabilities of e^-700, and
 the products of such small numbers in the deltas and weight gradients. At large learning rates
-a sigmoid network's steps took 3.6-4.1× longer than at small ones (benchmarks/subnormals.py).
+a sigmoid network's steps took 3.1-4.1× longer than flushed (benchmarks/subnormals.py).
 
 A run's ``subnormals`` setting chooses:
 
