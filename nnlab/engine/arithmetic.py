@@ -9,7 +9,11 @@ a sigmoid network's steps took 3.1-4.1× longer than flushed (benchmarks/subnorm
 A run's ``subnormals`` setting chooses:
 
 - ``keep`` (the default): IEEE arithmetic, the reference every other result is tested against.
-  The thread's arithmetic is left as it is.
+  Where the thread already flushes (another library set FTZ or DAZ, as
+  ``torch.set_flush_denormal(True)`` does, or a flushed run's ``on_epoch`` trains a kept one),
+  both bits are cleared for the length of the run and put back afterwards; that needs numba
+  too, and without it such a thread is an ``InputError``, not a run in other arithmetic than
+  asked for.
 - ``flush``: while the run trains, the thread that trains it sets its MXCSR register's FTZ bit
   (a subnormal result becomes 0) and DAZ bit (a subnormal operand is read as 0), as
   ``torch.set_flush_denormal(True)`` does, and puts the register back afterwards. BLAS's own
@@ -29,6 +33,8 @@ from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
+import numpy as np
+
 from nnlab.checks import InputError, check_choice
 
 SUBNORMALS = ("keep", "flush")
@@ -41,6 +47,10 @@ _tools: tuple[ModuleType, Any] | None = None  # the MXCSR module, a BLAS thread 
 _hold = threading.Lock()
 _holders = 0
 _held: Any = None  # threadpoolctl's limiter, which knows the count to put back
+# what the thread's arithmetic makes of these says whether it flushes: DAZ reads the subnormal
+# operand as 0, FTZ makes the subnormal product 0 (IEEE gives neither)
+_SUBNORMAL = np.array([5e-324, np.finfo(np.float64).tiny])
+_HALVES = np.array([1.0, 0.5])
 
 
 def check(mode: object) -> str:
@@ -56,16 +66,30 @@ def check(mode: object) -> str:
 def training(mode: str) -> Iterator[None]:
     """This thread's arithmetic for the length of the block, as ``mode`` says (see above)."""
     if mode == "keep":
-        yield
+        if not thread_flushes():
+            yield
+            return
+        with _register(_mxcsr_module("keep"), clear=FTZ_DAZ):
+            yield
         return
     register, blas = _flushing_tools()
-    with _one_blas_thread(blas):
-        before = register.read()
-        register.write(before | FTZ_DAZ)
-        try:
-            yield
-        finally:
-            register.write(before)
+    with _one_blas_thread(blas), _register(register, set_=FTZ_DAZ):
+        yield
+
+
+def thread_flushes() -> bool:
+    """Whether this thread's arithmetic flushes subnormal numbers (FTZ or DAZ is set)."""
+    return bool(np.any(_SUBNORMAL * _HALVES == 0))
+
+
+@contextlib.contextmanager
+def _register(register: ModuleType, set_: int = 0, clear: int = 0) -> Iterator[None]:
+    before = register.read()
+    register.write((before | set_) & ~clear)
+    try:
+        yield
+    finally:
+        register.write(before)
 
 
 @contextlib.contextmanager
@@ -86,23 +110,49 @@ def _one_blas_thread(blas) -> Iterator[None]:
 
 
 def _flushing_tools() -> tuple[ModuleType, Any]:
+    """The MXCSR register and a BLAS thread controller, or an ``InputError`` saying why not."""
     global _tools
     if _tools is None:
-        machine = platform.machine()
-        if machine.lower() not in X86_64:
-            raise InputError(
-                f"subnormals='flush' needs an x86-64 CPU, whose MXCSR register flushes them; "
-                f"this one is {machine!r}: use subnormals='keep'"
-            )
+        register = _mxcsr_module("flush")
         try:
             from threadpoolctl import ThreadpoolController
-
-            from nnlab.engine import _mxcsr
         except ImportError as error:
-            raise InputError(
-                f"subnormals='flush' needs numba and threadpoolctl, which cannot be imported "
-                f"({error}); install them with pip install 'nnlab[fast]', or use "
-                "subnormals='keep'"
-            ) from None
-        _tools = _mxcsr, ThreadpoolController()  # the BLAS libraries NumPy has loaded
+            raise InputError(_cannot_import("flush", error)) from None
+        _tools = register, ThreadpoolController()  # the BLAS libraries NumPy has loaded
     return _tools
+
+
+def _mxcsr_module(mode: str) -> ModuleType:
+    """nnlab/engine/_mxcsr.py, where this CPU and the installed packages can reach the
+    register, else an ``InputError`` on ``mode``'s behalf."""
+    machine = platform.machine()
+    if machine.lower() not in X86_64:
+        if mode == "keep":
+            raise InputError(
+                f"subnormals='keep' in a thread that flushes subnormal numbers (FTZ/DAZ set "
+                f"outside this run): nnlab clears the flags on x86-64 only, and this CPU is "
+                f"{machine!r}; clear them first, or use subnormals='flush'"
+            )
+        raise InputError(
+            f"subnormals='flush' needs an x86-64 CPU, whose MXCSR register flushes them; "
+            f"this one is {machine!r}: use subnormals='keep'"
+        )
+    try:
+        from nnlab.engine import _mxcsr
+    except ImportError as error:
+        raise InputError(_cannot_import(mode, error)) from None
+    return _mxcsr
+
+
+def _cannot_import(mode: str, error: ImportError) -> str:
+    if mode == "keep":
+        return (
+            f"subnormals='keep' in a thread that flushes subnormal numbers (FTZ/DAZ set "
+            f"outside this run, e.g. by torch.set_flush_denormal(True)) needs numba to train "
+            f"in IEEE arithmetic, and it cannot be imported ({error}); install it with pip "
+            "install 'nnlab[fast]', clear the flags first, or use subnormals='flush'"
+        )
+    return (
+        f"subnormals='flush' needs numba and threadpoolctl, which cannot be imported "
+        f"({error}); install them with pip install 'nnlab[fast]', or use subnormals='keep'"
+    )

@@ -137,11 +137,19 @@ def _member(name: str) -> zipfile.ZipInfo:
     return info
 
 
+# settings left out of a checkpoint at their default (as checkpoints from before them have none)
+LEFT_OUT = {"subnormals": "keep"}
+
+
 def settings_difference(saved: dict, current: dict) -> list[str]:
     """``name=value`` pairs for each setting that differs, the checkpoint's value first."""
     names = sorted(saved.keys() | current.keys())
     return [
-        f"{name}={saved.get(name)!r} in the checkpoint, {current.get(name)!r} here"
+        f"{name}={_setting(saved, name)!r} in the checkpoint, {_setting(current, name)!r} here"
         for name in names
         if saved.get(name) != current.get(name)
     ]
+
+
+def _setting(settings: dict, name: str):
+    return settings.get(name, LEFT_OUT.get(name))

@@ -221,7 +221,8 @@ def train(
         Stop as ``diverged`` when an epoch's training loss exceeds this multiple of the loss of
         the initial weights (``TrainResult.initial_loss``); a non-finite loss always counts.
     subnormals : {"keep", "flush"}
-        ``keep``: IEEE arithmetic, the reference. ``flush``: subnormal numbers (below 2.2e-308
+        ``keep``: IEEE arithmetic, the reference (also in a thread that flushes: the flags
+        are cleared while the run trains). ``flush``: subnormal numbers (below 2.2e-308
         in float64) are taken as 0 while the run trains, the CPU's FTZ and DAZ modes, which
         saturated units make steps several times faster under; the run's last bits may differ
         where it meets them. Needs numba and x86-64 (nnlab/engine/arithmetic.py).

@@ -11,6 +11,8 @@ packs never mix the two; the errors; and checkpoints.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 from conftest import require_numba, without_numba
@@ -31,6 +33,23 @@ def numba_installed():
 def quarter_of_tiny() -> float:
     """A subnormal result in IEEE arithmetic (tiny / 4), 0.0 where subnormals are flushed."""
     return float(np.array([TINY])[0] / 4)
+
+
+# glibc's fenv_t on x86-64 ends in the MXCSR (bytes 28-31): fegetenv/fesetenv set it without
+# numba, as other libraries that flush (torch.set_flush_denormal) do with their own code
+SET_FTZ_DAZ_WITH_LIBM = """
+import ctypes, ctypes.util
+libm = ctypes.CDLL(ctypes.util.find_library("m"))
+env = (ctypes.c_uint32 * 8)()
+assert libm.fegetenv(env) == 0
+env[7] |= 0x8040
+assert libm.fesetenv(env) == 0
+"""
+
+
+def flushing_thread() -> None:
+    """Set this thread's FTZ and DAZ as a library other than nnlab would."""
+    exec(SET_FTZ_DAZ_WITH_LIBM, {})
 
 
 def digits_like(n: int = 120, seed: int = 0, scale: float = 1.0):
@@ -83,6 +102,47 @@ def test_flush_is_in_effect_while_the_run_trains_and_undone_after(packed):
     assert seen["flush"] == [0.0, 0.0, 0.0]
     assert seen["keep"] == [TINY / 4] * 3
     assert quarter_of_tiny() == TINY / 4  # this thread is IEEE again
+
+
+def test_keep_trains_in_ieee_arithmetic_in_a_thread_that_already_flushes():
+    """Another library set FTZ/DAZ in the caller's thread: a kept run still trains as the
+    reference does, and the thread flushes again afterwards."""
+    X, y = digits_like(scale=10.0)
+    reference = train(sigmoid_net(), X, y, **saturating("keep"))
+
+    def elsewhere(out: dict) -> None:  # a fresh thread, so this one's register is not touched
+        flushing_thread()
+        assert arithmetic.thread_flushes()
+        seen = []
+        out["run"] = train(
+            sigmoid_net(),
+            X,
+            y,
+            **saturating("keep"),
+            on_epoch=lambda _: seen.append(quarter_of_tiny()),
+        )
+        out["seen"], out["after"] = seen, arithmetic.thread_flushes()
+
+    out = {}
+    thread = threading.Thread(target=elsewhere, args=(out,))
+    thread.start()
+    thread.join()
+    assert out["seen"] == [TINY / 4] * len(reference.history)
+    assert records(out["run"]) == records(reference)
+    assert out["after"] is True
+
+
+def test_a_kept_run_inside_a_flushed_runs_callback_trains_in_ieee_arithmetic():
+    X, y = digits_like()
+    inner = []
+
+    def nested(_):
+        train(MLP([16, 8, 10]), X, y, epochs=1, on_epoch=lambda _: inner.append(quarter_of_tiny()))
+        inner.append(("after", quarter_of_tiny()))
+
+    train(MLP([16, 8, 10]), X, y, epochs=1, subnormals="flush", on_epoch=nested)
+    assert inner == [TINY / 4, ("after", 0.0)]
+    assert not arithmetic.thread_flushes()
 
 
 def test_the_register_is_put_back_when_the_run_raises():
@@ -222,6 +282,20 @@ except InputError as error:
     assert "pip install 'nnlab[fast]'" in stdout
 
 
+def test_keep_in_a_flushing_thread_without_numba_is_an_error_not_another_arithmetic():
+    stdout = without_numba(
+        SET_FTZ_DAZ_WITH_LIBM
+        + """
+try:
+    train(MLP([2, 3, 2]), X, y, epochs=2)
+except InputError as error:
+    print(error)
+"""
+    )
+    assert stdout.startswith("subnormals='keep' in a thread that flushes subnormal numbers")
+    assert "needs numba to train in IEEE arithmetic" in stdout
+
+
 def test_a_kept_runs_checkpoint_reads_as_before_and_a_flushed_one_names_it():
     """Checkpoints from before the setting hold no ``subnormals``, and a kept run's still does
     not, so they resume; a flushed run's checkpoint resumes flushed only."""
@@ -232,7 +306,7 @@ def test_a_kept_runs_checkpoint_reads_as_before_and_a_flushed_one_names_it():
     assert resumed.status == "completed" and len(resumed.history) == 4
     flushed = train(MLP([16, 8, 10], seed=0), X, y, epochs=4, until_epoch=2, subnormals="flush")
     assert flushed.checkpoint.settings["subnormals"] == "flush"
-    with pytest.raises(InputError, match="subnormals='flush' in the checkpoint, None here"):
+    with pytest.raises(InputError, match="subnormals='flush' in the checkpoint, 'keep' here"):
         train(MLP([16, 8, 10]), X, y, epochs=4, resume=flushed.checkpoint)
     done = train(MLP([16, 8, 10]), X, y, epochs=4, resume=flushed.checkpoint, subnormals="flush")
     assert records(done)[:2] == records(flushed)
