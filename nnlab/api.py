@@ -73,6 +73,8 @@ def sweep(
     parsed = as_spec(spec)
     shown = _terminal() if progress is None else progress
     workers = None if scheduler else jobs  # a cluster's size is its own
+    elsewhere = scheduler is not None or backend == "dask" or (backend == "loky" and jobs > 1)
+    preload = _ReportImport(report and elsewhere)
     with _stop_signals_as_interrupt(), SweepProgress(shown, workers) as bar:
         result = run_sweep(
             parsed,
@@ -84,13 +86,39 @@ def sweep(
             max_runs=max_runs,
             stale_after=stale_after,
             max_pack=max_pack,
-            on_start=bar.start,
+            on_start=_both(bar.start, preload.start),
             on_result=_both(bar.finished, on_result),
             on_wait=bar.waiting,
         )
     if report:
+        preload.join()
         _write_report(result)
     return result
+
+
+class _ReportImport:
+    """The report's modules (matplotlib, pandas, Jinja2: about a second) imported in a thread
+    of this process once its runs start training in other processes, which leave it idle, so
+    that the report at the end of the sweep does not wait for them. Not where this process
+    trains (``-j 1``, threads): there the import would take its time from the training."""
+
+    def __init__(self, wanted: bool) -> None:
+        self._thread = threading.Thread(target=_import_report, name="nnlab-report-import")
+        self._wanted, self._started = wanted, False
+
+    def start(self, _more: int | None = None) -> None:
+        if self._wanted and not self._started:
+            self._started = True
+            self._thread.start()
+
+    def join(self) -> None:
+        if self._started:
+            self._thread.join()
+
+
+def _import_report() -> None:
+    with contextlib.suppress(Exception):  # the report itself says what is wrong, if anything
+        import nnlab.report.page  # noqa: F401
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,35 @@ def test_the_result_ranks_configurations_and_holds_the_report(tmp_path, monkeypa
     assert result.best().equals(nnlab.connect(result.url).configurations("api"))
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_the_report_loads_while_other_processes_train_and_never_beside_training_here(
+    tmp_path, jobs
+):
+    """With workers training, this process imports the report's modules meanwhile (its first
+    result waits until they are in); at -j 1 it trains itself, and imports nothing beside."""
+    script = textwrap.dedent(f"""\
+        import sys, time
+        import nnlab
+        seen = []
+        def on_result(run_id, status):
+            if seen:
+                return
+            deadline = time.monotonic() + (30 if {jobs} > 1 else 0)
+            while "nnlab.report.page" not in sys.modules and time.monotonic() < deadline:
+                time.sleep(0.01)
+            seen.append("nnlab.report.page" in sys.modules)
+        result = nnlab.sweep({yaml.safe_load(SPEC)!r}, "sqlite:///{tmp_path}/runs.db",
+                             jobs={jobs}, on_result=on_result)
+        print(seen[0], result.report, result.report_error)
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(jobs > 1), "reports/api.html", "None"]
+    assert (tmp_path / "reports" / "api.html").stat().st_size > 10_000
+
+
 def test_a_sweep_runs_from_a_thread_other_than_the_main_one(tmp_path):
     """Signal handlers belong to the main thread: elsewhere nnlab.sweep installs none."""
     results, errors = [], []
