@@ -11,6 +11,8 @@ packs never mix the two; the errors; and checkpoints.
 
 from __future__ import annotations
 
+import contextlib
+import platform
 import threading
 
 import numpy as np
@@ -26,8 +28,22 @@ TINY = np.finfo(np.float64).tiny
 
 
 @pytest.fixture(autouse=True)
-def numba_installed():
+def flushing_possible():
     require_numba()
+    if platform.machine().lower() not in arithmetic.X86_64:
+        pytest.skip(f"subnormals='flush' needs x86-64; this CPU is {platform.machine()!r}")
+
+
+@contextlib.contextmanager
+def two_blas_threads():
+    """BLAS at two threads for the block; a skip where this machine's BLAS cannot have two."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    with threadpool_limits(2, user_api="blas"):
+        counts = {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+        if counts != {2}:
+            pytest.skip(f"BLAS runs {sorted(counts)} threads here, not 2")
+        yield
 
 
 def quarter_of_tiny() -> float:
@@ -92,15 +108,16 @@ def test_flush_is_in_effect_while_the_run_trains_and_undone_after(packed):
                 "on_epoch": lambda _, mode=mode: seen[mode].append(quarter_of_tiny()),
             },
         )
-        for k, mode in enumerate(("keep", "flush"))
+        for k, mode in enumerate(("keep", "flush", "keep", "flush"))
     ]
     if packed:
+        assert sorted(pack_plan(runs, X, y)) == [[0, 2], [1, 3]]  # a pack of two in each mode
         train_many(runs, X, y)
     else:
         for net, settings in runs:
             train(net, X, y, **settings)
-    assert seen["flush"] == [0.0, 0.0, 0.0]
-    assert seen["keep"] == [TINY / 4] * 3
+    assert seen["flush"] == [0.0] * 6
+    assert seen["keep"] == [TINY / 4] * 6
     assert quarter_of_tiny() == TINY / 4  # this thread is IEEE again
 
 
@@ -159,10 +176,10 @@ def test_the_register_is_put_back_when_the_run_raises():
 def test_blas_products_flush_however_many_blas_threads_the_process_has():
     """OpenBLAS's own threads keep their own registers (with two, half of a large product was
     left subnormal): while a run is flushed, BLAS is held to the training thread."""
-    from threadpoolctl import threadpool_info, threadpool_limits
+    from threadpoolctl import threadpool_info
 
     A = np.full((512, 512), 1e-160)  # every product 1e-320, subnormal
-    with threadpool_limits(2, user_api="blas"):
+    with two_blas_threads():
         assert subnormals_in(A @ A) == A.size
         with arithmetic.training("flush"):
             flushed = A @ A
@@ -176,7 +193,7 @@ def test_a_flushed_run_that_ends_leaves_blas_held_for_one_still_training():
     """BLAS's thread count is the process's: of two flushed runs that overlap (two threads of
     the threading backend), the first to end must not put it back under the other, and the
     last puts back what the process had."""
-    from threadpoolctl import threadpool_info, threadpool_limits
+    from threadpoolctl import threadpool_info
 
     def blas_threads() -> int:
         """NumPy's BLAS's threads (numba may have loaded SciPy's too, which NumPy never calls)."""
@@ -188,7 +205,7 @@ def test_a_flushed_run_that_ends_leaves_blas_held_for_one_still_training():
         return threads
 
     _, blas = arithmetic._flushing_tools()
-    with threadpool_limits(2, user_api="blas"):
+    with two_blas_threads():
         first, second = arithmetic._one_blas_thread(blas), arithmetic._one_blas_thread(blas)
         first.__enter__()
         second.__enter__()
