@@ -196,3 +196,80 @@ def identity_delta(A, M, gb, one):
                 A[k, i, j] = d
                 sums[k, j] = (d if single else zero + d) if i == 0 else sums[k, j] + d
     gb[...] = sums
+
+
+# --- softmax cross-entropy: the loss of losses.py's _softmax_cross_entropy, its per-row steps
+# fused. Z is the (K, m, classes) block of output pre-activations, T the (Kt, m) class ids (Kt
+# is K, or 1 for targets the runs share); exp and log stay NumPy's (numba's give other last
+# bits), and so do the sums over the m rows. The sum over a row's classes is np.add.reduce's
+# pairwise sum, in its order, for up to PAIRWISE_BLOCK classes (kernels.py leaves more to NumPy).
+
+PAIRWISE_BLOCK = 128
+
+
+@_jit
+def _pairwise_sum(row, n, zero):
+    """np.add.reduce's sum of row[:n], n ≤ PAIRWISE_BLOCK: in order below 8, else 8 running
+    sums, then the rest in order (above the block NumPy halves the row, which the callers
+    leave to NumPy)."""
+    if n < 8:
+        total = zero
+        for i in range(n):
+            total += row[i]
+        return total
+    r0, r1, r2, r3, r4, r5, r6, r7 = row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7]
+    i = 8
+    while i < n - n % 8:
+        r0 += row[i]
+        r1 += row[i + 1]
+        r2 += row[i + 2]
+        r3 += row[i + 3]
+        r4 += row[i + 4]
+        r5 += row[i + 5]
+        r6 += row[i + 6]
+        r7 += row[i + 7]
+        i += 8
+    total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        total += row[i]
+        i += 1
+    return total
+
+
+@_jit
+def softmax_shift(Z, T, picked):
+    """Z ← Z − its row's maximum (NaN kept, as np.maximum does); picked ← each row's entry at
+    its target, shifted."""
+    shared = T.shape[0] == 1
+    for k in range(Z.shape[0]):
+        targets = T[0] if shared else T[k]
+        for i in range(Z.shape[1]):
+            top = Z[k, i, 0]
+            for j in range(1, Z.shape[2]):
+                z = Z[k, i, j]
+                if top == top and not top >= z:  # z larger, or NaN
+                    top = z
+            for j in range(Z.shape[2]):
+                Z[k, i, j] -= top
+            picked[k, i] = Z[k, i, targets[i]]
+
+
+@_jit
+def softmax_normalise(Z, T, D, scale, totals, with_delta):
+    """From E = exp(shifted Z): totals ← each row's sum, Z ← E / total (the probabilities);
+    with ``with_delta``, D ← Z scale, minus scale at each row's target."""
+    shared, zero = T.shape[0] == 1, _zero(Z)
+    for k in range(Z.shape[0]):
+        targets = T[0] if shared else T[k]
+        for i in range(Z.shape[1]):
+            total = _pairwise_sum(Z[k, i], Z.shape[2], zero)
+            totals[k, i] = total
+            if with_delta:
+                for j in range(Z.shape[2]):
+                    p = Z[k, i, j] / total
+                    Z[k, i, j] = p
+                    D[k, i, j] = p * scale
+                D[k, i, targets[i]] -= scale
+            else:
+                for j in range(Z.shape[2]):
+                    Z[k, i, j] /= total

@@ -11,8 +11,9 @@ the reference.
 The same goes for the element-wise work of a hidden layer that is plain arithmetic
 (``hidden_layer`` and ``hidden_delta``): the bias add fused with ReLU or leaky ReLU (and with the
 clamp and negation around sigmoid's ``exp``), and each activation's derivative fused with the
-layer's bias gradient. ``tanh``, ``exp`` and the GEMMs stay NumPy's: numba's libm gives other
-last bits.
+layer's bias gradient; and softmax cross-entropy's per-row steps around NumPy's ``exp``
+(``output_loss``). ``tanh``, ``exp``, ``log`` and the GEMMs stay NumPy's: numba's libm gives
+other last bits.
 
 Which path runs is the environment's ``NNLAB_KERNELS``, read when a run's rule and layers are
 built (a sweep reads it once, and its workers take the runner's):
@@ -50,6 +51,7 @@ from nnlab.engine.activations import (
     SIGMOID_LOWEST,
     bias_gradient,
 )
+from nnlab.engine.losses import LOSSES, LossFn, _softmax_cross_entropy
 
 KERNEL_CHOICES = ("auto", "numba", "numpy")
 ENVIRONMENT = "NNLAB_KERNELS"
@@ -109,6 +111,36 @@ def _not_installed(why: str | None) -> InputError:
         f"{ENVIRONMENT}=numba, but numba cannot be imported ({why}); install it with "
         "pip install 'nnlab[fast]', or set NNLAB_KERNELS to auto or numpy"
     )
+
+
+# --- the loss, fused with the output activation ---------------------------------------------
+
+
+def output_loss(loss: str, output: str, parameters: int) -> LossFn:
+    """losses.py's function for ``loss`` on ``output``; on the compiled path, softmax
+    cross-entropy's per-row steps fused into two kernels around NumPy's exp (12 NumPy calls,
+    three of them fancy indexing, become 6)."""
+    module = compiled(parameters)
+    if module is not None and (loss, output) == ("cross_entropy", "softmax"):
+        return functools.partial(_compiled_softmax_cross_entropy, module)
+    return LOSSES[(loss, output)]
+
+
+def _compiled_softmax_cross_entropy(module, Z, T, D, scale):
+    """_softmax_cross_entropy's loss, probabilities in Z and delta in D, to the bit."""
+    if Z.shape[-1] > module.PAIRWISE_BLOCK:
+        return _softmax_cross_entropy(Z, T, D, scale)
+    alone = Z.ndim == 2  # a run alone: (m, classes), a pack of one here
+    Z = Z[None] if alone else Z
+    T = T[None] if T.ndim == 1 else T
+    picked, totals = np.empty(Z.shape[:2], Z.dtype), np.empty(Z.shape[:2], Z.dtype)
+    module.softmax_shift(Z, T, picked)
+    np.exp(Z, out=Z)
+    delta = Z if D is None else (D[None] if alone else D)
+    module.softmax_normalise(Z, T, delta, Z.dtype.type(scale), totals, D is not None)
+    loss = -np.add.reduce(picked, axis=-1)
+    loss += np.add.reduce(np.log(totals, out=totals), axis=-1)
+    return float(loss[0]) if alone else loss
 
 
 # --- a hidden layer's element-wise steps, on (K, m, width) blocks (a run alone: K = 1) -------

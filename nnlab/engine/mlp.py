@@ -31,8 +31,8 @@ import numpy as np
 
 from nnlab.checks import InputError, check_choice, check_number
 from nnlab.engine.activations import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS, bias_gradient
-from nnlab.engine.kernels import hidden_delta, hidden_layer
-from nnlab.engine.losses import DEFAULT_OUTPUT, LOSSES, check_loss_output
+from nnlab.engine.kernels import hidden_delta, hidden_layer, output_loss
+from nnlab.engine.losses import DEFAULT_OUTPUT, check_loss_output
 
 DTYPES = ("float64", "float32")
 # Rows processed at once; larger batches are done in chunks of this many and their gradients summed.
@@ -259,7 +259,7 @@ class Backprop:
     """
 
     def __init__(self, net: MLP, loss: str, output: str, max_rows: int, alpha: float = 0.0):
-        self.loss = LOSSES[(loss, output)]
+        self.loss = output_loss(loss, output, net.flat.size)
         # the hidden layers' element-wise steps, on a (1, m, width) view of the batch's block
         self.layer = hidden_layer(net.activation, net.dtype, net.flat.size)
         self.delta = hidden_delta(net.activation, net.dtype, net.flat.size)

@@ -18,6 +18,7 @@ from test_engine_packed import ACTIVATIONS, GD, LOSS_OUTPUTS, SCHEDULED, assert_
 from nnlab.checks import InputError
 from nnlab.engine import MLP, train, train_many
 from nnlab.engine import kernels as kernel_choice
+from nnlab.engine.losses import LOSSES
 from nnlab.engine.mlp import Backprop
 from nnlab.engine.optimizers import make_optimizer
 
@@ -187,6 +188,46 @@ def test_a_network_s_layers_take_the_path_its_rule_takes(monkeypatch):
         backprop = Backprop(net, "cross_entropy", "softmax", max_rows=8)
         module = kernel_choice.compiled(net.flat.size)
         assert (backprop.layer is getattr(module, "relu_layer", None)) is compiled
+        fused = (
+            getattr(backprop.loss, "func", None) is kernel_choice._compiled_softmax_cross_entropy
+        )
+        assert fused is compiled
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(
+    ("K", "m", "classes"),
+    [(10, 32, 10), (3, 1, 2), (2, 5, 7), (2, 5, 128), (1, 9, 131), (4, 359, 10)],
+    ids=["pack", "one-row", "under-8", "block", "over-block", "validation"],
+)
+def test_compiled_softmax_cross_entropy_is_numpy_s_to_the_bit(monkeypatch, dtype, K, m, classes):
+    """Loss, probabilities and delta, alone and packed, targets shared or each run's own,
+    through NaN, +inf and all -inf rows (a diverged run's); over 128 classes, NumPy's own."""
+    monkeypatch.setenv("NNLAB_KERNELS", "numba")
+    compiled = kernel_choice.output_loss("cross_entropy", "softmax", kernel_choice.AUTO_PARAMETERS)
+    reference = LOSSES["cross_entropy", "softmax"]
+    rng = np.random.default_rng(classes)
+    for trial in range(12):
+        Z = (rng.standard_normal((K, m, classes)) * 10.0 ** rng.uniform(-2, 3)).astype(dtype)
+        if trial % 4 == 1:
+            Z[0, 0, 1 % classes] = np.nan
+        elif trial % 4 == 2:
+            Z[-1, -1, 0] = np.inf
+        elif trial % 4 == 3:
+            Z[0, -1, :] = -np.inf
+        shared, own = rng.integers(0, classes, m), rng.integers(0, classes, (K, m))
+        for z, t in ((Z, shared), (Z, own), (Z[0], shared)):
+            for with_delta in (True, False):
+                outs = []
+                for loss in (reference, compiled):
+                    values, delta = z.copy(), np.empty_like(z) if with_delta else None
+                    with np.errstate(all="ignore"):
+                        total = loss(values, t, delta, 1.0 / m)
+                    outs.append((np.asarray(total), values, delta))
+                for expected, got in zip(*outs, strict=True):
+                    if expected is not None:
+                        assert expected.dtype == got.dtype
+                        np.testing.assert_array_equal(got, expected)
 
 
 def test_a_bad_choice_is_refused_naming_it(monkeypatch):
