@@ -97,7 +97,9 @@ def _one_blas_thread(blas) -> Iterator[None]:
     global _holders, _held
     with _hold:
         if _holders == 0:
-            _held = blas.limit(limits=1, user_api="blas")
+            with _blas_control():
+                _held = blas.limit(limits=1, user_api="blas")
+            _check_one_thread(blas)
         _holders += 1
     try:
         yield
@@ -105,8 +107,43 @@ def _one_blas_thread(blas) -> Iterator[None]:
         with _hold:
             _holders -= 1
             if _holders == 0:
-                _held.restore_original_limits()
+                with _blas_control():
+                    _held.restore_original_limits()
                 _held = None
+
+
+@contextlib.contextmanager
+def _blas_control() -> Iterator[None]:
+    """This thread may set OpenBLAS's thread count for the block. threadpoolctl (3.8) lets one
+    thread only, the first that set a limit, change a process-wide OpenBLAS pool (pthreads),
+    and silently ignores the others: a flushed run trained in another thread (the threading
+    backend, a user's thread) takes that role meanwhile, and leaves it to whoever sets a limit
+    next."""
+    import threadpoolctl
+
+    controller = getattr(threadpoolctl, "OpenBLASController", None)
+    clear = getattr(controller, "clear_controlling_thread", None)
+    if clear is None:  # a threadpoolctl without the rule: every thread's limit takes
+        yield
+        return
+    clear(force=True)
+    try:
+        yield
+    finally:
+        clear()
+
+
+def _check_one_thread(blas) -> None:
+    """The hold took: every BLAS library runs one thread (else a large product would flush
+    only in part); if not, an error saying so, with BLAS put back."""
+    counts = sorted({info["num_threads"] for info in blas.info() if info["user_api"] == "blas"})
+    if counts not in ([], [1]):
+        with _blas_control():
+            _held.restore_original_limits()
+        raise InputError(
+            f"subnormals='flush' could not hold BLAS to one thread (it runs {counts}): its "
+            "threads would leave large products subnormal; use subnormals='keep'"
+        )
 
 
 def _flushing_tools() -> tuple[ModuleType, Any]:

@@ -171,13 +171,6 @@ def run_sweep(
     points = plan(spec, max_runs, workers=1 if scheduler else jobs)  # a cluster's are elsewhere
     for mode in {point.config.subnormals for point in points}:
         arithmetic.check(mode)  # flush where numba is missing: an error before anything is stored
-        if mode == "flush" and backend == "threading":
-            # BLAS's thread count is the process's, and a hold set from a worker thread was
-            # seen not to take: threads could leave a flushed run's large products in part
-            raise InputError(
-                "subnormals='flush' needs --backend loky or dask, not 'threading' (BLAS threads "
-                "cannot be held to the training thread from a worker thread)"
-            )
     store = open_store(url)
     resume = resumption(store, spec)
     rungs = halving.ladder(spec)

@@ -189,6 +189,36 @@ def test_blas_products_flush_however_many_blas_threads_the_process_has():
         assert subnormals_in(A @ A) == A.size
 
 
+def test_blas_is_held_from_a_thread_other_than_the_one_that_set_its_limit():
+    """threadpoolctl lets only the first thread that set a limit change OpenBLAS's
+    process-wide pool, and ignores the others: a flushed run in another thread still holds
+    BLAS to one thread (its products flush whole), and gives the count back after."""
+    from threadpoolctl import threadpool_info
+
+    def numpy_blas_threads() -> int:
+        (threads,) = {
+            info["num_threads"]
+            for info in threadpool_info()
+            if info["user_api"] == "blas" and "numpy" in info["filepath"]
+        }
+        return threads
+
+    A = np.full((512, 512), 1e-160)
+    seen = {}
+
+    def flushed_elsewhere():
+        with arithmetic.training("flush"):
+            seen["threads"], seen["left"] = numpy_blas_threads(), subnormals_in(A @ A)
+
+    with two_blas_threads():  # this thread sets the limit: it controls OpenBLAS
+        thread = threading.Thread(target=flushed_elsewhere)
+        thread.start()
+        thread.join()
+        assert seen == {"threads": 1, "left": 0}
+        assert numpy_blas_threads() == 2
+        assert subnormals_in(A @ A) == A.size
+
+
 def test_a_flushed_run_that_ends_leaves_blas_held_for_one_still_training():
     """BLAS's thread count is the process's: of two flushed runs that overlap (two threads of
     the threading backend), the first to end must not put it back under the other, and the

@@ -9,12 +9,10 @@ import sys
 import textwrap
 
 import numpy as np
-import pytest
 from conftest import require_numba
 from test_sweep_packed import stored_runs
 
 import nnlab
-from nnlab.checks import InputError
 
 # inputs scaled up so that the sigmoid units saturate and meet subnormal numbers
 SPEC = textwrap.dedent("""\
@@ -31,18 +29,26 @@ SPEC = textwrap.dedent("""\
 
 def test_flushed_runs_are_stored_as_such_and_the_same_on_every_backend(tmp_path):
     require_numba()
+    from threadpoolctl import threadpool_info
+
+    blas_threads = {info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"}
     stored = {}
-    for backend, jobs in (("loky", 2), ("loky", 1)):  # -j 1: in this process
+    # -j 1: in this process; threading: two threads of it, sharing one BLAS hold
+    for backend, jobs in (("loky", 2), ("loky", 1), ("threading", 2)):
         url = f"sqlite:///{tmp_path / backend}-{jobs}.db"
         result = nnlab.sweep(SPEC, url, jobs=jobs, backend=backend, report=False, progress=False)
         assert result.unfinished == 0 and result.failed == 0
         stored[backend, jobs] = stored_runs(url)
-    assert stored["loky", 2] == stored["loky", 1]
+    assert stored["loky", 2] == stored["loky", 1] == stored["threading", 2]
     modes = sorted(config.get("subnormals", "keep") for config, _, _ in stored["loky", 2].values())
     assert modes == ["flush"] * 4 + ["keep"] * 4
-    # -j 1 trained in this process: its own thread is IEEE as before
+    # -j 1 and the threads trained in this process: its own thread is IEEE as before, and
+    # BLAS has its threads back
     tiny = np.finfo(np.float64).tiny
     assert np.array([tiny])[0] / 4 == tiny / 4
+    assert blas_threads == {
+        info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"
+    }
     settings = nnlab.connect(f"sqlite:///{tmp_path / 'loky'}-2.db").settings("subnormals")
     assert sorted(set(settings.subnormals)) == ["flush", "keep"]
 
@@ -62,11 +68,3 @@ def test_flush_where_numba_is_missing_stops_the_sweep_before_anything_is_written
     assert out.stderr.strip().startswith("Error: subnormals='flush' needs numba")
     assert len(out.stderr.strip().splitlines()) == 1
     assert not db.exists()
-
-
-def test_flush_on_the_threading_backend_is_refused_before_anything_is_written(tmp_path):
-    require_numba()
-    url = f"sqlite:///{tmp_path / 't.db'}"
-    with pytest.raises(InputError, match="subnormals='flush' needs --backend loky or dask"):
-        nnlab.sweep(SPEC, url, jobs=2, backend="threading", report=False, progress=False)
-    assert not (tmp_path / "t.db").exists()
