@@ -7,6 +7,8 @@ same run, in µs per run:
 - each update rule's step over the (K, 9,610) parameter matrix;
 - each hidden activation's layer step (bias add and activation) and delta step (derivative and
   bias gradient) over the (K, 32, 128) hidden block;
+- softmax cross-entropy (loss, probabilities and the output delta) over the (K, rows, 10)
+  output block, at a step's 32 rows and at the validation pass's 359 (no delta there);
 - and whole packed epochs of ``train_many`` (K runs of one activation and optimizer), per run
   and step, with ``NNLAB_KERNELS`` set each way.
 
@@ -87,6 +89,31 @@ def layer_row(activation: str, K: int, number: int) -> tuple[float, float, float
     return times[0][0], times[1][0], times[0][1], times[1][1]
 
 
+def loss_row(K: int, rows: int, with_delta: bool, number: int) -> tuple[float, float]:
+    """µs a run of softmax cross-entropy on (K, rows, classes): NumPy, compiled."""
+    rng = np.random.default_rng(0)
+    Z0 = rng.standard_normal((K, rows, SIZES[-1])) * 3
+    T = rng.integers(0, SIZES[-1], rows)
+    times, outputs = [], []
+    for choice in ("numpy", "numba"):
+        os.environ[kernels.ENVIRONMENT] = choice
+        loss = kernels.output_loss("cross_entropy", "softmax", PARAMETERS)
+        Z, D = np.empty_like(Z0), np.empty_like(Z0) if with_delta else None
+        np.copyto(Z, Z0)
+        outputs.append((loss(Z, T, D, 1.0 / rows), Z.copy(), None if D is None else D.copy()))
+        times.append(_loss_time(loss, Z, Z0, T, D, number) / K)
+    for expected, got in zip(*outputs, strict=True):
+        if expected is not None and not np.array_equal(expected, got):
+            raise AssertionError("the compiled softmax cross-entropy differs from NumPy's")
+    return times[0], times[1]
+
+
+def _loss_time(loss, Z, Z0, T, D, number: int) -> float:
+    """Seconds of one call of ``loss`` on fresh logits, the copy that restores them taken off."""
+    total = best_of(lambda: (np.copyto(Z, Z0), loss(Z, T, D, 1.0 / len(T))), number)
+    return total - best_of(lambda: np.copyto(Z, Z0), number)
+
+
 def _step_times(layer, delta, Z0, M, A, b, number: int, K: int) -> tuple[float, float]:
     """µs a run of ``layer`` and of ``delta``, each timed call on fresh inputs (a step
     repeated on its own output would overflow, or sink into subnormals): the copies that
@@ -147,6 +174,8 @@ def warm_up() -> None:
             rule_row(name, K, 1)
         for activation in ACTIVATIONS:
             layer_row(activation, K, 1)
+        loss_row(K, BATCH, True, 1)
+        loss_row(K, BATCH, False, 1)
 
 
 def main() -> None:
@@ -179,6 +208,16 @@ def report(K: int, number: int, epochs: int) -> None:
         print(
             f"| {activation} | {f_np * 1e6:.2f} | {f_nb * 1e6:.2f} | {f_np / f_nb:.2f} "
             f"| {b_np * 1e6:.2f} | {b_nb * 1e6:.2f} | {b_np / b_nb:.2f} |"
+        )
+    print(
+        f"\n| softmax cross-entropy ({SIZES[-1]} classes) | NumPy µs/run | compiled µs/run | × |"
+        "\n|---|---:|---:|---:|"
+    )
+    for rows, with_delta, what in ((BATCH, True, "a step"), (359, False, "validation")):
+        numpy_time, numba_time = loss_row(K, rows, with_delta, number)
+        print(
+            f"| {what}: {rows} rows{', with delta' if with_delta else ''} | "
+            f"{numpy_time * 1e6:.2f} | {numba_time * 1e6:.2f} | {numpy_time / numba_time:.2f} |"
         )
     data = digits()
     print(
