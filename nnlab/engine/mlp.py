@@ -371,7 +371,7 @@ class L2Penalty:
     def value(self) -> float:
         """0.5 α Σ‖W‖²."""
         alpha_W = np.multiply(self.theta, self.alpha_on_weights, out=self._scratch)
-        return 0.5 * float(np.vdot(alpha_W, self.theta))
+        return 0.5 * inner(alpha_W, self.theta, out=alpha_W)
 
     def add_gradient(self, m: int) -> float:
         """Add α W / m to the gradient; return 0.5 α Σ‖W‖²."""
@@ -381,7 +381,21 @@ class L2Penalty:
             scale = self._over_rows[m] = self.alpha_on_weights / m
         alpha_W_over_m = np.multiply(self.theta, scale, out=self._scratch)
         self.grad += alpha_W_over_m
-        return 0.5 * m * float(np.vdot(alpha_W_over_m, self.theta))
+        return 0.5 * m * inner(alpha_W_over_m, self.theta, out=alpha_W_over_m)
+
+
+def inner(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> float:
+    """Σ a_i b_i as NumPy's pairwise sum of the products (into ``out``, which may be ``a``):
+    the same bits however many threads BLAS runs, where OpenBLAS's ``vdot`` splits a vector of
+    more than about 10,000 elements between its threads, and the sum's rounding with them (a
+    run at ``-j 1`` and the same run in a ``-j 2`` worker would differ); and the same for a
+    run alone and for its row of a pack, which ``inner_rows`` sums alike."""
+    return float(np.add.reduce(np.multiply(a, b, out=out)))
+
+
+def inner_rows(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``inner`` of each row of the (K, P) matrices: one per run of a pack."""
+    return np.add.reduce(np.multiply(a, b, out=out), axis=-1)
 
 
 def weight_mask(layer_sizes: Sequence[int], dtype) -> np.ndarray:

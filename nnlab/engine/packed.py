@@ -36,7 +36,7 @@ from nnlab.checks import check_int
 from nnlab.engine import arithmetic
 from nnlab.engine.activations import bias_gradient
 from nnlab.engine.kernels import hidden_delta, hidden_layer
-from nnlab.engine.mlp import MLP, Backprop, weight_mask
+from nnlab.engine.mlp import MLP, Backprop, inner, inner_rows, weight_mask
 from nnlab.engine.optimizers import OPTIMIZERS, WeightDecay
 from nnlab.engine.training import (
     CONFIG_ARGUMENTS,
@@ -301,7 +301,7 @@ class _Pack:
                 val_loss=None if val_loss is None else float(val_loss[row]),
                 train_accuracy=float(hits[row] / n) if self.correct else None,
                 val_accuracy=None if val_accuracy is None else float(val_accuracy[row]),
-                grad_norm=float(np.sqrt(np.vdot(grad[row], grad[row]))),
+                grad_norm=float(np.sqrt(inner(grad[row], grad[row]))),
                 learning_rate=float(rates[row]),
                 seconds=seconds,
             )
@@ -562,5 +562,5 @@ class _PackedPenalty:
         return 0.5 * m * self._row_dots(alpha_W_over_m)
 
     def _row_dots(self, scaled: np.ndarray) -> np.ndarray:
-        # one vdot per run, as the single run takes it, so the sums agree to the last bit
-        return np.array([float(np.vdot(a, b)) for a, b in zip(scaled, self.theta, strict=True)])
+        # each row's pairwise sum, as a run alone takes it, so the sums agree to the last bit
+        return inner_rows(scaled, self.theta, out=scaled)

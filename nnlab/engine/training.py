@@ -43,7 +43,7 @@ from nnlab.checks import InputError, check_choice, check_int, check_number
 from nnlab.engine import arithmetic
 from nnlab.engine.checkpoint import Checkpoint, settings_difference
 from nnlab.engine.losses import ACCURACY, DEFAULT_OUTPUT, count_correct
-from nnlab.engine.mlp import MLP, Backprop, prepare_targets
+from nnlab.engine.mlp import MLP, Backprop, inner, prepare_targets
 from nnlab.engine.optimizers import OPTIMIZERS, make_optimizer
 from nnlab.engine.schedules import ADAPTIVE_DIVISOR, ADAPTIVE_FLOOR, SCHEDULES, ScheduleSettings
 
@@ -668,7 +668,7 @@ class _Trainer:
             val_loss=val_loss,
             train_accuracy=hits / n if self.correct else None,
             val_accuracy=val_accuracy,
-            grad_norm=float(np.sqrt(np.vdot(grad, grad))),
+            grad_norm=float(np.sqrt(inner(grad, grad))),
             learning_rate=learning_rate,
             seconds=time.perf_counter() - start,
         )

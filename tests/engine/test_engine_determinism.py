@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from nnlab.engine import GD_VARIANTS, MLP, EpochRecord, train
+from nnlab.engine import GD_VARIANTS, MLP, EpochRecord, train, train_many
 
 # wall-clock time is the one field a rerun cannot reproduce
 MEASURED = [f.name for f in dataclasses.fields(EpochRecord) if f.name != "seconds"]
@@ -100,3 +100,31 @@ def test_shuffle_seed_defaults_to_the_network_seed(split, gd):
     other, _ = run(X, y, val, gd=gd, dtype="float64", net_seed=5, seed=6)
     assert measured(implicit) == measured(explicit)
     assert measured(implicit) != measured(other)
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["alone", "packed"])
+def test_a_large_network_gives_the_same_bits_at_any_blas_thread_count(packed):
+    """A sweep trains a run in its own process (-j 1: BLAS at every core) or in a worker (one
+    BLAS thread at -j 2): the same run either way. OpenBLAS's vdot splits a vector of over
+    ~10,000 elements between its threads, so the gradient norm and the L2 penalty are summed
+    without it."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    rng = np.random.default_rng(3)
+    X, y = rng.standard_normal((64, 20)), rng.integers(0, 3, 64)
+    settings = {"epochs": 3, "batch_size": 16, "alpha": 1e-3, "optimizer": "momentum"}
+    assert MLP([20, 600, 3]).flat.size > 14_000
+
+    def trained(threads: int) -> list:
+        with threadpoolctl.threadpool_limits(threads, user_api="blas"):
+            info = threadpoolctl.threadpool_info()
+            if {i["num_threads"] for i in info if i["user_api"] == "blas"} != {threads}:
+                pytest.skip(f"BLAS cannot run {threads} threads here")
+            runs = [
+                (MLP([20, 600, 3], seed=k), {**settings, "learning_rate": 0.01 * (k + 1)})
+                for k in range(2)
+            ]
+            if packed:
+                return [measured(r) for r in train_many(runs, X, y)]
+            return [measured(train(net, X, y, **s)) for net, s in runs]
+
+    assert trained(1) == trained(2)
