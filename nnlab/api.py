@@ -103,7 +103,10 @@ class _ReportImport:
     trains (``-j 1``, threads): there the import would take its time from the training."""
 
     def __init__(self, wanted: bool) -> None:
-        self._thread = threading.Thread(target=_import_report, name="nnlab-report-import")
+        # a daemon: a sweep stopped by Ctrl-C or an error exits without waiting for it
+        self._thread = threading.Thread(
+            target=_import_report, name="nnlab-report-import", daemon=True
+        )
         self._wanted, self._started = wanted, False
 
     def start(self, _more: int | None = None) -> None:

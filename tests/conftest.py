@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
 
@@ -40,6 +41,24 @@ def require_numba() -> None:
         if os.environ.get("CI"):
             raise
         pytest.skip("numba is not installed here (pip install -e '.[fast]')")
+
+
+# glibc's fenv_t on x86-64 ends in the MXCSR (bytes 28-31): fegetenv/fesetenv set it without
+# numba, as other libraries that flush (torch.set_flush_denormal) do with their own code
+def require_glibc_fenv() -> None:
+    """Skip where the C library is not glibc, whose fenv_t SET_FTZ_DAZ_WITH_LIBM writes."""
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip(f"SET_FTZ_DAZ_WITH_LIBM needs glibc's fenv_t, not {platform.libc_ver()!r}")
+
+
+SET_FTZ_DAZ_WITH_LIBM = """
+import ctypes, ctypes.util
+libm = ctypes.CDLL(ctypes.util.find_library("m"))
+env = (ctypes.c_uint32 * 8)()
+assert libm.fegetenv(env) == 0
+env[7] |= 0x8040
+assert libm.fesetenv(env) == 0
+"""
 
 
 def without_numba(script: str) -> str:

@@ -19,7 +19,7 @@ A run's ``subnormals`` setting chooses:
   ``torch.set_flush_denormal(True)`` does, and puts the register back afterwards. BLAS's own
   threads keep their own registers, so BLAS is held to one thread meanwhile (threadpoolctl):
   every product is then computed in the training thread, and NumPy's loops, numba's kernels
-  and BLAS all flush, however many BLAS threads the process has (a sweep's workers have one).
+  and BLAS all flush, however many BLAS threads the process has.
   A run that meets no subnormal number gives the same bits either way; one that meets them
   may differ. Needs the ``fast`` extra (numba, threadpoolctl) and an x86-64 CPU.
 """
@@ -48,17 +48,22 @@ _hold = threading.Lock()
 _holders = 0
 _held: Any = None  # threadpoolctl's limiter, which knows the count to put back
 # what the thread's arithmetic makes of these says whether it flushes: DAZ reads the subnormal
-# operand as 0, FTZ makes the subnormal product 0 (IEEE gives neither)
-_SUBNORMAL = np.array([5e-324, np.finfo(np.float64).tiny])
+# operand as 0, FTZ makes the subnormal product 0 (IEEE gives neither). Built from their bits:
+# a literal 5e-324 parsed in a thread that flushes would be 0.0, and cached so in the .pyc
+_SUBNORMAL = np.array([1, 0x0010000000000000], np.uint64).view(np.float64)  # 5e-324, tiny
 _HALVES = np.array([1.0, 0.5])
 
 
-def check(mode: object) -> str:
+def check(mode: object, in_this_thread: bool = False) -> str:
     """``mode`` as a run's ``subnormals`` setting; ``flush`` where it cannot be had is an
-    ``InputError`` saying why."""
+    ``InputError`` saying why. ``in_this_thread``: the run trains in this thread or in one it
+    starts (a new thread inherits its register), so ``keep`` in a thread that flushes is
+    checked too."""
     mode = check_choice("subnormals", mode, SUBNORMALS)
     if mode == "flush":
         _flushing_tools()
+    elif in_this_thread and thread_flushes():
+        _mxcsr_module("keep")
     return mode
 
 
@@ -97,8 +102,8 @@ def _one_blas_thread(blas) -> Iterator[None]:
     global _holders, _held
     with _hold:
         if _holders == 0:
-            with _blas_control():
-                _held = blas.limit(limits=1, user_api="blas")
+            _take_blas_control()
+            _held = blas.limit(limits=1, user_api="blas")
             _check_one_thread(blas)
         _holders += 1
     try:
@@ -107,41 +112,49 @@ def _one_blas_thread(blas) -> Iterator[None]:
         with _hold:
             _holders -= 1
             if _holders == 0:
-                with _blas_control():
-                    _held.restore_original_limits()
+                _take_blas_control()  # the last run to end may train in another thread
+                _held.restore_original_limits()
                 _held = None
+                _leave_blas_control()
 
 
-@contextlib.contextmanager
-def _blas_control() -> Iterator[None]:
-    """This thread may set OpenBLAS's thread count for the block. threadpoolctl (3.8) lets one
-    thread only, the first that set a limit, change a process-wide OpenBLAS pool (pthreads),
-    and silently ignores the others: a flushed run trained in another thread (the threading
-    backend, a user's thread) takes that role meanwhile, and leaves it to whoever sets a limit
-    next."""
+def _take_blas_control() -> None:
+    """This thread, and no other, sets OpenBLAS's thread count until ``_leave_blas_control``.
+    threadpoolctl (3.8) lets one thread only, the first that set a limit, change a
+    process-wide OpenBLAS pool (pthreads), and silently ignores the others: a flushed run
+    trained in another thread (the threading backend, a user's thread) takes that role for
+    its hold, so that no other thread's limit undoes it meanwhile."""
+    clear = _clear_controlling_thread()
+    if clear is not None:
+        clear(force=True)  # None now: the limit that follows makes this thread the one
+
+
+def _leave_blas_control() -> None:
+    """Whichever thread sets a limit next takes the control (threadpoolctl's rule)."""
+    clear = _clear_controlling_thread()
+    if clear is not None:
+        clear(force=True)
+
+
+def _clear_controlling_thread():
+    """threadpoolctl's ``OpenBLASController.clear_controlling_thread``, or None for a
+    threadpoolctl without the rule (every thread's limit takes)."""
     import threadpoolctl
 
     controller = getattr(threadpoolctl, "OpenBLASController", None)
-    clear = getattr(controller, "clear_controlling_thread", None)
-    if clear is None:  # a threadpoolctl without the rule: every thread's limit takes
-        yield
-        return
-    clear(force=True)
-    try:
-        yield
-    finally:
-        clear()
+    return getattr(controller, "clear_controlling_thread", None)
 
 
 def _check_one_thread(blas) -> None:
     """The hold took: every BLAS library runs one thread (else a large product would flush
     only in part); if not, an error saying so, with BLAS put back."""
-    counts = sorted({info["num_threads"] for info in blas.info() if info["user_api"] == "blas"})
-    if counts not in ([], [1]):
-        with _blas_control():
-            _held.restore_original_limits()
+    counts = {info["num_threads"] for info in blas.info() if info["user_api"] == "blas"}
+    if counts - {1}:
+        _held.restore_original_limits()
+        _leave_blas_control()
+        runs = ", ".join(sorted(map(str, counts)))
         raise InputError(
-            f"subnormals='flush' could not hold BLAS to one thread (it runs {counts}): its "
+            f"subnormals='flush' could not hold BLAS to one thread (it runs {runs}): its "
             "threads would leave large products subnormal; use subnormals='keep'"
         )
 
@@ -168,7 +181,7 @@ def _mxcsr_module(mode: str) -> ModuleType:
             raise InputError(
                 f"subnormals='keep' in a thread that flushes subnormal numbers (FTZ/DAZ set "
                 f"outside this run): nnlab clears the flags on x86-64 only, and this CPU is "
-                f"{machine!r}; clear them first, or use subnormals='flush'"
+                f"{machine!r}: clear them before training"
             )
         raise InputError(
             f"subnormals='flush' needs an x86-64 CPU, whose MXCSR register flushes them; "
@@ -187,7 +200,7 @@ def _cannot_import(mode: str, error: ImportError) -> str:
             f"subnormals='keep' in a thread that flushes subnormal numbers (FTZ/DAZ set "
             f"outside this run, e.g. by torch.set_flush_denormal(True)) needs numba to train "
             f"in IEEE arithmetic, and it cannot be imported ({error}); install it with pip "
-            "install 'nnlab[fast]', clear the flags first, or use subnormals='flush'"
+            "install 'nnlab[fast]', or clear the flags before training"
         )
     return (
         f"subnormals='flush' needs numba and threadpoolctl, which cannot be imported "

@@ -147,7 +147,7 @@ def settings_difference(saved: dict, current: dict) -> list[str]:
     return [
         f"{name}={_setting(saved, name)!r} in the checkpoint, {_setting(current, name)!r} here"
         for name in names
-        if saved.get(name) != current.get(name)
+        if _setting(saved, name) != _setting(current, name)
     ]
 
 

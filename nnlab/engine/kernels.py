@@ -126,9 +126,22 @@ def output_loss(loss: str, output: str, parameters: int) -> LossFn:
     return LOSSES[(loss, output)]
 
 
+def _fusable(module, Z, D, scale) -> bool:
+    """Whether the kernels give NumPy's bits here: rows contiguous (NumPy sums a strided row in
+    order, not pairwise), at most PAIRWISE_BLOCK classes, and a Python float ``scale`` (which
+    NumPy casts to Z's dtype, as the kernel does; a NumPy float64 would make it compute a
+    float32 Z's delta in float64). Every Backprop buffer is so."""
+    return (
+        Z.shape[-1] <= module.PAIRWISE_BLOCK
+        and Z.flags.c_contiguous
+        and (D is None or D.flags.c_contiguous)
+        and type(scale) is float
+    )
+
+
 def _compiled_softmax_cross_entropy(module, Z, T, D, scale):
     """_softmax_cross_entropy's loss, probabilities in Z and delta in D, to the bit."""
-    if Z.shape[-1] > module.PAIRWISE_BLOCK:
+    if not _fusable(module, Z, D, scale):
         return _softmax_cross_entropy(Z, T, D, scale)
     alone = Z.ndim == 2  # a run alone: (m, classes), a pack of one here
     Z = Z[None] if alone else Z

@@ -41,7 +41,7 @@ import numpy as np
 
 from nnlab.checks import InputError, check_choice, check_int, check_number
 from nnlab.engine import arithmetic
-from nnlab.engine.checkpoint import Checkpoint, settings_difference
+from nnlab.engine.checkpoint import LEFT_OUT, Checkpoint, settings_difference
 from nnlab.engine.losses import ACCURACY, DEFAULT_OUTPUT, count_correct
 from nnlab.engine.mlp import MLP, Backprop, inner, prepare_targets
 from nnlab.engine.optimizers import OPTIMIZERS, make_optimizer
@@ -577,8 +577,9 @@ class _Trainer:
         config = dataclasses.asdict(self.config)
         settings = {**config.pop("schedule_settings"), **config.pop("optimizer_args"), **config}
         settings["learning_rate_schedule"] = settings.pop("schedule")  # train's name for it
-        if settings["subnormals"] == "keep":
-            del settings["subnormals"]  # as in checkpoints from before the setting
+        for name, default in LEFT_OUT.items():  # as in checkpoints from before the setting
+            if settings[name] == default:
+                del settings[name]
         net = self.net
         settings.update(
             layer_sizes=list(net.layer_sizes),

@@ -169,8 +169,11 @@ def run_sweep(
     check_int("max_pack", max_pack, 1, why="the most runs trained together")
     kernels.check()
     points = plan(spec, max_runs, workers=1 if scheduler else jobs)  # a cluster's are elsewhere
+    here = backend == "threading" or (backend == "loky" and jobs == 1)  # trains in this process
     for mode in {point.config.subnormals for point in points}:
-        arithmetic.check(mode)  # flush where numba is missing: an error before anything is stored
+        # flush where numba is missing, or keep in a thread that flushes without it: an error
+        # before anything is stored
+        arithmetic.check(mode, in_this_thread=here)
     store = open_store(url)
     resume = resumption(store, spec)
     rungs = halving.ladder(spec)

@@ -194,6 +194,11 @@ def test_a_network_s_layers_take_the_path_its_rule_takes(monkeypatch):
         assert fused is compiled
 
 
+def bits(values: np.ndarray) -> np.ndarray:
+    """The floats' bit patterns, which tell NaNs and signed zeros apart."""
+    return values.view(np.uint64 if values.dtype == np.float64 else np.uint32)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize(
     ("K", "m", "classes"),
@@ -202,7 +207,8 @@ def test_a_network_s_layers_take_the_path_its_rule_takes(monkeypatch):
 )
 def test_compiled_softmax_cross_entropy_is_numpy_s_to_the_bit(monkeypatch, dtype, K, m, classes):
     """Loss, probabilities and delta, alone and packed, targets shared or each run's own,
-    through NaN, +inf and all -inf rows (a diverged run's); over 128 classes, NumPy's own."""
+    through NaN, +inf and all -inf rows (a diverged run's), compared bit for bit (NaN and -0.0
+    included); a strided block, a NumPy scalar scale or over 128 classes: NumPy's own code."""
     monkeypatch.setenv("NNLAB_KERNELS", "numba")
     compiled = kernel_choice.output_loss("cross_entropy", "softmax", kernel_choice.AUTO_PARAMETERS)
     reference = LOSSES["cross_entropy", "softmax"]
@@ -216,18 +222,21 @@ def test_compiled_softmax_cross_entropy_is_numpy_s_to_the_bit(monkeypatch, dtype
         elif trial % 4 == 3:
             Z[0, -1, :] = -np.inf
         shared, own = rng.integers(0, classes, m), rng.integers(0, classes, (K, m))
-        for z, t in ((Z, shared), (Z, own), (Z[0], shared)):
+        cases = [(Z, shared, 1.0 / m), (Z, own, 1.0 / m), (Z[0], shared, 1.0 / m)]
+        cases += [(np.asfortranarray(Z[0]), shared, 1.0 / m), (Z, own, np.float64(1.0 / m))]
+        for z, t, scale in cases:
             for with_delta in (True, False):
                 outs = []
                 for loss in (reference, compiled):
-                    values, delta = z.copy(), np.empty_like(z) if with_delta else None
+                    values = z.copy(order="K")
+                    delta = np.empty_like(z) if with_delta else None
                     with np.errstate(all="ignore"):
-                        total = loss(values, t, delta, 1.0 / m)
+                        total = loss(values, t, delta, scale)
                     outs.append((np.asarray(total), values, delta))
                 for expected, got in zip(*outs, strict=True):
                     if expected is not None:
                         assert expected.dtype == got.dtype
-                        np.testing.assert_array_equal(got, expected)
+                        np.testing.assert_array_equal(bits(got), bits(expected))
 
 
 def test_a_bad_choice_is_refused_naming_it(monkeypatch):

@@ -12,12 +12,14 @@ packs never mix the two; the errors; and checkpoints.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import platform
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import require_numba, without_numba
+from conftest import SET_FTZ_DAZ_WITH_LIBM, require_glibc_fenv, require_numba, without_numba
 from test_engine_packed import assert_same_run, records
 
 from nnlab.checks import InputError
@@ -49,18 +51,6 @@ def two_blas_threads():
 def quarter_of_tiny() -> float:
     """A subnormal result in IEEE arithmetic (tiny / 4), 0.0 where subnormals are flushed."""
     return float(np.array([TINY])[0] / 4)
-
-
-# glibc's fenv_t on x86-64 ends in the MXCSR (bytes 28-31): fegetenv/fesetenv set it without
-# numba, as other libraries that flush (torch.set_flush_denormal) do with their own code
-SET_FTZ_DAZ_WITH_LIBM = """
-import ctypes, ctypes.util
-libm = ctypes.CDLL(ctypes.util.find_library("m"))
-env = (ctypes.c_uint32 * 8)()
-assert libm.fegetenv(env) == 0
-env[7] |= 0x8040
-assert libm.fesetenv(env) == 0
-"""
 
 
 def flushing_thread() -> None:
@@ -124,6 +114,7 @@ def test_flush_is_in_effect_while_the_run_trains_and_undone_after(packed):
 def test_keep_trains_in_ieee_arithmetic_in_a_thread_that_already_flushes():
     """Another library set FTZ/DAZ in the caller's thread: a kept run still trains as the
     reference does, and the thread flushes again afterwards."""
+    require_glibc_fenv()
     X, y = digits_like(scale=10.0)
     reference = train(sigmoid_net(), X, y, **saturating("keep"))
 
@@ -147,6 +138,23 @@ def test_keep_trains_in_ieee_arithmetic_in_a_thread_that_already_flushes():
     assert out["seen"] == [TINY / 4] * len(reference.history)
     assert records(out["run"]) == records(reference)
     assert out["after"] is True
+
+
+def test_nnlab_compiled_in_a_thread_that_flushes_still_tells_ieee_threads_apart():
+    """Python parses a literal such as 5e-324 as 0.0 in a thread that flushes, and the .pyc
+    keeps it so: the subnormal that tells whether a thread flushes is built from its bits."""
+    require_glibc_fenv()
+    source = Path(arithmetic.__file__).read_text()
+    namespace = {"__name__": "arithmetic_compiled_flushing"}
+
+    def compile_here():
+        flushing_thread()
+        exec(compile(source, arithmetic.__file__, "exec"), namespace)
+
+    thread = threading.Thread(target=compile_here)
+    thread.start()
+    thread.join()
+    assert not namespace["thread_flushes"]()  # this thread is IEEE
 
 
 def test_a_kept_run_inside_a_flushed_runs_callback_trains_in_ieee_arithmetic():
@@ -189,60 +197,75 @@ def test_blas_products_flush_however_many_blas_threads_the_process_has():
         assert subnormals_in(A @ A) == A.size
 
 
+def numpy_blas_threads() -> int:
+    """NumPy's BLAS's threads (numba may have loaded SciPy's too, which NumPy never calls)."""
+    from threadpoolctl import threadpool_info
+
+    (threads,) = {
+        info["num_threads"]
+        for info in threadpool_info()
+        if info["user_api"] == "blas" and "numpy" in info["filepath"]
+    }
+    return threads
+
+
 def test_blas_is_held_from_a_thread_other_than_the_one_that_set_its_limit():
     """threadpoolctl lets only the first thread that set a limit change OpenBLAS's
     process-wide pool, and ignores the others: a flushed run in another thread still holds
     BLAS to one thread (its products flush whole), and gives the count back after."""
-    from threadpoolctl import threadpool_info
-
-    def numpy_blas_threads() -> int:
-        (threads,) = {
-            info["num_threads"]
-            for info in threadpool_info()
-            if info["user_api"] == "blas" and "numpy" in info["filepath"]
-        }
-        return threads
-
     A = np.full((512, 512), 1e-160)
     seen = {}
 
     def flushed_elsewhere():
         with arithmetic.training("flush"):
-            seen["threads"], seen["left"] = numpy_blas_threads(), subnormals_in(A @ A)
+            seen["threads"], seen["product"] = numpy_blas_threads(), A @ A
 
     with two_blas_threads():  # this thread sets the limit: it controls OpenBLAS
         thread = threading.Thread(target=flushed_elsewhere)
         thread.start()
         thread.join()
-        assert seen == {"threads": 1, "left": 0}
+        assert seen["threads"] == 1
+        assert subnormals_in(seen["product"]) == 0  # counted here: DAZ reads them as 0 there
         assert numpy_blas_threads() == 2
         assert subnormals_in(A @ A) == A.size
+
+
+def test_a_limit_set_by_another_thread_during_a_flushed_run_does_not_undo_its_hold():
+    from threadpoolctl import threadpool_limits
+
+    A = np.full((512, 512), 1e-160)
+    inside, go_on, seen = threading.Event(), threading.Event(), {}
+
+    def flushed():
+        with arithmetic.training("flush"):
+            inside.set()
+            go_on.wait(30)
+            seen["threads"], seen["product"] = numpy_blas_threads(), A @ A
+
+    with two_blas_threads():
+        thread = threading.Thread(target=flushed)
+        thread.start()
+        assert inside.wait(30)
+        threadpool_limits(2, user_api="blas")  # this thread's limit: ignored during the hold
+        go_on.set()
+        thread.join()
+        assert seen["threads"] == 1 and subnormals_in(seen["product"]) == 0
+        assert numpy_blas_threads() == 2  # the hold's end gave back what it found
 
 
 def test_a_flushed_run_that_ends_leaves_blas_held_for_one_still_training():
     """BLAS's thread count is the process's: of two flushed runs that overlap (two threads of
     the threading backend), the first to end must not put it back under the other, and the
     last puts back what the process had."""
-    from threadpoolctl import threadpool_info
-
-    def blas_threads() -> int:
-        """NumPy's BLAS's threads (numba may have loaded SciPy's too, which NumPy never calls)."""
-        (threads,) = {
-            info["num_threads"]
-            for info in threadpool_info()
-            if info["user_api"] == "blas" and "numpy" in info["filepath"]
-        }
-        return threads
-
     _, blas = arithmetic._flushing_tools()
     with two_blas_threads():
         first, second = arithmetic._one_blas_thread(blas), arithmetic._one_blas_thread(blas)
         first.__enter__()
         second.__enter__()
         first.__exit__(None, None, None)  # the first run ends while the second trains
-        assert blas_threads() == 1
+        assert numpy_blas_threads() == 1
         second.__exit__(None, None, None)
-        assert blas_threads() == 2
+        assert numpy_blas_threads() == 2
 
 
 def test_a_run_that_meets_no_subnormal_is_the_same_either_way():
@@ -330,6 +353,7 @@ except InputError as error:
 
 
 def test_keep_in_a_flushing_thread_without_numba_is_an_error_not_another_arithmetic():
+    require_glibc_fenv()
     stdout = without_numba(
         SET_FTZ_DAZ_WITH_LIBM
         + """
@@ -351,6 +375,11 @@ def test_a_kept_runs_checkpoint_reads_as_before_and_a_flushed_one_names_it():
     assert "subnormals" not in kept.checkpoint.settings
     resumed = train(MLP([16, 8, 10]), X, y, epochs=4, resume=kept.checkpoint)
     assert resumed.status == "completed" and len(resumed.history) == 4
+    # one that names the default (written by hand, say) is a kept run's too
+    named = dataclasses.replace(
+        kept.checkpoint, settings={**kept.checkpoint.settings, "subnormals": "keep"}
+    )
+    assert records(train(MLP([16, 8, 10]), X, y, epochs=4, resume=named)) == records(resumed)
     flushed = train(MLP([16, 8, 10], seed=0), X, y, epochs=4, until_epoch=2, subnormals="flush")
     assert flushed.checkpoint.settings["subnormals"] == "flush"
     with pytest.raises(InputError, match="subnormals='flush' in the checkpoint, 'keep' here"):

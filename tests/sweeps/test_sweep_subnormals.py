@@ -9,7 +9,7 @@ import sys
 import textwrap
 
 import numpy as np
-from conftest import require_numba
+from conftest import SET_FTZ_DAZ_WITH_LIBM, require_glibc_fenv, require_numba
 from test_sweep_packed import stored_runs
 
 import nnlab
@@ -66,5 +66,32 @@ def test_flush_where_numba_is_missing_stops_the_sweep_before_anything_is_written
     )
     assert out.returncode == 2, out.stderr
     assert out.stderr.strip().startswith("Error: subnormals='flush' needs numba")
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert not db.exists()
+
+
+def test_keep_in_a_runner_thread_that_flushes_without_numba_stops_before_anything_is_written(
+    tmp_path,
+):
+    """At -j 1 the runs train in the runner's thread: where other code set FTZ/DAZ there and
+    numba is missing, kept runs cannot train in IEEE arithmetic, and the sweep says so."""
+    require_glibc_fenv()
+    (tmp_path / "s.yaml").write_text(
+        SPEC.replace("subnormals: [keep, flush]", "subnormals: [keep]")
+    )
+    db = tmp_path / "s.db"
+    script = (
+        "import runpy, sys; sys.modules['numba'] = None\n"
+        + SET_FTZ_DAZ_WITH_LIBM
+        + f"sys.argv = ['nnlab', 'sweep', 's.yaml', '-j', '1', '--db', {str(db)!r}]\n"
+        "runpy.run_module('nnlab', run_name='__main__')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip().startswith(
+        "Error: subnormals='keep' in a thread that flushes subnormal numbers"
+    )
     assert len(out.stderr.strip().splitlines()) == 1
     assert not db.exists()
