@@ -23,8 +23,9 @@ class DaskCluster:
     """``workers`` single-threaded worker processes, each under a nanny (which restarts a worker
     that dies) unless ``nanny`` is False."""
 
-    def __init__(self, workers: int = 2, nanny: bool = True) -> None:
+    def __init__(self, workers: int = 2, nanny: bool = True, env: dict | None = None) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="nnlab-dask-"))
+        self.env = os.environ | BLAS_THREADS | (env or {})  # the workers' environment
         self.scheduler_file = self.root / "scheduler.json"
         self._processes: list[subprocess.Popen] = []
         try:
@@ -65,7 +66,7 @@ class DaskCluster:
                 [sys.executable, "-m", module, *arguments],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-                env=os.environ | BLAS_THREADS,
+                env=self.env,
                 cwd=self.root,
                 start_new_session=True,
             )

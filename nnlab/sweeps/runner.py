@@ -177,7 +177,8 @@ def run_sweep(
     store = open_store(url)
     resume = resumption(store, spec)
     rungs = halving.ladder(spec)
-    pool = _Pool(backend, jobs, scheduler, store, stale_after, rungs, max_pack)
+    flushes = any(point.config.subnormals == "flush" for point in points)
+    pool = _Pool(backend, jobs, scheduler, store, stale_after, rungs, max_pack, flushes)
     with pool, store.guard():
         rows = halving.run_rows(points, rungs)
         sweep_id = register_sweep(
@@ -592,6 +593,7 @@ class _Pool:
         stale_after: float,
         rungs: Ladder | None = None,
         max_pack: int = MAX_PACK,
+        flushes: bool = False,
     ) -> None:
         url = portable_url(store.url)
         if scheduler is not None and backend != "dask":
@@ -606,6 +608,7 @@ class _Pool:
             )
         self.backend, self.jobs, self.scheduler, self.url = backend, jobs, scheduler, url
         self.stale_after, self.rungs, self.max_pack = stale_after, rungs, max_pack
+        self.flushes = flushes  # some run flushes subnormals: every Dask worker must be able to
         # this process's choice of engine path, which every worker takes (a reused loky worker
         # or a Dask worker elsewhere has its own environment)
         self.kernels = kernels.choice()
@@ -621,8 +624,14 @@ class _Pool:
         if self.backend == "loky":
             _quiet_resource_tracker()
         if self.backend == "dask":
-            _start_dask(self._dask, self.scheduler, self.jobs)
+            client = _start_dask(self._dask, self.scheduler, self.jobs)
             self.worker_died += (_dask_killed_worker(),)
+            if self.flushes:
+                try:
+                    _check_workers_flush(client)
+                except BaseException:  # __exit__ will not run: close the client here
+                    self._dask.close()
+                    raise
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -732,6 +741,29 @@ def _start_dask(stack: contextlib.ExitStack, scheduler: str | None, jobs: int):
         return stack.enter_context(Client(scheduler, timeout=10))
     except OSError as error:
         raise InputError(f"cannot reach the Dask scheduler at {scheduler!r}: {error}") from None
+
+
+def _check_workers_flush(client) -> None:
+    """Every worker of the cluster can flush subnormals (numba, threadpoolctl, x86-64): an
+    ``InputError`` naming a worker that cannot, before the sweep is registered. A worker that
+    joins later is not asked: one that cannot fails its flushed runs, each saying why."""
+    answers = client.run(_why_not_flush)
+    refused = sorted((address, why) for address, why in answers.items() if why)
+    if refused:
+        address, why = refused[0]
+        raise InputError(
+            f"{len(refused)} of {len(answers)} Dask workers cannot train subnormals='flush' "
+            f"runs; {address}: {why}"
+        )
+
+
+def _why_not_flush() -> str | None:
+    """In a worker: why it cannot flush subnormals, or None."""
+    try:
+        arithmetic.check("flush")
+    except InputError as error:
+        return str(error)
+    return None
 
 
 _DASK_BACKEND = "nnlab-dask"

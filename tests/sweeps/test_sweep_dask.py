@@ -152,3 +152,29 @@ def test_successive_halving_on_a_dask_cluster_decides_as_loky_does(cluster, pg_s
     assert outcomes(url) == outcomes(reference)
     assert halving_curves(url, "halving") == halving_curves(reference, "halving")
     assert set(_pids(url)) <= set(cluster.worker_pids())
+
+
+def test_flush_on_dask_workers_without_numba_stops_before_the_sweep_is_registered(
+    pg_server, tmp_path
+):
+    """The workers are other machines, with their own packages: where they cannot flush
+    subnormals (no numba there), the sweep says which and why before registering anything."""
+    from dask_cluster import DaskCluster
+
+    stub = tmp_path / "no-numba"
+    stub.mkdir()
+    (stub / "numba.py").write_text("raise ImportError('numba is not installed on this worker')\n")
+    path = os.pathsep.join(filter(None, [str(stub), os.environ.get("PYTHONPATH")]))
+    url = pg_server.new_database()
+    flushed = SPEC.replace("train: {", "train: {subnormals: flush, ")
+    assert "subnormals: flush" in flushed
+    workers = DaskCluster(workers=2, env={"PYTHONPATH": path})
+    try:
+        with pytest.raises(InputError) as refused:
+            run_sweep(parse_spec(flushed), url, backend="dask", scheduler=workers.address)
+    finally:
+        workers.stop()
+    message = str(refused.value)
+    assert message.startswith("2 of 2 Dask workers cannot train subnormals='flush' runs; tcp://")
+    assert "numba is not installed on this worker" in message
+    assert nnlab.connect(url).sweeps().empty
