@@ -735,12 +735,23 @@ def _start_dask(stack: contextlib.ExitStack, scheduler: str | None, jobs: int):
         raise InputError("--backend dask needs Dask: pip install 'nnlab[dask]'") from None
     _register_dask_backend()
     if scheduler is None:
+        # its nannies set OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, ... to 1 in this process's
+        # environment for the workers they spawn, and leave them so: put back when it closes
+        stack.callback(_put_back_environment, dict(os.environ))
         local = LocalCluster(n_workers=jobs, threads_per_worker=1, dashboard_address=":0")
         return stack.enter_context(Client(stack.enter_context(local)))
     try:
         return stack.enter_context(Client(scheduler, timeout=10))
     except OSError as error:
         raise InputError(f"cannot reach the Dask scheduler at {scheduler!r}: {error}") from None
+
+
+def _put_back_environment(before: dict[str, str]) -> None:
+    for name in set(os.environ) - set(before):
+        del os.environ[name]
+    for name, value in before.items():
+        if os.environ.get(name) != value:
+            os.environ[name] = value
 
 
 def _check_workers_flush(client) -> None:

@@ -65,10 +65,13 @@ def _pids(url: str) -> list[int]:
 
 
 def test_dask_local_cluster_without_a_scheduler(sqlite_url, reference):
+    environment = dict(os.environ)
     result = run_sweep(parse_spec(SPEC), sqlite_url, jobs=2, backend="dask")
     assert result.statuses == {"completed": N_RUNS}
     assert_same_curves(sqlite_url, reference)
     assert os.getpid() not in _pids(sqlite_url)
+    # the local cluster's nannies set OPENBLAS_NUM_THREADS=1 and the like here: put back
+    assert dict(os.environ) == environment
 
 
 def test_a_killed_dask_worker_costs_only_a_retry(cluster, pg_server):
