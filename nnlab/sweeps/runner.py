@@ -735,8 +735,9 @@ def _start_dask(stack: contextlib.ExitStack, scheduler: str | None, jobs: int):
         raise InputError("--backend dask needs Dask: pip install 'nnlab[dask]'") from None
     _register_dask_backend()
     if scheduler is None:
-        # its nannies set OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, ... to 1 in this process's
-        # environment for the workers they spawn, and leave them so: put back when it closes
+        # it sets OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, ... to 1, PYTHONHASHSEED and its own
+        # variables in this process's environment for the workers it spawns, and leaves them
+        # so: the whole environment is put back when it closes
         stack.callback(_put_back_environment, dict(os.environ))
         local = LocalCluster(n_workers=jobs, threads_per_worker=1, dashboard_address=":0")
         return stack.enter_context(Client(stack.enter_context(local)))
