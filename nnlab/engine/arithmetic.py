@@ -102,7 +102,7 @@ def _one_blas_thread(blas) -> Iterator[None]:
     global _holders, _held
     with _hold:
         if _holders == 0:
-            _take_blas_control()
+            _free_blas_control()
             _held = blas.limit(limits=1, user_api="blas")
             _check_one_thread(blas)
         _holders += 1
@@ -112,25 +112,19 @@ def _one_blas_thread(blas) -> Iterator[None]:
         with _hold:
             _holders -= 1
             if _holders == 0:
-                _take_blas_control()  # the last run to end may train in another thread
+                _free_blas_control()  # the last run to end may train in another thread
                 _held.restore_original_limits()
                 _held = None
-                _leave_blas_control()
+                _free_blas_control()
 
 
-def _take_blas_control() -> None:
-    """This thread, and no other, sets OpenBLAS's thread count until ``_leave_blas_control``.
+def _free_blas_control() -> None:
+    """No thread controls OpenBLAS's thread count now; the next to set a limit takes it.
     threadpoolctl (3.8) lets one thread only, the first that set a limit, change a
-    process-wide OpenBLAS pool (pthreads), and silently ignores the others: a flushed run
-    trained in another thread (the threading backend, a user's thread) takes that role for
-    its hold, so that no other thread's limit undoes it meanwhile."""
-    clear = _clear_controlling_thread()
-    if clear is not None:
-        clear(force=True)  # None now: the limit that follows makes this thread the one
-
-
-def _leave_blas_control() -> None:
-    """Whichever thread sets a limit next takes the control (threadpoolctl's rule)."""
+    process-wide OpenBLAS pool (pthreads), and silently ignores the others. A hold frees the
+    control and sets its limit at once, so that its own thread has it for the whole hold (a
+    flushed run in another thread than the first: the threading backend, a user's thread) and
+    no other thread's limit undoes it meanwhile; it frees it again when it ends."""
     clear = _clear_controlling_thread()
     if clear is not None:
         clear(force=True)
@@ -151,7 +145,7 @@ def _check_one_thread(blas) -> None:
     counts = {info["num_threads"] for info in blas.info() if info["user_api"] == "blas"}
     if counts - {1}:
         _held.restore_original_limits()
-        _leave_blas_control()
+        _free_blas_control()
         runs = ", ".join(sorted(map(str, counts)))
         raise InputError(
             f"subnormals='flush' could not hold BLAS to one thread (it runs {runs}): its "
