@@ -170,15 +170,15 @@ def run_sweep(
     kernels.check()
     points = plan(spec, max_runs, workers=1 if scheduler else jobs)  # a cluster's are elsewhere
     here = backend == "threading" or (backend == "loky" and jobs == 1)  # trains in this process
-    for mode in {point.config.subnormals for point in points}:
+    modes = {point.config.subnormals for point in points}
+    for mode in modes:
         # flush where numba is missing, or keep in a thread that flushes without it: an error
         # before anything is stored
         arithmetic.check(mode, in_this_thread=here)
     store = open_store(url)
     resume = resumption(store, spec)
     rungs = halving.ladder(spec)
-    flushes = any(point.config.subnormals == "flush" for point in points)
-    pool = _Pool(backend, jobs, scheduler, store, stale_after, rungs, max_pack, flushes)
+    pool = _Pool(backend, jobs, scheduler, store, stale_after, rungs, max_pack, "flush" in modes)
     with pool, store.guard():
         rows = halving.run_rows(points, rungs)
         sweep_id = register_sweep(
