@@ -759,8 +759,14 @@ def _check_workers_flush(client) -> None:
     """Every worker of the cluster can flush subnormals (numba, threadpoolctl, x86-64): an
     ``InputError`` naming a worker that cannot, before the sweep is registered. A worker that
     joins later is not asked: one that cannot fails its flushed runs, each saying why."""
-    answers = client.run(_why_not_flush)
-    refused = sorted((address, why) for address, why in answers.items() if why)
+    # a worker that cannot even run the question (nnlab missing there, say) answers with its
+    # exception, which is its reason
+    answers = client.run(_why_not_flush, on_error="return")
+    refused = sorted(
+        (address, f"{type(why).__name__}: {why}" if isinstance(why, BaseException) else why)
+        for address, why in answers.items()
+        if why
+    )
     if refused:
         address, why = refused[0]
         raise InputError(

@@ -157,16 +157,20 @@ def test_successive_halving_on_a_dask_cluster_decides_as_loky_does(cluster, pg_s
     assert set(_pids(url)) <= set(cluster.worker_pids())
 
 
+@pytest.mark.parametrize("missing", ["numba", "nnlab"])
 def test_flush_on_dask_workers_without_numba_stops_before_the_sweep_is_registered(
-    pg_server, tmp_path
+    pg_server, tmp_path, missing
 ):
     """The workers are other machines, with their own packages: where they cannot flush
-    subnormals (no numba there), the sweep says which and why before registering anything."""
+    subnormals (no numba there, or not even nnlab), the sweep says which and why before
+    registering anything."""
     from dask_cluster import DaskCluster
 
-    stub = tmp_path / "no-numba"
+    stub = tmp_path / f"no-{missing}"
     stub.mkdir()
-    (stub / "numba.py").write_text("raise ImportError('numba is not installed on this worker')\n")
+    (stub / f"{missing}.py").write_text(
+        f"raise ImportError('{missing} is not installed on this worker')\n"
+    )
     path = os.pathsep.join(filter(None, [str(stub), os.environ.get("PYTHONPATH")]))
     url = pg_server.new_database()
     flushed = SPEC.replace("train: {", "train: {subnormals: flush, ")
@@ -179,5 +183,5 @@ def test_flush_on_dask_workers_without_numba_stops_before_the_sweep_is_registere
         workers.stop()
     message = str(refused.value)
     assert message.startswith("2 of 2 Dask workers cannot train subnormals='flush' runs; tcp://")
-    assert "numba is not installed on this worker" in message
+    assert f"{missing} is not installed on this worker" in message
     assert nnlab.connect(url).sweeps().empty
