@@ -298,7 +298,8 @@ def _foreign_keys_unenforced(connection: Connection) -> Iterator[None]:
     try:
         yield
     finally:
-        raw.execute("PRAGMA foreign_keys=ON")
+        if not connection.invalidated:  # a Ctrl-C mid-statement closed it: nothing to put back
+            raw.execute("PRAGMA foreign_keys=ON")
 
 
 def _check_foreign_keys(connection: Connection) -> None:
