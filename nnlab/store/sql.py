@@ -187,6 +187,10 @@ def _sqlite_query(sql: str, url: str, timeout: float, max_rows: int) -> QueryRes
             cursor = connection.execute(sql)
             rows, truncated = _collect(_fetched(cursor), max_rows)
         except sqlite3.DatabaseError as error:
+            if "interrupted" in str(error) and time.monotonic() <= deadline:
+                # not the time limit: a Ctrl-C, raised inside the progress handler, where
+                # sqlite3 turns it into this error
+                raise KeyboardInterrupt from None
             raise _explain(error, refused, timeout) from None
         columns = [d[0] for d in cursor.description or ()]
         return QueryResult(columns, rows, truncated)

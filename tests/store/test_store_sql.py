@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -168,6 +169,23 @@ def test_sql_time_limit(readable):
     result = sql(endless, "--db", readable, "--timeout", "0.5")
     assert result.exit_code == 2, result.output
     assert "0.5 s time limit" in result.output
+
+
+def test_ctrl_c_stops_a_query_as_ctrl_c_not_as_the_time_limit(readable):
+    """sqlite3 turns a Ctrl-C taken inside the time limit's progress handler into the same
+    "interrupted" error as the limit: it used to say "stopped after the 60 s time limit" a
+    second in."""
+    endless = f"SELECT count(*) FROM ({ENDLESS})"
+    if readable.startswith("postgresql"):
+        endless = "SELECT pg_sleep(30)"
+    command = [sys.executable, "-m", "nnlab", "sql", endless, "--db", readable, "--timeout", "60"]
+    query = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2)  # nnlab loads, the query runs
+    started = time.monotonic()
+    query.send_signal(signal.SIGINT)
+    out, errors = query.communicate(timeout=30)
+    assert (query.returncode, out, errors) == (130, "", "interrupted\n")
+    assert time.monotonic() - started < 5
 
 
 @pytest.mark.parametrize("timeout", ["nan", "inf", "-inf", "0", "-1"])
