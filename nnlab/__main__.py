@@ -6,6 +6,8 @@ from __future__ import annotations
 import signal
 import sys
 
+from nnlab import stops
+
 EXIT_INTERRUPTED = 130  # as a shell reports a process ended by Ctrl-C
 
 
@@ -13,15 +15,13 @@ def main() -> None:
     # While the libraries load (pandas, matplotlib, SQLAlchemy: about a second) Ctrl-C is only
     # noted: raised inside an import, some library might swallow it, or print a traceback.
     noted: list[int] = []
-    default = signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
-    try:
+    with stops.handled(lambda signum, frame: noted.append(signum), (signal.SIGINT,)):
         from nnlab.cli import main as run
-    finally:
-        signal.signal(signal.SIGINT, default)
     try:
         if noted:
             raise KeyboardInterrupt
-        run()
+        with stops.handled(stops.interrupt, (signal.SIGINT,)):  # taken outside imports
+            run()
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(EXIT_INTERRUPTED)

@@ -15,7 +15,6 @@ The command line maps its options to these arguments and prints what they return
 from __future__ import annotations
 
 import contextlib
-import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from nnlab import stops
 from nnlab.checks import InputError, did_you_mean
 from nnlab.engine.packed import MAX_PACK
 from nnlab.params import by_name
@@ -36,9 +36,6 @@ from nnlab.sweeps.grid import DEFAULT_MAX_RUNS
 from nnlab.sweeps.progress import SweepProgress
 from nnlab.sweeps.runner import SweepResult, run_sweep
 from nnlab.sweeps.spec import SweepSpec, load_spec, parse_spec
-
-# Ctrl-C, kill, a closed terminal: each stops a sweep the same way
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def sweep(
@@ -251,21 +248,12 @@ def _terminal() -> bool:
 
 @contextlib.contextmanager
 def _stop_signals_as_interrupt() -> Iterator[None]:
-    """SIGTERM and SIGHUP stop a sweep the way Ctrl-C does; after the first, all three are
-    ignored, so that a second one cannot cut short the marking of in-flight runs. Signal
-    handlers belong to the main thread: called from another, this changes nothing."""
+    """SIGTERM and SIGHUP stop a sweep the way Ctrl-C does, unless ignored when it starts
+    (``nohup``; see ``nnlab.stops``); after the first, all three are ignored, so that a second
+    one cannot cut short the marking of in-flight runs. Signal handlers belong to the main
+    thread: called from another, this changes nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def interrupt(signum, frame):
-        for name in STOP_SIGNALS:
-            signal.signal(name, signal.SIG_IGN)
-        raise KeyboardInterrupt
-
-    previous = {name: signal.signal(name, interrupt) for name in STOP_SIGNALS}
-    try:
+    with stops.handled(stops.interrupt_once):
         yield
-    finally:
-        for name, handler in previous.items():
-            signal.signal(name, handler)

@@ -59,7 +59,19 @@ def user_errors(ctx: click.Context) -> Iterator[None]:
         raise UserError(str(error)) from error
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """nnlab's commands, each of which Ctrl-C ends with "interrupted" and status 130 (click's
+    own way is "Aborted!" and 1)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="nnlab")
 @click.option("--debug", is_flag=True, help="Show full tracebacks instead of short messages.")
 def cli(debug: bool) -> None:

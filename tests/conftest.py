@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
+import signal
 import subprocess
 import sys
 
@@ -14,6 +16,29 @@ import nnlab
 from nnlab.data import sine, spirals
 from nnlab.store import RunWriter, open_store, register_sweep
 from nnlab.store.registry import RunRow
+
+
+def pytest_configure(config) -> None:
+    """The tests stop nnlab with Ctrl-C and a closed terminal as an interactive shell sends
+    them. A CI runner that starts pytest with SIGINT or SIGHUP ignored (a script's ``command &``,
+    ``nohup``) would pass that on to every nnlab the tests start, which then keeps ignoring it,
+    as it should (nnlab/stops.py; tests/sweeps/test_sweep_run.py starts some so on purpose)."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def started_ignoring(*signals: int):
+    """Processes started in the block inherit ``signals`` ignored, as ``nohup`` starts a
+    command (SIGHUP) and a shell script its ``command &`` (SIGINT)."""
+    previous = {name: signal.signal(name, signal.SIG_IGN) for name in signals}
+    try:
+        yield
+    finally:
+        for name, handler in previous.items():
+            signal.signal(name, handler)
 
 
 @pytest.fixture

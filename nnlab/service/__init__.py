@@ -12,7 +12,6 @@ import contextlib
 import ipaddress
 import re
 import secrets
-import signal
 import socket
 import sys
 import threading
@@ -20,6 +19,7 @@ import time
 import webbrowser
 from collections.abc import Callable, Iterator
 
+from nnlab import stops
 from nnlab.checks import InputError, check_number
 from nnlab.store.database import display_url, open_store, resolve_url
 
@@ -30,7 +30,6 @@ WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 DEFAULT_POLL_SECONDS = 0.5
 MAX_POLL_SECONDS = 60.0
 GRACE_SECONDS = 2
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 TOKEN = re.compile(r"[A-Za-z0-9_.~-]+")  # what a URL's query and a cookie carry as they are
 
 
@@ -127,23 +126,13 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def wait_until_stopped(ready: Callable[[], None] = lambda: None) -> None:
-    """Return on Ctrl-C, SIGTERM or SIGHUP (called from the main thread). ``ready()`` runs
-    once those are caught, e.g. to tell the user how to stop: a signal sent as soon as they
-    read it is never the default one that kills."""
-    previous = {name: signal.signal(name, _interrupt) for name in STOP_SIGNALS}
-    try:
+    """Return on Ctrl-C, SIGTERM or SIGHUP, those not ignored (``nnlab.stops``; called from the
+    main thread). ``ready()`` runs once those are caught, e.g. to tell the user how to stop: a
+    signal sent as soon as they read it is never the default one that kills."""
+    with contextlib.suppress(KeyboardInterrupt), stops.handled(stops.interrupt):
         ready()
         while True:
             time.sleep(3600)
-    except KeyboardInterrupt:
-        return
-    finally:
-        for name, handler in previous.items():
-            signal.signal(name, handler)
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 def check_poll_seconds(value: object, name: str = "poll_seconds") -> float:
@@ -188,12 +177,15 @@ def _packages():
 
 def _server(uvicorn, app, **where):
     """A uvicorn server of ``app`` (``where``: ``host``, ``port``), which first ends every
-    event stream when told to stop: a browser tab keeps its stream open forever, and the stop
-    would otherwise wait for it."""
+    event stream when told to stop (a browser tab keeps its stream open forever, and the stop
+    would otherwise wait for it), and leaves ignored a stop signal that is ignored now."""
     feeds = app.state.feeds
+    ignored = stops.ignored()  # uvicorn would take over Ctrl-C even where it is ignored
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig, frame) -> None:
+            if sig in ignored:
+                return
             feeds.close_soon()
             super().handle_exit(sig, frame)
 

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from conftest import fill
+from conftest import fill, started_ignoring
 from served import free_port, get_when_listening, nnlab_serve
 
 from nnlab import service
@@ -118,6 +118,48 @@ def test_sigterm_after_the_sweep_stops_the_server_too(tmp_path):
         finally:
             sweep.kill()
     assert sweep.returncode == 0 and errors == "stopped\n"
+
+
+def test_after_a_sweep_started_with_ctrl_c_ignored_it_serves_on_until_sigterm(tmp_path):
+    """A shell script's ``nnlab sweep --serve ... &`` starts with SIGINT ignored: the server
+    after the sweep leaves it so, and stops on SIGTERM."""
+    port = free_port()
+    with started_ignoring(signal.SIGINT):
+        sweep = nnlab_sweep(tmp_path, spec(tmp_path, epochs=3), "--serve", "--port", str(port))
+    with sweep:
+        try:
+            sweep.stderr.readline(), sweep.stderr.readline()  # serving, then finished
+            sweep.send_signal(signal.SIGINT)
+            assert [run["status"] for run in runs_of(f"http://127.0.0.1:{port}")] == [
+                "completed",
+                "completed",
+            ]  # answered after the Ctrl-C
+            assert sweep.poll() is None
+            sweep.terminate()
+            _, errors = sweep.communicate(timeout=30)
+        finally:
+            sweep.kill()
+    assert sweep.returncode == 0 and errors == "stopped\n"
+
+
+def test_serve_started_with_ctrl_c_ignored_serves_on_until_sigterm(served_url):
+    """uvicorn takes Ctrl-C even where it is ignored; ``nnlab serve`` leaves it ignored."""
+    port = free_port()
+    with started_ignoring(signal.SIGINT):
+        server = nnlab_serve("--db", served_url, "--port", str(port))
+    with server:
+        try:
+            server.stderr.readline(), server.stderr.readline()  # serving, open
+            assert get_when_listening(f"http://127.0.0.1:{port}/api/sweeps").status_code == 200
+            server.send_signal(signal.SIGINT)
+            time.sleep(0.5)  # uvicorn would have begun to stop by now
+            assert httpx.get(f"http://127.0.0.1:{port}/api/sweeps").status_code == 200
+            assert server.poll() is None
+            server.terminate()
+            server.communicate(timeout=30)
+        finally:
+            server.kill()
+    assert server.returncode == -signal.SIGTERM  # uvicorn's way: ended by the signal it stopped on
 
 
 def test_a_taken_port_is_an_error_before_anything_trains(tmp_path):

@@ -17,12 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import started_ignoring
 from sqlalchemy import select, text, update
 
 import nnlab
 from nnlab.checks import InputError
 from nnlab.cli import cli
-from nnlab.store import open_store
+from nnlab.store import StoreError, open_store
 from nnlab.store.models import Epoch, Run, utcnow
 from nnlab.store.process import ProcessIdentity
 from nnlab.sweeps.runner import SweepStopped, run_sweep
@@ -377,7 +378,12 @@ def test_a_closed_terminal_or_ctrl_c_stops_the_sweep_cleanly(tmp_path, stop):
     assert nnlab.connect(url).sweeps().status.tolist() == ["interrupted"]
 
 
-def test_ctrl_c_while_nnlab_starts_is_not_a_traceback(tmp_path):
+@pytest.mark.parametrize("after", [0.2, 0.4, 0.55, 0.7, 0.85, 1.0])
+def test_ctrl_c_while_nnlab_starts_is_not_a_traceback(tmp_path, after):
+    """Ctrl-C in the second nnlab takes to start: while it imports (NumPy's random module
+    once lost it), reads the spec (click once said "Aborted!"), creates the database (a
+    closed connection's error once hid it), or starts its workers. Each is status 130, one
+    line, and a database that is either not yet written or whose runs are not left running."""
     spec = tmp_path / "slow.yaml"
     spec.write_text(SLOW)
     command = [
@@ -393,10 +399,62 @@ def test_ctrl_c_while_nnlab_starts_is_not_a_traceback(tmp_path):
     sweep = subprocess.Popen(
         command, stderr=subprocess.PIPE, text=True, start_new_session=True, cwd=tmp_path
     )
-    time.sleep(0.5)  # while it imports its libraries
+    time.sleep(after)
     os.killpg(sweep.pid, signal.SIGINT)
     _, err = sweep.communicate(timeout=60)
-    assert sweep.returncode == 130 and "Traceback" not in err, err
+    assert sweep.returncode == 130 and len(err.splitlines()) == 1, err
+    assert err.startswith("interrupted"), err
+    with contextlib.suppress(StoreError):  # not created yet, or created without its schema
+        runs = nnlab.connect(f"sqlite:///{tmp_path / 'r.db'}").runs()
+        assert "running" not in set(runs.status)
+
+
+def _completed(url: str) -> int:
+    with open_store(url, create=False).read() as connection:
+        return connection.scalar(text("SELECT count(*) FROM runs WHERE status = 'completed'"))
+
+
+def test_a_sweep_started_with_nohup_trains_on_when_the_terminal_closes(tmp_path):
+    """nohup ignores SIGHUP so that closing the terminal does not end the command: nnlab
+    leaves it ignored, and still stops on SIGTERM."""
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    with started_ignoring(signal.SIGHUP):
+        sweep = _start_sweep(tmp_path, SLOW, url)
+    try:
+        wait_for_running(url, sweep.pid)
+        sweep.send_signal(signal.SIGHUP)  # the terminal closes
+        completed = _completed(url)
+        deadline = time.monotonic() + 120
+        while _completed(url) == completed:  # it trains on: another run completes
+            assert sweep.poll() is None and time.monotonic() < deadline, sweep.stderr.read()
+            time.sleep(0.05)
+        sweep.send_signal(signal.SIGTERM)
+        _, err = sweep.communicate(timeout=120)
+    finally:
+        sweep.kill()
+    assert sweep.returncode == 130, err
+    assert err.startswith("interrupted: in-flight runs are marked interrupted")
+    assert nnlab.connect(url).sweeps().status.tolist() == ["interrupted"]
+
+
+def test_a_sweep_started_with_ctrl_c_ignored_keeps_ignoring_it(tmp_path):
+    """A shell script's ``nnlab sweep ... &`` starts with SIGINT ignored, so that a Ctrl-C
+    meant for the script's foreground does not stop it: Ctrl-C pressed again and again, from
+    nnlab's first instant (its imports, opening the database, training) to its last, changes
+    nothing (CI once started pytest so, and a sweep took a Ctrl-C in the middle of starting)."""
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    with started_ignoring(signal.SIGINT):
+        sweep = _start_sweep(tmp_path, SPEC, url)
+    presses = 0
+    while sweep.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(sweep.pid, signal.SIGINT)  # the runner and its workers, as Ctrl-C does
+            presses += 1
+        time.sleep(0.02)
+    _, err = sweep.communicate(timeout=60)
+    assert sweep.returncode == 0, err
+    assert presses > 10
+    assert set(nnlab.connect(url).runs().status) == {"completed"}
 
 
 def test_configurations_aggregate_seeds_and_rank_diverged_last(sqlite_url):
