@@ -232,6 +232,7 @@ def _account(result: SweepResult, queue: RunQueue) -> None:
 
 NOT_CLAIMED = "not_claimed"  # another runner holds the run, or the database refused the claim
 LOST = "lost"  # the attempt lost its run while training (interrupted, or taken over)
+MAPPING_GRACE = 10.0  # seconds a stop waits for joblib's clean-up after killing the workers
 FRUITLESS_ROUNDS = 3  # rounds in a row that could claim no run at all: the database is stuck
 
 
@@ -618,6 +619,7 @@ class _Pool:
         self._leases: dict[int, str] = {}
         self._stopping = threading.Event()
         self._dispatched = False
+        self._mapping: threading.Thread | None = None  # the thread that takes map's results
         self._dask = contextlib.ExitStack()
 
     def __enter__(self) -> _Pool:
@@ -660,6 +662,7 @@ class _Pool:
         tasks = itertools.takewhile(lambda _: not self._stopping.is_set(), tasks)
         jobs = 2 if alone else self.jobs  # joblib runs a single job in this process
         self._dispatched = True
+        self._mapping = threading.current_thread()
         with self._config():
             # max_nbytes=None: runs take no large arrays, so no memmapping folder to clean up
             parallel = joblib.Parallel(
@@ -696,7 +699,16 @@ class _Pool:
             # reuse=True: the executor joblib is using, whatever its arguments (with other
             # arguments loky would replace it, waiting for its runs to end)
             get_reusable_executor(reuse=True).shutdown(wait=True, kill_workers=True)
+            self._join_mapping()
         self._dask.close()
+
+    def _join_mapping(self) -> None:
+        """Wait (a bounded while) for the thread taking the results to see the workers gone
+        and finish joblib's clean-up: left running into the interpreter's exit, it raced the
+        exit's own removal of joblib's temporary folder, which then printed a warning."""
+        mapping = self._mapping
+        if mapping is not None and mapping is not threading.current_thread():
+            mapping.join(timeout=MAPPING_GRACE)
 
 
 _TRACKER_WARNINGS = "ignore::UserWarning:joblib.externals.loky.backend.resource_tracker"
