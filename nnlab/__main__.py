@@ -3,7 +3,6 @@ even while the libraries load, ends it with a message and status 130, never a tr
 
 from __future__ import annotations
 
-import signal
 import sys
 
 from nnlab import stops
@@ -12,15 +11,13 @@ EXIT_INTERRUPTED = 130  # as a shell reports a process ended by Ctrl-C
 
 
 def main() -> None:
-    # While the libraries load (pandas, matplotlib, SQLAlchemy: about a second) Ctrl-C is only
-    # noted: raised inside an import, some library might swallow it, or print a traceback.
-    noted: list[int] = []
-    with stops.handled(lambda signum, frame: noted.append(signum), (signal.SIGINT,)):
-        from nnlab.cli import main as run
+    # Ctrl-C, SIGTERM or SIGHUP, from the first instant: while the libraries load (pandas,
+    # matplotlib, SQLAlchemy: about a second) it is taken once the import is done; any second
+    # one is ignored, as nnlab is ending anyway
     try:
-        if noted:
-            raise KeyboardInterrupt
-        with stops.handled(stops.interrupt, (signal.SIGINT,)):  # taken outside imports
+        with stops.taken(once=True):
+            from nnlab.cli import main as run
+
             run()
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -62,17 +62,18 @@ def sweep(
     ``nnlab sweep``'s options. ``progress``: a bar on a terminal (lines when output is piped);
     None shows it only on a terminal. ``report``: write the sweep's HTML report at the end.
 
-    SIGTERM and SIGHUP stop the sweep as Ctrl-C does (when called from the main thread): the
-    runs in flight are marked ``interrupted`` and ``KeyboardInterrupt`` propagates; the same
-    call resumes. Raises ``SpecError`` for a bad spec (nothing written), ``SweepStopped`` or
-    ``StoreFault`` when the sweep cannot go on (resumable).
+    SIGTERM and SIGHUP stop the sweep as Ctrl-C does (when called from the main thread, and
+    unless ignored when it starts: see ``nnlab.stops``): the runs in flight are marked
+    ``interrupted`` and ``KeyboardInterrupt`` propagates; the same call resumes. Raises
+    ``SpecError`` for a bad spec (nothing written), ``SweepStopped`` or ``StoreFault`` when the
+    sweep cannot go on (resumable).
     """
     parsed = as_spec(spec)
     shown = _terminal() if progress is None else progress
     workers = None if scheduler else jobs  # a cluster's size is its own
     elsewhere = scheduler is not None or backend == "dask" or (backend == "loky" and jobs > 1)
     preload = _ReportImport(report and elsewhere)
-    with _stop_signals_as_interrupt(), SweepProgress(shown, workers) as bar:
+    with stops.taken(once=True), SweepProgress(shown, workers) as bar:
         result = run_sweep(
             parsed,
             db,
@@ -244,16 +245,3 @@ def _both(first: Callable, second: Callable | None) -> Callable:
 
 def _terminal() -> bool:
     return sys.stdout.isatty()
-
-
-@contextlib.contextmanager
-def _stop_signals_as_interrupt() -> Iterator[None]:
-    """SIGTERM and SIGHUP stop a sweep the way Ctrl-C does, unless ignored when it starts
-    (``nohup``; see ``nnlab.stops``); after the first, all three are ignored, so that a second
-    one cannot cut short the marking of in-flight runs. Signal handlers belong to the main
-    thread: called from another, this changes nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    with stops.handled(stops.interrupt_once):
-        yield

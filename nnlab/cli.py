@@ -966,7 +966,20 @@ def _cell(value) -> str:
 
 
 def main() -> None:
-    cli(prog_name="nnlab")
+    """``nnlab``: click's own handling of errors and exits, except that a Ctrl-C anywhere (as
+    click parses the command line too) is KeyboardInterrupt, which ``nnlab.__main__`` ends
+    with "interrupted" and 130, not click's "Aborted!" and 1."""
+    try:
+        status = cli.main(prog_name="nnlab", standalone_mode=False)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except click.exceptions.Abort as abort:
+        if isinstance(abort.__cause__, KeyboardInterrupt):
+            raise KeyboardInterrupt from None
+        click.echo("Aborted!", err=True)
+        sys.exit(1)
+    sys.exit(status if isinstance(status, int) else 0)  # an int: a command's ctx.exit(code)
 
 
 if __name__ == "__main__":

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import platform
-import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,28 +17,35 @@ from nnlab.data import sine, spirals
 from nnlab.store import RunWriter, open_store, register_sweep
 from nnlab.store.registry import RunRow
 
-
-def pytest_configure(config) -> None:
-    """The tests stop nnlab with Ctrl-C and a closed terminal as an interactive shell sends
-    them. A CI runner that starts pytest with SIGINT or SIGHUP ignored (a script's ``command &``,
-    ``nohup``) would pass that on to every nnlab the tests start, which then keeps ignoring it,
-    as it should (nnlab/stops.py; tests/sweeps/test_sweep_run.py starts some so on purpose)."""
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
-        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+# The trampoline: SIGINT and SIGHUP set as asked, then the command exec'd in its place.
+_TRAMPOLINE = (
+    "import os, signal, sys; "
+    "[signal.signal(getattr(signal, name), getattr(signal, how)) "
+    "for name, how in zip(sys.argv[1].split(), sys.argv[2].split())]; "
+    "os.execv(sys.argv[3], sys.argv[3:])"
+)
 
 
-@contextlib.contextmanager
-def started_ignoring(*signals: int):
-    """Processes started in the block inherit ``signals`` ignored, as ``nohup`` starts a
-    command (SIGHUP) and a shell script its ``command &`` (SIGINT)."""
-    previous = {name: signal.signal(name, signal.SIG_IGN) for name in signals}
-    try:
-        yield
-    finally:
-        for name, handler in previous.items():
-            signal.signal(name, handler)
+def from_a_terminal(command: list[str], ignoring: tuple[str, ...] = ()) -> list[str]:
+    """``command``, started with SIGINT and SIGHUP at their defaults, as an interactive shell
+    starts it, whatever this pytest was started with (a CI runner's script ``&`` ignores
+    SIGINT, ``nohup`` SIGHUP): nnlab keeps ignoring what it was started ignoring. Signals
+    named in ``ignoring`` are started ignored on purpose: ``("SIGHUP",)`` as ``nohup`` does,
+    ``("SIGINT",)`` as a script's ``command &``."""
+    names = ("SIGINT", "SIGHUP")
+    hows = ["SIG_IGN" if name in ignoring else "SIG_DFL" for name in names]
+    return [sys.executable, "-c", _TRAMPOLINE, " ".join(names), " ".join(hows), *command]
+
+
+def wait_for_exec(process: subprocess.Popen, seconds: float = 10) -> None:
+    """Until ``from_a_terminal``'s trampoline has set the signals and exec'd the command."""
+    deadline = time.monotonic() + seconds
+    cmdline = Path(f"/proc/{process.pid}/cmdline")
+    # empty while an exec is under way: the first one's (Popen returns as it closes its
+    # close-on-exec pipe) and the trampoline's
+    while (now := cmdline.read_bytes()) == b"" or _TRAMPOLINE.encode() in now:
+        assert process.poll() is None and time.monotonic() < deadline, "it did not start"
+        time.sleep(0.005)
 
 
 @pytest.fixture

@@ -129,7 +129,7 @@ def wait_until_stopped(ready: Callable[[], None] = lambda: None) -> None:
     """Return on Ctrl-C, SIGTERM or SIGHUP, those not ignored (``nnlab.stops``; called from the
     main thread). ``ready()`` runs once those are caught, e.g. to tell the user how to stop: a
     signal sent as soon as they read it is never the default one that kills."""
-    with contextlib.suppress(KeyboardInterrupt), stops.handled(stops.interrupt):
+    with contextlib.suppress(KeyboardInterrupt), stops.taken():
         ready()
         while True:
             time.sleep(3600)

@@ -299,6 +299,8 @@ def _foreign_keys_unenforced(connection: Connection) -> Iterator[None]:
         yield
     finally:
         if not connection.invalidated:  # a Ctrl-C mid-statement closed it: nothing to put back
+            if connection.in_transaction():  # the migration failed: inside one, the pragma
+                connection.rollback()  # would do nothing
             raw.execute("PRAGMA foreign_keys=ON")
 
 

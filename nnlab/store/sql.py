@@ -181,22 +181,34 @@ def _sqlite_query(sql: str, url: str, timeout: float, max_rows: int) -> QueryRes
     try:
         connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
         connection.set_authorizer(_authorizer(refused))
-        deadline = time.monotonic() + timeout
-        connection.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+        limit = _TimeLimit(timeout)
+        connection.set_progress_handler(limit.reached, 10_000)
         try:
             cursor = connection.execute(sql)
             rows, truncated = _collect(_fetched(cursor), max_rows)
         except sqlite3.DatabaseError as error:
-            if "interrupted" in str(error) and time.monotonic() <= deadline:
-                # not the time limit: a Ctrl-C, raised inside the progress handler, where
-                # sqlite3 turns it into this error
+            if str(error) == "interrupted" and not limit.passed:
+                # a Ctrl-C, raised inside the progress handler: sqlite3 turns it into the
+                # error that stopping at the time limit gives
                 raise KeyboardInterrupt from None
-            raise _explain(error, refused, timeout) from None
+            raise _explain(error, refused, timeout, limit.passed) from None
         columns = [d[0] for d in cursor.description or ()]
         return QueryResult(columns, rows, truncated)
     finally:
         connection.close()
         _tidy(path, leftovers)
+
+
+class _TimeLimit:
+    """The progress handler that stops a query at its deadline, and whether it did."""
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+        self.passed = False
+
+    def reached(self) -> int:
+        self.passed = self.passed or time.monotonic() > self.deadline
+        return int(self.passed)
 
 
 def _journal_files(path: str) -> set[Path]:
@@ -256,9 +268,9 @@ def _refusal(action: str, arg1: str | None, arg2: str | None) -> str:
     return f"{action} {arg1 or ''}".strip()
 
 
-def _explain(error: Exception, refused: list[str], timeout: float) -> StoreError:
+def _explain(error: Exception, refused: list[str], timeout: float, late: bool) -> StoreError:
     message = str(error)
-    if "interrupted" in message:
+    if late and message == "interrupted":
         return ReadOnlyError(f"query stopped after the {timeout:g} s time limit (--timeout)")
     if refused:
         return ReadOnlyError(

@@ -19,6 +19,7 @@ import itertools
 import json
 import math
 import os
+import signal
 import sys
 import threading
 import time
@@ -35,6 +36,7 @@ from joblib.externals.loky import get_reusable_executor
 from joblib.externals.loky.process_executor import TerminatedWorkerError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from nnlab import stops
 from nnlab.checks import InputError, check_choice, check_int, plural
 from nnlab.engine import arithmetic, kernels
 from nnlab.engine.checkpoint import Checkpoint
@@ -202,10 +204,11 @@ def run_sweep(
                 if on_result is not None:
                     on_result(run_id, status)
         except BaseException as stop:  # Ctrl-C, SIGTERM (the CLI), a stall, a store fault, a bug
-            pool.stop()  # first, so that no worker writes after its run is marked
-            with contextlib.suppress(DBAPIError, StoreFault):  # what can be marked is marked
-                store.check_file()
-                queue.interrupt(lease_prefix=pool.lease_prefix)
+            with stops.held():  # whatever began the stop, a Ctrl-C now cannot cut it short
+                pool.stop()  # first, so that no worker writes after its run is marked
+                with contextlib.suppress(DBAPIError, StoreFault):  # what can be marked is
+                    store.check_file()
+                    queue.interrupt(lease_prefix=pool.lease_prefix)
             stop.sweep_result = result  # where every run stands, filled in below
             raise
         finally:
@@ -232,6 +235,7 @@ def _account(result: SweepResult, queue: RunQueue) -> None:
 
 NOT_CLAIMED = "not_claimed"  # another runner holds the run, or the database refused the claim
 LOST = "lost"  # the attempt lost its run while training (interrupted, or taken over)
+WORKERS_BLOCK = {signal.SIGINT, signal.SIGHUP}  # what workers never take: see _consume
 MAPPING_GRACE = 10.0  # seconds a stop waits for joblib's clean-up after killing the workers
 FRUITLESS_ROUNDS = 3  # rounds in a row that could claim no run at all: the database is stuck
 
@@ -569,7 +573,13 @@ def _watched(results: Iterator, queue: RunQueue) -> Iterator:
 
 
 def _consume(results: Iterator, queue: Queue) -> None:
-    """Put ``(False, result)`` for each result, then ``(True, None)``, or ``(True, error)``."""
+    """Put ``(False, result)`` for each result, then ``(True, None)``, or ``(True, error)``.
+
+    Ctrl-C and a closed terminal signal the whole process group: the runner takes them in its
+    main thread and stops the workers itself. They are blocked in this thread, and so in the
+    worker processes and threads it starts (which keep its signal mask): a Ctrl-C that reached
+    workers as they imported their libraries filled the terminal with their tracebacks."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, WORKERS_BLOCK)
     try:
         for item in results:
             queue.put((False, item))

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 import httpx
 import uvicorn
-from conftest import fill
+from conftest import fill, from_a_terminal
 
 import nnlab
 from nnlab.store import RunWriter, open_store, register_sweep
@@ -97,8 +97,9 @@ def add_sweep(url: str, name: str, runs: int = 2, epochs: int = 3) -> str:
     return url
 
 
-def nnlab_serve(*args: str, **options) -> subprocess.Popen:
-    command = [sys.executable, "-m", "nnlab", "serve", *args]
+def nnlab_serve(*args: str, ignoring: tuple[str, ...] = (), **options) -> subprocess.Popen:
+    """``nnlab serve`` as a user starts it (``ignoring``: see ``conftest.from_a_terminal``)."""
+    command = from_a_terminal([sys.executable, "-m", "nnlab", "serve", *args], ignoring)
     return subprocess.Popen(command, stderr=subprocess.PIPE, text=True, **options)
 
 

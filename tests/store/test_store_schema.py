@@ -374,3 +374,26 @@ def test_ctrl_c_while_a_new_sqlite_database_is_created(tmp_path, at_statement):
     store = open_store(f"sqlite:///{path}")
     with store.read() as connection:
         assert database.current_revision(connection) == head_revision()
+
+
+def test_a_failed_migration_gives_back_its_connection_enforcing_foreign_keys(tmp_path):
+    """Foreign keys are off while migrating; the pragma that turns them on again does nothing
+    inside a transaction, so a failed migration rolls back first."""
+    from sqlalchemy import event
+
+    engine = fresh_engine(f"sqlite:///{tmp_path / 'nnlab.db'}")
+    statements = []
+
+    def fail(*_):
+        statements.append(1)
+        if len(statements) == 5:
+            raise RuntimeError("the disk went away")
+
+    event.listen(engine, "before_cursor_execute", fail)
+    with pytest.raises(RuntimeError, match="the disk went away"):
+        database.upgrade(engine)
+    event.remove(engine, "before_cursor_execute", fail)
+    with engine.connect() as connection:  # the same pooled connection
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert inspect(connection).get_table_names() == []
+    engine.dispose()

@@ -9,13 +9,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import fill
+from conftest import fill, from_a_terminal
 from sqlalchemy.engine import make_url
 
 import nnlab
@@ -179,13 +180,38 @@ def test_ctrl_c_stops_a_query_as_ctrl_c_not_as_the_time_limit(readable):
     if readable.startswith("postgresql"):
         endless = "SELECT pg_sleep(30)"
     command = [sys.executable, "-m", "nnlab", "sql", endless, "--db", readable, "--timeout", "60"]
-    query = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(2)  # nnlab loads, the query runs
+    query = subprocess.Popen(
+        from_a_terminal(command), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    time.sleep(3)  # nnlab loads, the query runs
     started = time.monotonic()
     query.send_signal(signal.SIGINT)
     out, errors = query.communicate(timeout=30)
     assert (query.returncode, out, errors) == (130, "", "interrupted\n")
     assert time.monotonic() - started < 5
+
+
+def test_ctrl_c_inside_the_time_limits_handler_is_a_ctrl_c(filled_sqlite):
+    """The same in this process, where the Ctrl-C surely lands mid-query: a real SIGINT sent
+    to this thread a second into a query that would run for a minute."""
+    main = threading.main_thread().ident
+    ctrl_c = threading.Timer(1.0, signal.pthread_kill, (main, signal.SIGINT))
+    ctrl_c.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_query(f"SELECT count(*) FROM ({ENDLESS})", filled_sqlite, timeout=60)
+    finally:
+        ctrl_c.cancel()
+    assert 1.0 <= time.monotonic() - started < 10
+
+
+def test_a_query_naming_a_status_unquoted_is_an_sql_error_not_a_ctrl_c(filled_sqlite):
+    """``interrupted`` is a status: forgetting its quotes gives SQLite's "no such column:
+    interrupted", which once read as a Ctrl-C (and before that as the time limit)."""
+    result = sql("SELECT count(*) FROM runs WHERE status = interrupted", "--db", filled_sqlite)
+    assert result.exit_code == 2
+    assert result.output == "Error: SQL error: no such column: interrupted\n"
 
 
 @pytest.mark.parametrize("timeout", ["nan", "inf", "-inf", "0", "-1"])

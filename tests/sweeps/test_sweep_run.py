@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import started_ignoring
+from conftest import from_a_terminal, wait_for_exec
 from sqlalchemy import select, text, update
 
 import nnlab
@@ -281,24 +281,15 @@ def test_cli_bad_spec_exits_2_and_writes_nothing(tmp_path):
 SLOW = SPEC.replace("epochs: 5", "epochs: 400").replace("n_samples: 90", "n_samples: 300")
 
 
-def _start_sweep(tmp_path, spec_text: str, url: str, *options: str) -> subprocess.Popen:
+def _start_sweep(
+    tmp_path, spec_text: str, url: str, *options: str, ignoring: tuple[str, ...] = ()
+) -> subprocess.Popen:
+    """``nnlab sweep`` as a user starts it (``ignoring``: see ``from_a_terminal``)."""
     spec = tmp_path / "slow.yaml"
     spec.write_text(spec_text)
+    command = [sys.executable, "-m", "nnlab", "sweep", str(spec), "--db", url, "-j", "2", "-q"]
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "nnlab.cli",
-            "sweep",
-            str(spec),
-            "--db",
-            url,
-            "-j",
-            "2",
-            "-q",
-            "--no-report",
-            *options,
-        ],
+        from_a_terminal([*command, "--no-report", *options], ignoring),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -378,35 +369,29 @@ def test_a_closed_terminal_or_ctrl_c_stops_the_sweep_cleanly(tmp_path, stop):
     assert nnlab.connect(url).sweeps().status.tolist() == ["interrupted"]
 
 
-@pytest.mark.parametrize("after", [0.2, 0.4, 0.55, 0.7, 0.85, 1.0])
-def test_ctrl_c_while_nnlab_starts_is_not_a_traceback(tmp_path, after):
-    """Ctrl-C in the second nnlab takes to start: while it imports (NumPy's random module
-    once lost it), reads the spec (click once said "Aborted!"), creates the database (a
-    closed connection's error once hid it), or starts its workers. Each is status 130, one
-    line, and a database that is either not yet written or whose runs are not left running."""
-    spec = tmp_path / "slow.yaml"
-    spec.write_text(SLOW)
-    command = [
-        sys.executable,
-        "-m",
-        "nnlab",
-        "sweep",
-        str(spec),
-        "--db",
-        str(tmp_path / "r.db"),
-        "--no-report",
-    ]
-    sweep = subprocess.Popen(
-        command, stderr=subprocess.PIPE, text=True, start_new_session=True, cwd=tmp_path
-    )
+@pytest.mark.parametrize(
+    "stop, after",
+    [("SIGINT", after) for after in (0.2, 0.4, 0.55, 0.7, 0.85, 1.0)]
+    + [("SIGTERM", 0.3), ("SIGHUP", 0.6)],
+)
+def test_a_stop_while_nnlab_starts_is_one_line(tmp_path, stop, after):
+    """Ctrl-C (to the process group), SIGTERM or SIGHUP in the second nnlab takes to start:
+    while it imports (NumPy's random module once lost a Ctrl-C), reads the spec (click once
+    said "Aborted!"), creates the database (a closed connection's error once hid it), or
+    starts its workers. Each is status 130, one line, and a database either not yet written
+    or whose runs are not left running."""
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    sweep = _start_sweep(tmp_path, SLOW, url)
     time.sleep(after)
-    os.killpg(sweep.pid, signal.SIGINT)
+    if stop == "SIGINT":
+        os.killpg(sweep.pid, signal.SIGINT)
+    else:
+        sweep.send_signal(getattr(signal, stop))
     _, err = sweep.communicate(timeout=60)
     assert sweep.returncode == 130 and len(err.splitlines()) == 1, err
     assert err.startswith("interrupted"), err
     with contextlib.suppress(StoreError):  # not created yet, or created without its schema
-        runs = nnlab.connect(f"sqlite:///{tmp_path / 'r.db'}").runs()
-        assert "running" not in set(runs.status)
+        assert "running" not in set(nnlab.connect(url).runs().status)
 
 
 def _completed(url: str) -> int:
@@ -418,11 +403,10 @@ def test_a_sweep_started_with_nohup_trains_on_when_the_terminal_closes(tmp_path)
     """nohup ignores SIGHUP so that closing the terminal does not end the command: nnlab
     leaves it ignored, and still stops on SIGTERM."""
     url = f"sqlite:///{tmp_path / 'runs.db'}"
-    with started_ignoring(signal.SIGHUP):
-        sweep = _start_sweep(tmp_path, SLOW, url)
+    sweep = _start_sweep(tmp_path, SLOW, url, ignoring=("SIGHUP",))
     try:
         wait_for_running(url, sweep.pid)
-        sweep.send_signal(signal.SIGHUP)  # the terminal closes
+        os.killpg(sweep.pid, signal.SIGHUP)  # the terminal closes: the runner and its workers
         completed = _completed(url)
         deadline = time.monotonic() + 120
         while _completed(url) == completed:  # it trains on: another run completes
@@ -443,10 +427,11 @@ def test_a_sweep_started_with_ctrl_c_ignored_keeps_ignoring_it(tmp_path):
     nnlab's first instant (its imports, opening the database, training) to its last, changes
     nothing (CI once started pytest so, and a sweep took a Ctrl-C in the middle of starting)."""
     url = f"sqlite:///{tmp_path / 'runs.db'}"
-    with started_ignoring(signal.SIGINT):
-        sweep = _start_sweep(tmp_path, SPEC, url)
-    presses = 0
+    sweep = _start_sweep(tmp_path, SPEC, url, ignoring=("SIGINT",))
+    wait_for_exec(sweep)  # nnlab's first instant, with SIGINT ignored as the shell started it
+    presses, deadline = 0, time.monotonic() + 120
     while sweep.poll() is None:
+        assert time.monotonic() < deadline, "the sweep did not end"
         with contextlib.suppress(ProcessLookupError):
             os.killpg(sweep.pid, signal.SIGINT)  # the runner and its workers, as Ctrl-C does
             presses += 1
