@@ -12,6 +12,7 @@ import contextlib
 import ipaddress
 import re
 import secrets
+import signal
 import socket
 import sys
 import threading
@@ -70,11 +71,27 @@ def serve(
         server = _server(uvicorn, app, host=host, port=port)
         if open_browser:
             _open_when_listening(server, url)
-        with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the Ctrl-C it stopped on
-            server.run(sockets=[listener])
+        with contextlib.suppress(KeyboardInterrupt), _hangup_stops(server):
+            server.run(sockets=[listener])  # uvicorn re-raises the Ctrl-C it stopped on
     finally:
         listener.close()
     print("stopped", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _hangup_stops(server) -> Iterator[None]:
+    """A closed terminal (SIGHUP) stops ``server`` as gracefully as uvicorn stops on SIGINT
+    and SIGTERM, unless it is ignored (``nohup``); raised in its event loop, it logged a
+    cancelled task's traceback."""
+    elsewhere = threading.current_thread() is not threading.main_thread()
+    if elsewhere or signal.SIGHUP in stops.ignored():
+        yield
+        return
+    previous = signal.signal(signal.SIGHUP, server.handle_exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGHUP, previous)
 
 
 @contextlib.contextmanager

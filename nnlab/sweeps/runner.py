@@ -235,7 +235,7 @@ def _account(result: SweepResult, queue: RunQueue) -> None:
 
 NOT_CLAIMED = "not_claimed"  # another runner holds the run, or the database refused the claim
 LOST = "lost"  # the attempt lost its run while training (interrupted, or taken over)
-WORKERS_BLOCK = {signal.SIGINT, signal.SIGHUP}  # what workers never take: see _consume
+WORKERS_BLOCK = {signal.SIGINT, signal.SIGHUP}  # what workers never take: _shield_workers
 MAPPING_GRACE = 10.0  # seconds a stop waits for joblib's clean-up after killing the workers
 FRUITLESS_ROUNDS = 3  # rounds in a row that could claim no run at all: the database is stuck
 
@@ -573,13 +573,7 @@ def _watched(results: Iterator, queue: RunQueue) -> Iterator:
 
 
 def _consume(results: Iterator, queue: Queue) -> None:
-    """Put ``(False, result)`` for each result, then ``(True, None)``, or ``(True, error)``.
-
-    Ctrl-C and a closed terminal signal the whole process group: the runner takes them in its
-    main thread and stops the workers itself. They are blocked in this thread, and so in the
-    worker processes and threads it starts (which keep its signal mask): a Ctrl-C that reached
-    workers as they imported their libraries filled the terminal with their tracebacks."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, WORKERS_BLOCK)
+    """Put ``(False, result)`` for each result, then ``(True, None)``, or ``(True, error)``."""
     try:
         for item in results:
             queue.put((False, item))
@@ -671,6 +665,8 @@ class _Pool:
         )
         tasks = itertools.takewhile(lambda _: not self._stopping.is_set(), tasks)
         jobs = 2 if alone else self.jobs  # joblib runs a single job in this process
+        if self.backend == "loky":
+            _shield_workers()
         self._dispatched = True
         self._mapping = threading.current_thread()
         with self._config():
@@ -719,6 +715,19 @@ class _Pool:
         mapping = self._mapping
         if mapping is not None and mapping is not threading.current_thread():
             mapping.join(timeout=MAPPING_GRACE)
+
+
+def _shield_workers() -> None:
+    """Ctrl-C and a closed terminal signal the whole process group: the runner takes them in
+    its main thread and stops the workers itself. Blocked in this thread, the one that starts
+    loky's workers, they are blocked in the workers too (a child keeps its signal mask): a
+    Ctrl-C that reached workers as they imported their libraries filled the terminal with
+    their tracebacks. The standard library's resource tracker unblocks SIGINT in the thread
+    that starts it, so it is started first."""
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
+    signal.pthread_sigmask(signal.SIG_BLOCK, WORKERS_BLOCK)
 
 
 _TRACKER_WARNINGS = "ignore::UserWarning:joblib.externals.loky.backend.resource_tracker"

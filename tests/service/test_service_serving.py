@@ -166,6 +166,22 @@ def test_serve_started_with_ctrl_c_ignored_serves_on_until_sigterm(served_url):
     assert server.returncode == 0 and errors.endswith("stopped\n")
 
 
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGHUP"])
+def test_sigterm_or_a_closed_terminal_stops_serve_as_ctrl_c_does(served_url, stop):
+    """A hangup raised inside uvicorn's event loop used to print a cancelled task's
+    traceback; SIGTERM used to end it killed, without its line."""
+    port = free_port()
+    with nnlab_serve("--db", served_url, "--port", str(port)) as server:
+        try:
+            server.stderr.readline(), server.stderr.readline()  # serving, open
+            assert get_when_listening(f"http://127.0.0.1:{port}/api/sweeps").status_code == 200
+            server.send_signal(getattr(signal, stop))
+            _, errors = server.communicate(timeout=30)
+        finally:
+            server.kill()
+    assert (server.returncode, errors) == (0, "stopped\n")
+
+
 def test_a_taken_port_is_an_error_before_anything_trains(tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
