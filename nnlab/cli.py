@@ -61,7 +61,8 @@ def user_errors(ctx: click.Context) -> Iterator[None]:
 
 class _Commands(click.Group):
     """nnlab's commands, each of which Ctrl-C ends with "interrupted" and status 130 (click's
-    own way is "Aborted!" and 1)."""
+    own way is an empty line, "Aborted!" and 1; ``main`` catches what comes outside a
+    command, as click parses the command line)."""
 
     def invoke(self, ctx: click.Context):
         try:
