@@ -34,7 +34,6 @@ from nnlab.report.analysis import (
     load_sweep,
     setting_label,
 )
-from nnlab.report.drawing import drawn
 from nnlab.report.figures import (
     STYLE,
     comparison_chart,
@@ -52,17 +51,6 @@ DEFAULT_DIRECTORY = "reports"
 # What a scheduler's section is called, by its type
 SCHEDULER_TITLES = {"sha": "Successive halving (sha)", "asha": "ASHA", "hyperband": "Hyperband"}
 ROWS_SHOWN = 20  # best configurations listed before the rest fold away
-# Each sweep's figures, by the page's name for each, with what each costs to draw relative to
-# the others (measured on sweeps/quickstart.yaml and the 1,000-run grid): how they are shared
-# out between processes
-SWEEP_CHARTS = {
-    "curves": (convergence_chart, 3.0),
-    "fit": (fit_chart, 1.0),
-    "heatmap": (heatmap_chart, 2.0),
-    "gd": (gd_chart, 1.0),
-    "marginal": (marginal_chart, 1.5),
-    "schedule": (schedule_chart, 0.5),
-}
 COMPARED = 5  # best configurations of each sweep side by side
 
 
@@ -88,11 +76,8 @@ def render_report(
     for view in views:
         view.set_threshold(given if given is not None else default_threshold([view]))
     with matplotlib.rc_context(STYLE):
-        charts = _charts(views)
-    sections = [
-        _section(view, index, given, charts[index - 1]) for index, view in enumerate(views, 1)
-    ]
-    comparison = _comparison(views, sections, charts) if len(views) > 1 else None
+        sections = [_section(view, index, given) for index, view in enumerate(views, 1)]
+        comparison = _comparison(views, sections) if len(views) > 1 else None
     return _template().render(
         title=", ".join(names),
         metric=metric,
@@ -206,26 +191,7 @@ def _threshold(view: SweepView, given: float | None) -> tuple[str, str]:
 # --- one sweep's section --------------------------------------------------------------------
 
 
-def _charts(views: list[SweepView]) -> list[dict]:
-    """Every figure of the page, drawn on every core (``drawing.drawn``): a dict for each
-    sweep, by the page's name for each figure, and one more with the comparison of several."""
-    keys, tasks, weights = [], [], []
-    for position, view in enumerate(views):
-        for key, (chart, weight) in SWEEP_CHARTS.items():
-            keys.append((position, key))
-            tasks.append(functools.partial(chart, view))
-            weights.append(weight)
-    if len(views) > 1:
-        keys.append((len(views), "comparison"))
-        tasks.append(functools.partial(comparison_chart, views))
-        weights.append(SWEEP_CHARTS["fit"][1] * len(views))
-    charts: list[dict] = [{} for _ in range(len(views) + 1)]
-    for (position, key), chart in zip(keys, drawn(tasks, weights), strict=True):
-        charts[position][key] = chart
-    return charts
-
-
-def _section(view: SweepView, index: int, given: float | None, charts: dict) -> dict:
+def _section(view: SweepView, index: int, given: float | None) -> dict:
     return {
         "name": view.name,
         "anchor": f"sweep-{index}",
@@ -235,7 +201,14 @@ def _section(view: SweepView, index: int, given: float | None, charts: dict) -> 
         "halving": _halving(view),
         "threshold": _threshold(view, given),
         "best": _best_table(view),
-        "charts": charts,
+        "charts": {
+            "curves": convergence_chart(view),
+            "fit": fit_chart(view),
+            "heatmap": heatmap_chart(view),
+            "gd": gd_chart(view),
+            "marginal": marginal_chart(view),
+            "schedule": schedule_chart(view),
+        },
         "failures": [
             {**group, "run_ids": _ids(group["runs"])}
             for group in failure_groups(view.failures, view.runs, view.axes)
@@ -414,9 +387,9 @@ def _duration(seconds: float) -> str:
 # --- several sweeps side by side ------------------------------------------------------------
 
 
-def _comparison(views: list[SweepView], sections: list[dict], charts: dict) -> dict:
+def _comparison(views: list[SweepView], sections: list[dict]) -> dict:
     return {
-        "chart": charts[-1]["comparison"],
+        "chart": comparison_chart(views),
         "sweeps": [
             {
                 "name": view.name,
