@@ -29,12 +29,15 @@ from __future__ import annotations
 import argparse
 import itertools
 import time
+import timeit
 
 import numpy as np
 from kernels import ACTIVATIONS, BATCH, OPTIMIZERS, SIZES, digits
 from threadpoolctl import threadpool_limits
 
 from nnlab.engine import MLP, arithmetic, train_many
+from nnlab.engine.activations import bias_gradient
+from nnlab.engine.packed import _Pack, _prepared
 
 LEARNING_RATES = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 MODES = ("keep", "flush")
@@ -142,11 +145,107 @@ def rate_table(data, activation: str, optimizer: str, epochs: int) -> None:
     print()
 
 
+def _subnormal(a: np.ndarray) -> int:
+    return int(np.count_nonzero((a != 0) & (np.abs(a) < np.finfo(a.dtype).tiny)))
+
+
+def where_table(data, activation: str, optimizer: str, epochs: int, number: int) -> None:
+    """Each piece of one packed step, on the state a pack of the grid reaches after ``epochs``
+    kept epochs, timed kept and flushed on the same batch: where the subnormals' time goes."""
+    X, y, X_val, y_val = data
+    runs = [
+        (MLP(SIZES, activation=activation, seed=0), {
+            "loss": "cross_entropy", "gd": "minibatch", "batch_size": BATCH,
+            "epochs": epochs + 1, "learning_rate": rate, "optimizer": optimizer, "seed": 0,
+        })
+        for rate in LEARNING_RATES
+    ]  # fmt: skip
+    trainers, _ = _prepared(runs, X, y, (X_val, y_val), None)
+    pack = _Pack(trainers)
+    for epoch in range(1, epochs + 1):
+        pack._epoch(epoch)
+    bp, K, m = pack.backprop, len(pack.active), BATCH
+    xb, tb = np.ascontiguousarray(pack.X[:m]), np.ascontiguousarray(pack.T[:m])
+    (W1, b1, gW1, gb1), (W2, b2, gW2, gb2) = bp._layers
+    Z1, Z2 = bp._rows_of(bp.activations[0], m, SIZES[1]), bp._rows_of(bp.activations[1], m, 10)
+    D = bp._rows_of(bp.output_delta, m, SIZES[2])
+    up = bp._scratch[: K * m * SIZES[1]].reshape(K, m, SIZES[1])
+    saved = (pack.theta.copy(), bp.flat_grad.copy(), pack.optimizer.state())
+
+    def restore() -> None:
+        pack.theta[...], bp.flat_grad[...] = saved[0], saved[1]
+        pack.optimizer.load_state({k: np.copy(v) for k, v in saved[2].items()})
+
+    def us(function) -> float:  # µs a run, the best of 5
+        return min(timeit.repeat(function, number=number, repeat=5)) / number / K * 1e6
+
+    def layer() -> None:
+        for start, stop, step, _ in bp._segments:
+            step(Z1[start:stop], b1[start:stop])
+
+    def delta() -> None:
+        Z1[...] = A1
+        for start, stop, _, step in bp._segments:
+            step(Z1[start:stop], up[start:stop], gb1[start:stop])
+
+    pieces = {
+        "X·W1": lambda: np.matmul(xb, W1, out=Z1),
+        "hidden layer (bias, activation)": layer,
+        "A1·W2": lambda: np.matmul(Z1, W2, out=Z2),
+        "output bias add": lambda: Z2.__iadd__(b2[:, None, :]),
+        "softmax cross-entropy, delta": lambda: bp.loss(Z2, tb, D, 1 / m),
+        "output bias gradient": lambda: bias_gradient(D, gb2),
+        "A1ᵀ·D (output weights' gradient)": lambda: np.matmul(np.swapaxes(Z1, -1, -2), D, out=gW2),
+        "D·W2ᵀ (upstream)": lambda: np.matmul(D, np.swapaxes(W2, -1, -2), out=up),
+        "hidden delta (derivative, bias gradient)": delta,
+        "Xᵀ·D1 (hidden weights' gradient)": lambda: np.matmul(xb.T, D1, out=gW1),
+        "update rule": lambda: (pack.optimizer.step(), restore()),
+        "the whole step": lambda: (pack._update(xb, tb), restore()),
+    }
+    corrections = {  # what a piece times besides itself
+        "hidden delta (derivative, bias gradient)": lambda: Z1.__setitem__(Ellipsis, A1),
+        "update rule": restore,
+        "the whole step": restore,
+    }
+    times, counts = {}, {}
+    for mode in MODES:
+        with arithmetic.training(mode):
+            restore()
+            bp.forward(xb, m)
+            bp.loss(Z2, tb, D, 1 / m)
+            np.matmul(D, np.swapaxes(W2, -1, -2), out=up)
+            A1 = Z1.copy()
+            delta()
+            D1 = Z1.copy()  # the hidden delta, as the hidden weights' gradient takes it
+            products = xb.T[None, :, :, None] * D1[:, None, :, :]  # each term of Xᵀ·D1
+            counts[mode] = (_subnormal(D), _subnormal(up), _subnormal(D1), _subnormal(products))
+            for name, function in pieces.items():
+                spent = us(function)
+                if name in corrections:
+                    spent -= us(corrections[name])
+                times[mode, name] = spent
+    kept = counts["keep"]
+    print(
+        f"{activation}/{optimizer}, the grid's 10 learning rates after {epochs} kept epochs "
+        f"({K} runs left), one step of {m} rows, µs a run. Subnormal numbers in the step, kept "
+        f"(none flushed): output delta {kept[0]} of {D.size}, upstream {kept[1]} and hidden "
+        f"delta {kept[2]} of {up.size}, products in Xᵀ·D1 {kept[3]} of {products.size}\n\n"
+        "| piece | keep | flush | extra kept |\n|---|---:|---:|---:|"
+    )
+    for name in pieces:
+        keep, flush = times["keep", name], times["flush", name]
+        print(f"| {name} | {keep:.1f} | {flush:.1f} | {keep - flush:+.1f} |")
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="two packs of 3 epochs")
     parser.add_argument("--repeat", type=int, default=2, help="runs of each pack, the best kept")
     parser.add_argument("--by-rate", default="sigmoid/adam", help="ACTIVATION/OPTIMIZER")
+    parser.add_argument(
+        "--where", default=None, help="ACTIVATION/OPTIMIZER: only the table of its step's pieces"
+    )
     args = parser.parse_args()
     combos = list(itertools.product(ACTIVATIONS, OPTIMIZERS))
     epochs, repeat = (3, 1) if args.quick else (50, args.repeat)
@@ -156,6 +255,11 @@ def main() -> None:
     data = digits()
     with threadpool_limits(1), np.errstate(all="ignore"):  # one BLAS thread, as a worker runs
         train_pack(data, "relu", "sgd", [0.01], [0], 1, "flush")  # numba's kernels loaded
+        if args.where:
+            where_table(
+                data, *args.where.split("/"), 2 if args.quick else 25, 30 if args.quick else 300
+            )
+            return
         grid_table(data, combos, epochs, repeat)
         rate_table(data, *args.by_rate.split("/"), 2 if args.quick else 10)
 
