@@ -183,59 +183,97 @@ def where_table(data, activation: str, optimizer: str, epochs: int, number: int)
         for start, stop, step, _ in bp._segments:
             step(Z1[start:stop], b1[start:stop])
 
-    def delta() -> None:
-        Z1[...] = A1
+    def delta(upstream) -> None:
         for start, stop, _, step in bp._segments:
-            step(Z1[start:stop], up[start:stop], gb1[start:stop])
+            step(Z1[start:stop], upstream[start:stop], gb1[start:stop])
 
+    # each piece on the values the step gives it (saved below): a piece that works in place
+    # is given its input afresh each time, and that copy's time is taken off its own
+    saved_step: dict[str, np.ndarray] = {}
+
+    def given(buffer: np.ndarray, name: str):
+        return lambda: np.copyto(buffer, saved_step[name])
+
+    def then(first, second):
+        return lambda: (first(), second())
+
+    T1 = np.swapaxes  # the transposed views a step takes
     pieces = {
-        "X·W1": lambda: np.matmul(xb, W1, out=Z1),
-        "hidden layer (bias, activation)": layer,
-        "A1·W2": lambda: np.matmul(Z1, W2, out=Z2),
-        "output bias add": lambda: Z2.__iadd__(b2[:, None, :]),
-        "softmax cross-entropy, delta": lambda: bp.loss(Z2, tb, D, 1 / m),
-        "output bias gradient": lambda: bias_gradient(D, gb2),
-        "A1ᵀ·D (output weights' gradient)": lambda: np.matmul(np.swapaxes(Z1, -1, -2), D, out=gW2),
-        "D·W2ᵀ (upstream)": lambda: np.matmul(D, np.swapaxes(W2, -1, -2), out=up),
-        "hidden delta (derivative, bias gradient)": delta,
-        "Xᵀ·D1 (hidden weights' gradient)": lambda: np.matmul(xb.T, D1, out=gW1),
-        "update rule": lambda: (pack.optimizer.step(), restore()),
-        "the whole step": lambda: (pack._update(xb, tb), restore()),
-    }
-    corrections = {  # what a piece times besides itself
-        "hidden delta (derivative, bias gradient)": lambda: Z1.__setitem__(Ellipsis, A1),
-        "update rule": restore,
-        "the whole step": restore,
+        "X·W1": (lambda: np.matmul(xb, W1, out=Z1), None),
+        "hidden layer (bias, activation)": (layer, given(Z1, "pre1")),
+        "A1·W2": (lambda: np.matmul(saved_step["A1"], W2, out=Z2), None),
+        "output bias add": (lambda: Z2.__iadd__(b2[:, None, :]), given(Z2, "pre2")),
+        "softmax cross-entropy, delta": (lambda: bp.loss(Z2, tb, D, 1 / m), given(Z2, "logits")),
+        "output bias gradient": (lambda: bias_gradient(saved_step["D"], gb2), None),
+        "A1ᵀ·D (output weights' gradient)": (
+            lambda: np.matmul(T1(saved_step["A1"], -1, -2), saved_step["D"], out=gW2),
+            None,
+        ),
+        "D·W2ᵀ (upstream)": (lambda: np.matmul(saved_step["D"], T1(W2, -1, -2), out=up), None),
+        "hidden delta (derivative, bias gradient)": (
+            lambda: delta(saved_step["upstream"]),
+            given(Z1, "A1"),
+        ),
+        "Xᵀ·D1 (hidden weights' gradient)": (
+            lambda: np.matmul(xb.T, saved_step["D1"], out=gW1),
+            None,
+        ),
+        "update rule": (pack.optimizer.step, restore),
+        "the whole step": (lambda: pack._update(xb, tb), restore),
     }
     times, counts = {}, {}
     for mode in MODES:
         with arithmetic.training(mode):
             restore()
-            bp.forward(xb, m)
+            np.matmul(xb, W1, out=Z1)
+            saved_step["pre1"] = Z1.copy()
+            layer()
+            saved_step["A1"] = A1 = Z1.copy()
+            np.matmul(A1, W2, out=Z2)
+            saved_step["pre2"] = Z2.copy()
+            Z2 += b2[:, None, :]
+            saved_step["logits"] = Z2.copy()
             bp.loss(Z2, tb, D, 1 / m)
-            np.matmul(D, np.swapaxes(W2, -1, -2), out=up)
-            A1 = Z1.copy()
-            delta()
-            D1 = Z1.copy()  # the hidden delta, as the hidden weights' gradient takes it
-            products = xb.T[None, :, :, None] * D1[:, None, :, :]  # each term of Xᵀ·D1
-            counts[mode] = (_subnormal(D), _subnormal(up), _subnormal(D1), _subnormal(products))
-            for name, function in pieces.items():
-                spent = us(function)
-                if name in corrections:
-                    spent -= us(corrections[name])
-                times[mode, name] = spent
+            saved_step["D"] = D.copy()
+            np.matmul(D, T1(W2, -1, -2), out=up)
+            saved_step["upstream"] = up.copy()
+            delta(saved_step["upstream"])
+            saved_step["D1"] = D1 = Z1.copy()  # the hidden delta, as Xᵀ·D1 takes it
+            terms_out = A1[:, :, :, None] * D[:, :, None, :]  # each term of A1ᵀ·D
+            terms_hidden = xb[None, :, :, None] * D1[:, :, None, :]  # each term of Xᵀ·D1
+            counts[mode] = (
+                _subnormal(D), _subnormal(A1), _subnormal(terms_out), _subnormal(up),
+                _subnormal(D1), _subnormal(terms_hidden),
+            )  # fmt: skip
+            for name, (piece, setup) in pieces.items():
+                if setup is None:
+                    times[mode, name] = us(piece)
+                else:
+                    times[mode, name] = us(then(setup, piece)) - us(setup)
     kept = counts["keep"]
     print(
         f"{activation}/{optimizer}, the grid's 10 learning rates after {epochs} kept epochs "
-        f"({K} runs left), one step of {m} rows, µs a run. Subnormal numbers in the step, kept "
-        f"(none flushed): output delta {kept[0]} of {D.size}, upstream {kept[1]} and hidden "
-        f"delta {kept[2]} of {up.size}, products in Xᵀ·D1 {kept[3]} of {products.size}\n\n"
+        f"({K} runs left), one step of {m} rows, µs a run, each piece on the values the step "
+        f"gives it. Subnormal numbers, kept (none flushed): output delta {kept[0]} of "
+        f"{D.size}; hidden activations {kept[1]} of {up.size}; terms of A1ᵀ·D {kept[2]} of "
+        f"{terms_out.size}; upstream {kept[3]} and hidden delta {kept[4]} of {up.size}; terms "
+        f"of Xᵀ·D1 {kept[5]} of {terms_hidden.size}\n\n"
         "| piece | keep | flush | extra kept |\n|---|---:|---:|---:|"
     )
     for name in pieces:
         keep, flush = times["keep", name], times["flush", name]
         print(f"| {name} | {keep:.1f} | {flush:.1f} | {keep - flush:+.1f} |")
-    print()
+    summed = [sum(times[mode, name] for name in list(pieces)[:-1]) for mode in MODES]
+    rest = [
+        times[mode, "the whole step"] - total for mode, total in zip(MODES, summed, strict=True)
+    ]
+    print(
+        f"| the pieces, summed | {summed[0]:.1f} | {summed[1]:.1f} | {summed[0] - summed[1]:+.1f} |"
+    )
+    print(
+        f"| the whole step less its pieces (the accuracy count, Python's dispatch, the cache) "
+        f"| {rest[0]:.1f} | {rest[1]:.1f} | {rest[0] - rest[1]:+.1f} |\n"
+    )
 
 
 def main() -> None:
