@@ -44,24 +44,28 @@ MODES = ("keep", "flush")
 METRICS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "grad_norm")
 
 
+def grid_run(activation: str, optimizer: str, rate: float, seed: int, epochs: int, **settings):
+    """One run of the grid: its network, and its ``train`` settings (``settings`` added)."""
+    net = MLP(SIZES, activation=activation, seed=seed)
+    return net, {
+        "loss": "cross_entropy", "gd": "minibatch", "batch_size": BATCH, "epochs": epochs,
+        "learning_rate": rate, "optimizer": optimizer, "seed": seed, **settings,
+    }  # fmt: skip
+
+
 def train_pack(data, activation: str, optimizer: str, rates, seeds, epochs: int, mode: str):
     """Seconds to train the pack of (rate, seed) runs, its run-epochs, and each run's records."""
     X, y, X_val, y_val = data
     records = {point: [] for point in itertools.product(rates, seeds)}
     runs = [
-        (
-            MLP(SIZES, activation=activation, seed=seed),
-            {
-                "loss": "cross_entropy",
-                "gd": "minibatch",
-                "batch_size": BATCH,
-                "epochs": epochs,
-                "learning_rate": rate,
-                "optimizer": optimizer,
-                "seed": seed,
-                "subnormals": mode,
-                "on_epoch": records[rate, seed].append,
-            },
+        grid_run(
+            activation,
+            optimizer,
+            rate,
+            seed,
+            epochs,
+            subnormals=mode,
+            on_epoch=records[rate, seed].append,
         )
         for rate, seed in records
     ]
@@ -153,13 +157,7 @@ def where_table(data, activation: str, optimizer: str, epochs: int, number: int)
     """Each piece of one packed step, on the state a pack of the grid reaches after ``epochs``
     kept epochs, timed kept and flushed on the same batch: where the subnormals' time goes."""
     X, y, X_val, y_val = data
-    runs = [
-        (MLP(SIZES, activation=activation, seed=0), {
-            "loss": "cross_entropy", "gd": "minibatch", "batch_size": BATCH,
-            "epochs": epochs + 1, "learning_rate": rate, "optimizer": optimizer, "seed": 0,
-        })
-        for rate in LEARNING_RATES
-    ]  # fmt: skip
+    runs = [grid_run(activation, optimizer, rate, 0, epochs + 1) for rate in LEARNING_RATES]
     trainers, _ = _prepared(runs, X, y, (X_val, y_val), None)
     pack = _Pack(trainers)
     for epoch in range(1, epochs + 1):
